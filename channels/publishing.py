@@ -1,0 +1,63 @@
+"""The one publishing helper every channel adapter uses: contract event -> Kafka.
+
+Keyed by the normalized party address, so one customer's contacts stay in order on
+one partition.  ``publish`` returns only once the broker confirmed the write
+(acks=all, idempotent producer): a webhook may answer 2xx only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from contracts import INTERACTIONS_TOPIC, InteractionEvent, dump_interaction
+
+
+class InteractionPublisher:
+    def __init__(self, bootstrap: str, *, topic: str = INTERACTIONS_TOPIC, **producer: Any) -> None:
+        self.topic = topic
+        self.broker = KafkaBroker(
+            bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=producer.pop("linger_ms", 0),
+            client_id=producer.pop("client_id", "switchboard-channels"),
+            **producer,
+        )
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    async def __aenter__(self) -> InteractionPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def publish(self, event: InteractionEvent) -> Any:
+        """Publish and wait for the broker's confirmation."""
+        return await self.publish_raw(dump_interaction(event), key=event.party)
+
+    async def publish_raw(self, value: bytes, *, key: str) -> Any:
+        return await self.broker.publish(
+            value,
+            topic=self.topic,
+            key=key.encode(),
+            headers={"content-type": "application/json"},
+        )
+
+    async def publish_unconfirmed(self, value: bytes, *, key: str) -> asyncio.Future:
+        """Hand the record to the producer and return its delivery future (bulk senders)."""
+        return await self.broker.publish(
+            value,
+            topic=self.topic,
+            key=key.encode(),
+            headers={"content-type": "application/json"},
+            no_confirm=True,
+        )

@@ -1,0 +1,54 @@
+"""Switchboard's Kafka contracts: pydantic models of everything that crosses the wire.
+
+This package imports nothing from the rest of the project. The JSON Schemas and the AsyncAPI
+document in ``contracts/schemas/`` are generated from it by ``python -m contracts.schema_gen``.
+"""
+
+from contracts.addresses import AddressError, normalize_email, normalize_party, normalize_phone
+from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, VoicemailRecorded
+from contracts.consent import ConsentChanged
+from contracts.deadletter import DeadLetter
+from contracts.delivery import DeliveryStatus, DeliveryStatusChanged, status_advances
+from contracts.envelope import Channel, Direction, InteractionEvent
+from contracts.interactions import (
+    INTERACTION_TYPES,
+    MAX_PAYLOAD_BYTES,
+    Interaction,
+    InvalidInteraction,
+    dump_interaction,
+    parse_interaction,
+)
+from contracts.messages import MAX_BODY_CHARS, AttachmentRef, MessageReceived, MessageSent
+from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC
+
+__all__ = [
+    "DEADLETTER_TOPIC",
+    "INTERACTIONS_TOPIC",
+    "INTERACTION_TYPES",
+    "MAX_BODY_CHARS",
+    "MAX_PAYLOAD_BYTES",
+    "AddressError",
+    "AttachmentRef",
+    "CallAnswered",
+    "CallEnded",
+    "CallMissed",
+    "CallRinging",
+    "Channel",
+    "ConsentChanged",
+    "DeadLetter",
+    "DeliveryStatus",
+    "DeliveryStatusChanged",
+    "Direction",
+    "Interaction",
+    "InteractionEvent",
+    "InvalidInteraction",
+    "MessageReceived",
+    "MessageSent",
+    "VoicemailRecorded",
+    "dump_interaction",
+    "normalize_email",
+    "normalize_party",
+    "normalize_phone",
+    "parse_interaction",
+    "status_advances",
+]

@@ -1,0 +1,100 @@
+"""Follows the customer history's notification log into a view, in batches.
+
+The library's ProjectionRunner applies one event per transaction and needs a push
+subscription, which its SQLite store lacks.  This follower polls the log (cheap:
+one indexed range query), applies a batch of events and its tracking position in
+one transaction, and so works the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Tracking
+
+from projections.timeline import TOPICS, TimelineView, changes_for
+
+log = logging.getLogger(__name__)
+
+
+class NotificationSource(Protocol):
+    """What the follower needs of an eventsourcing Application."""
+
+    name: str
+    recorder: Any
+    mapper: Any
+
+
+class TimelineFollower:
+    def __init__(
+        self,
+        source: NotificationSource,
+        view: TimelineView,
+        *,
+        batch_size: int = 2000,
+        idle_wait: float = 0.05,
+    ) -> None:
+        self.source = source
+        self.view = view
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self._position = view.max_tracking_id(source.name) or 0
+        self._progress = threading.Condition()
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def run_once(self) -> int:
+        """Apply the next batch; returns how many stored events were read."""
+        notifications = self.source.recorder.select_notifications(
+            start=self._position, limit=self.batch_size, topics=TOPICS, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        to_domain = self.source.mapper.to_domain_event
+        changes = changes_for([(n.id, to_domain(n)) for n in notifications])
+        last = notifications[-1].id
+        self.view.apply(changes, Tracking(self.source.name, last))
+        with self._progress:
+            self._position = last
+            self._progress.notify_all()
+        return len(notifications)
+
+    def catch_up(self) -> int:
+        """Apply everything stored so far (a rebuild from zero after ``view.reset()``)."""
+        total = 0
+        while n := self.run_once():
+            total += n
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow until ``stop`` is set; a failing batch is logged and retried."""
+        wait = self.idle_wait
+        while not stop.is_set():
+            try:
+                read = self.run_once()
+            except Exception:
+                log.exception("timeline batch failed; retrying from position %s", self._position)
+                self._position = self.view.max_tracking_id(self.source.name) or 0
+                stop.wait(1.0)
+                continue
+            if read:
+                wait = self.idle_wait
+            else:
+                stop.wait(wait)
+                wait = min(wait * 2, 0.5)
+
+    def wait_for(self, notification_id: int, timeout: float) -> bool:
+        """Block until the view includes ``notification_id`` (read-your-writes)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self._position < notification_id:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(left)
+        return True

@@ -1,0 +1,118 @@
+"""The timeline view on PostgreSQL (same database as the event store, its own tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from psycopg.sql import SQL, Identifier
+
+from projections.timeline import (
+    CustomerSummary,
+    TimelineChanges,
+    TimelineEntry,
+    TimelineView,
+    payload_json,
+)
+from projections.timeline_sqlite import contact_rollup
+
+
+class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        self._t = {name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
+                   for name in ("entries", "customers", "addresses")}
+        t = self._t
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (customer_id uuid NOT NULL, position bigint NOT NULL, "
+                "occurred_at timestamptz NOT NULL, type text NOT NULL, channel text NOT NULL, "
+                "direction text NOT NULL, party text NOT NULL, provider_ref text NOT NULL, "
+                "summary text NOT NULL, payload jsonb NOT NULL, PRIMARY KEY (customer_id, position))"
+            ).format(t["entries"]),
+            SQL("CREATE INDEX IF NOT EXISTS timeline_entries_by_time ON {0} (customer_id, occurred_at)"
+                ).format(t["entries"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (customer_id uuid PRIMARY KEY, first_address text NOT NULL, "
+                "first_seen timestamptz NOT NULL, contact_count bigint NOT NULL DEFAULT 0, "
+                "last_contact_at timestamptz, last_channel text)"
+            ).format(t["customers"]),
+            SQL("CREATE TABLE IF NOT EXISTS {0} (address text PRIMARY KEY, customer_id uuid NOT NULL)"
+                ).format(t["addresses"]),
+        ]
+
+    def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
+        t = self._t
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            if changes.new_customers:
+                curs.executemany(
+                    SQL("INSERT INTO {0} VALUES (%s, %s, %s, 0, NULL, NULL) ON CONFLICT DO NOTHING"
+                        ).format(t["customers"]),
+                    [(s.customer_id, s.first_address, s.first_seen) for s in changes.new_customers],
+                )
+            if changes.addresses:
+                curs.executemany(
+                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(t["addresses"]),
+                    changes.addresses,
+                )
+            if changes.entries:
+                with curs.copy(
+                    SQL("COPY {0} FROM STDIN").format(t["entries"])
+                ) as copy:
+                    for e in changes.entries:
+                        copy.write_row((
+                            e.customer_id, e.position, e.occurred_at, e.type, e.channel,
+                            e.direction, e.party, e.provider_ref, e.summary, payload_json(e.payload),
+                        ))
+                curs.executemany(
+                    SQL(
+                        "UPDATE {0} SET contact_count = contact_count + %s, "
+                        "last_channel = CASE WHEN last_contact_at IS NULL OR %s >= last_contact_at "
+                        "THEN %s ELSE last_channel END, "
+                        "last_contact_at = GREATEST(last_contact_at, %s) WHERE customer_id = %s"
+                    ).format(t["customers"]),
+                    [
+                        (count, last, channel, last, cid)
+                        for cid, (count, last, channel) in contact_rollup(changes.entries).items()
+                    ],
+                )
+
+    def timeline(
+        self, customer_id: UUID, *, limit: int = 100, offset: int = 0
+    ) -> list[TimelineEntry]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {0} WHERE customer_id = %s "
+                    "ORDER BY occurred_at DESC, position DESC LIMIT %s OFFSET %s").format(self._t["entries"]),
+                (customer_id, limit, offset),
+            )
+            return [TimelineEntry(**row) for row in curs.fetchall()]
+
+    def customer_for_address(self, address: str) -> UUID | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
+                         (address,))
+            row = curs.fetchone()
+        return row["customer_id"] if row else None
+
+    def summary(self, customer_id: UUID) -> CustomerSummary | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {0} WHERE customer_id = %s").format(self._t["customers"]),
+                         (customer_id,))
+            row = curs.fetchone()
+        return CustomerSummary(**row) if row else None
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for table in self._t.values():
+                curs.execute(SQL("TRUNCATE {0}").format(table))
+            curs.execute(
+                SQL("DELETE FROM {0}.{1} WHERE application_name != %s").format(
+                    Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
+                ),
+                (self.table_migration_identifier,),
+            )

@@ -1,0 +1,148 @@
+"""The timeline view on SQLite (its own database file, so it never contends with the
+event store for SQLite's single writer lock)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from projections.timeline import (
+    CustomerSummary,
+    TimelineChanges,
+    TimelineEntry,
+    TimelineView,
+    payload_json,
+)
+
+
+def _ts(dt: datetime) -> str:
+    # Fixed width, so text order is time order.
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if text else None
+
+
+def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, datetime, str]]:
+    """Per customer: how many new contacts, and the latest one's time and channel."""
+    rollup: dict[UUID, tuple[int, datetime, str]] = {}
+    for e in entries:
+        count, last, channel = rollup.get(e.customer_id, (0, e.occurred_at, e.channel))
+        if e.occurred_at >= last:
+            last, channel = e.occurred_at, e.channel
+        rollup[e.customer_id] = (count + 1, last, channel)
+    return rollup
+
+
+class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            "CREATE TABLE IF NOT EXISTS timeline ("
+            "customer_id TEXT NOT NULL, position INTEGER NOT NULL, occurred_at TEXT NOT NULL, "
+            "type TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL, "
+            "party TEXT NOT NULL, provider_ref TEXT NOT NULL, summary TEXT NOT NULL, "
+            "payload TEXT NOT NULL, PRIMARY KEY (customer_id, position)) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS timeline_by_time ON timeline (customer_id, occurred_at)",
+            "CREATE TABLE IF NOT EXISTS customers ("
+            "customer_id TEXT PRIMARY KEY, first_address TEXT NOT NULL, first_seen TEXT NOT NULL, "
+            "contact_count INTEGER NOT NULL DEFAULT 0, last_contact_at TEXT, last_channel TEXT"
+            ") WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS addresses ("
+            "address TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID",
+        ]
+        return statements
+
+    def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            c.executemany(
+                "INSERT OR IGNORE INTO customers VALUES (?, ?, ?, 0, NULL, NULL)",
+                [(str(s.customer_id), s.first_address, _ts(s.first_seen)) for s in changes.new_customers],
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO addresses VALUES (?, ?)",
+                [(address, str(cid)) for address, cid in changes.addresses],
+            )
+            c.executemany(
+                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        str(e.customer_id), e.position, _ts(e.occurred_at), e.type, e.channel,
+                        e.direction, e.party, e.provider_ref, e.summary, payload_json(e.payload),
+                    )
+                    for e in changes.entries
+                ],
+            )
+            c.executemany(
+                "UPDATE customers SET contact_count = contact_count + ?, "
+                "last_channel = CASE WHEN last_contact_at IS NULL OR ? >= last_contact_at "
+                "THEN ? ELSE last_channel END, "
+                "last_contact_at = max(coalesce(last_contact_at, ''), ?) "
+                "WHERE customer_id = ?",
+                [
+                    (count, _ts(last), channel, _ts(last), str(cid))
+                    for cid, (count, last, channel) in contact_rollup(changes.entries).items()
+                ],
+            )
+
+    def timeline(
+        self, customer_id: UUID, *, limit: int = 100, offset: int = 0
+    ) -> list[TimelineEntry]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT * FROM timeline WHERE customer_id = ? "
+                "ORDER BY occurred_at DESC, position DESC LIMIT ? OFFSET ?",
+                (str(customer_id), limit, offset),
+            )
+            return [self._entry(row) for row in c.fetchall()]
+
+    def customer_for_address(self, address: str) -> UUID | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT customer_id FROM addresses WHERE address = ?", (address,))
+            row = c.fetchone()
+        return UUID(row[0]) if row else None
+
+    def summary(self, customer_id: UUID) -> CustomerSummary | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM customers WHERE customer_id = ?", (str(customer_id),))
+            row = c.fetchone()
+        if row is None:
+            return None
+        return CustomerSummary(
+            customer_id=UUID(row["customer_id"]),
+            first_address=row["first_address"],
+            first_seen=_dt(row["first_seen"]),  # type: ignore[arg-type]
+            contact_count=row["contact_count"],
+            last_contact_at=_dt(row["last_contact_at"]),
+            last_channel=row["last_channel"],
+        )
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for table in ("timeline", "customers", "addresses"):
+                c.execute(f"DELETE FROM {table}")
+            c.execute("DELETE FROM tracking WHERE application_name != ?",
+                      (self.table_migration_identifier,))
+
+    @staticmethod
+    def _entry(row: Any) -> TimelineEntry:
+        return TimelineEntry(
+            customer_id=UUID(row["customer_id"]),
+            position=row["position"],
+            occurred_at=_dt(row["occurred_at"]),  # type: ignore[arg-type]
+            type=row["type"],
+            channel=row["channel"],
+            direction=row["direction"],
+            party=row["party"],
+            provider_ref=row["provider_ref"],
+            summary=row["summary"],
+            payload=json.loads(row["payload"]),
+        )

@@ -1,0 +1,1 @@
+"""The HTTP API (and later webhooks, the agent realtime stream and the console)."""

@@ -1,0 +1,42 @@
+"""HTTP response shapes (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class TimelineItem(BaseModel):
+    position: int = Field(description="Order in the event store (global, increasing)")
+    occurred_at: datetime
+    type: str = Field(examples=["message.received.v1"])
+    channel: str
+    direction: str
+    party: str
+    provider_ref: str
+    summary: str
+    payload: dict[str, Any] = Field(description="The interaction as the channel reported it")
+
+
+class Timeline(BaseModel):
+    customer_id: UUID
+    items: list[TimelineItem]
+    limit: int
+    offset: int
+
+
+class CustomerLookup(BaseModel):
+    customer_id: UUID
+    address: str = Field(description="The normalized address that was looked up")
+    first_address: str
+    first_seen: datetime
+    contact_count: int
+    last_contact_at: datetime | None
+    last_channel: str | None
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,91 @@
+"""The composition root: the one place where the hub's parts are built and wired.
+
+``run_hub`` runs the chosen services in one process (all of them for local use);
+in production each runs as its own process (``switchboard serve <service>``) and
+scales through Kafka partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from contextlib import suppress
+
+import uvicorn
+
+from projections.follower import TimelineFollower
+from services.gateway.api import create_api
+from services.recorder import Recorder
+from services.settings import Settings
+from services.store.open import open_history, open_timeline_view
+from services.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("recorder", "timeline", "api")
+
+
+def build_recorder(settings: Settings, bootstrap: str, *, client_id: str = "switchboard-recorder"
+                   ) -> Recorder:
+    return Recorder(
+        open_history(settings),
+        bootstrap=bootstrap,
+        topic=settings.interactions_topic,
+        deadletter_topic=settings.deadletter_topic,
+        group_id=settings.recorder_group,
+        batch_size=settings.recorder_batch,
+        session_timeout_ms=settings.session_timeout_ms,
+        client_id=client_id,
+    )
+
+
+async def run_hub(
+    settings: Settings,
+    bootstrap: str,
+    stop: asyncio.Event,
+    *,
+    services: Iterable[str] = SERVICES,
+) -> None:
+    services = set(services)
+    await ensure_topics(settings, bootstrap)
+    tasks: list[asyncio.Task] = []
+    follower_stop = threading.Event()
+    follower_thread: threading.Thread | None = None
+    server: uvicorn.Server | None = None
+
+    if "recorder" in services:
+        recorder = build_recorder(settings, bootstrap)
+        tasks.append(asyncio.create_task(recorder.run(stop), name="recorder"))
+    if "timeline" in services:
+        follower = TimelineFollower(open_history(settings), open_timeline_view(settings))
+        follower_thread = threading.Thread(
+            target=follower.run, args=(follower_stop,), name="timeline", daemon=True
+        )
+        follower_thread.start()
+    if "api" in services:
+        api = create_api(view=open_timeline_view(settings), default_region=settings.default_region)
+        config = uvicorn.Config(api, host=settings.http_host, port=settings.http_port,
+                                log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        tasks.append(asyncio.create_task(server.serve(), name="api"))
+        log.info("API on http://%s:%s (OpenAPI at /docs)", settings.http_host, settings.http_port)
+
+    try:
+        stop_wait = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_wait and task.exception():
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        follower_stop.set()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=20)
+        if follower_thread is not None:
+            follower_thread.join(timeout=10)

@@ -1,0 +1,227 @@
+"""The recorder: consumes ``sb.interactions.v1`` into the customer history, exactly once.
+
+Why aiokafka directly and not a FastStream subscriber: the source of truth for
+"how far have we read" is the event store, not Kafka's committed offsets.  Each
+batch's next offset is committed in the same transaction as its events; when a
+partition is assigned we seek to that stored position.  That needs the consumer's
+``seek`` inside the rebalance callback, which FastStream's subscriber hides.  Kafka
+offsets are still committed after each store commit, for lag monitoring only.
+
+Per batch and partition:
+  1. parse every record; the unparseable ones go to the dead-letter topic (confirmed
+     by the broker) with the reason and the original bytes;
+  2. record the valid ones and the partition's next offset in one transaction;
+  3. a conflict (another consumer got there first, a stale cache) rolls it all back:
+     forget cached customers and seek back to the stored offset;
+  4. an unexpected error bisects the batch down to the record that causes it, which is
+     dead-lettered, so one bad record never stops the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
+
+from contracts import DeadLetter, InvalidInteraction, parse_interaction
+from services.store.history import CustomerHistory, tracking_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecorderStats:
+    consumed: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    conflicts: int = 0
+    last_notification_id: int = 0
+    assigned: list[int] = field(default_factory=list)
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Another member may have written these partitions while we did not own them.
+        self.recorder.history.forget_cached_customers()
+        for tp in assigned:
+            await self.recorder.seek_to_stored(tp)
+        self.recorder.stats.assigned = sorted(tp.partition for tp in assigned)
+        log.info("partitions assigned: %s", self.recorder.stats.assigned)
+
+
+class Recorder:
+    def __init__(
+        self,
+        history: CustomerHistory,
+        *,
+        bootstrap: str,
+        topic: str,
+        deadletter_topic: str,
+        group_id: str,
+        batch_size: int = 1000,
+        session_timeout_ms: int = 10000,
+        client_id: str = "switchboard-recorder",
+    ) -> None:
+        self.history = history
+        self.topic = topic
+        self.deadletter_topic = deadletter_topic
+        self.batch_size = batch_size
+        self.stats = RecorderStats()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(300, session_timeout_ms // 4),
+            max_poll_interval_ms=300000,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=f"{client_id}-deadletters",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+        )
+        self._started = asyncio.Event()
+
+    async def seek_to_stored(self, tp: TopicPartition) -> None:
+        offset = await asyncio.to_thread(self.history.tracked_offset, tp.topic, tp.partition)
+        if offset is not None:
+            self.consumer.seek(tp, offset)
+        elif await self.consumer.committed(tp) is not None:
+            # Kafka remembers a position this store never recorded (a new, empty store):
+            # read the partition again from the start of its retention.
+            await self.consumer.seek_to_beginning(tp)
+        # else: a new group on an empty store starts at the beginning (auto_offset_reset)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
+        self._started.set()
+        try:
+            while not stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+                for tp, records in batches.items():
+                    await self._handle(tp, records)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def _handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+        if not records:
+            return
+        self.stats.consumed += len(records)
+        parsed, invalid = await asyncio.to_thread(_parse_all, records)
+        for record, error in invalid:
+            await self._dead_letter(record, error.reason, type(error).__name__)
+        tracking = Tracking(tracking_name(tp.topic, tp.partition), records[-1].offset + 1)
+        try:
+            outcome = await asyncio.to_thread(
+                self.history.record_interactions, [p for _, p in parsed], trackings=[tracking]
+            )
+        except IntegrityError as e:
+            self.stats.conflicts += 1
+            log.warning("batch on %s conflicts with stored state (%s); re-seeking", tp, e)
+            self.history.forget_cached_customers()
+            await self.seek_to_stored(tp)
+            return
+        except OperationalError:
+            log.exception("store unavailable while recording %s; retrying", tp)
+            await asyncio.sleep(1.0)
+            await self.seek_to_stored(tp)
+            return
+        except Exception:
+            log.exception("unexpected error recording %s; isolating the bad record", tp)
+            await self._bisect(tp, parsed)
+            return
+        self._count(outcome)
+        await self._commit_kafka(tp, records[-1].offset + 1)
+
+    async def _bisect(self, tp: TopicPartition, parsed: list) -> None:
+        """Record one at a time so only the record that fails is dead-lettered."""
+        for record, interaction in parsed:
+            tracking = Tracking(tracking_name(tp.topic, tp.partition), record.offset + 1)
+            try:
+                outcome = await asyncio.to_thread(
+                    self.history.record_interactions, [interaction], trackings=[tracking]
+                )
+            except IntegrityError:
+                await self.seek_to_stored(tp)
+                return
+            except Exception as e:  # noqa: BLE001 - any failure of one record dead-letters it
+                await self._dead_letter(record, f"recording failed: {e!r}", type(e).__name__)
+                # Move the stored position past the record so it is not retried forever.
+                await asyncio.to_thread(
+                    self.history.record_interactions, [], trackings=[tracking]
+                )
+                continue
+            self._count(outcome)
+        if parsed:
+            await self._commit_kafka(tp, parsed[-1][0].offset + 1)
+
+    def _count(self, outcome) -> None:
+        self.stats.recorded += outcome.recorded
+        self.stats.duplicates += outcome.duplicates
+        if outcome.notification_ids:
+            self.stats.last_notification_id = outcome.notification_ids[-1]
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str, error_type: str) -> None:
+        letter = DeadLetter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            reason=reason,
+            error_type=error_type,
+            payload_b64=base64.b64encode(record.value or b"").decode(),
+            failed_at=datetime.now(UTC),
+        )
+        await self.producer.send_and_wait(
+            self.deadletter_topic,
+            letter.model_dump_json().encode(),
+            key=record.key,
+            headers=[("reason", reason[:200].encode())],
+        )
+        self.stats.dead_lettered += 1
+        log.warning(
+            "dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, reason
+        )
+
+    async def _commit_kafka(self, tp: TopicPartition, next_offset: int) -> None:
+        try:
+            await self.consumer.commit({tp: next_offset})
+        except Exception as e:  # noqa: BLE001 - lag monitoring only; the store holds the truth
+            log.info("kafka offset commit for %s skipped: %s", tp, e)
+
+
+def _parse_all(records: Sequence[ConsumerRecord]):
+    parsed = []
+    invalid = []
+    for record in records:
+        try:
+            parsed.append((record, parse_interaction(record.value or b"")))
+        except InvalidInteraction as e:
+            invalid.append((record, e))
+    return parsed, invalid

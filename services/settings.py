@@ -1,0 +1,73 @@
+"""The one settings object, built in the composition root and handed down.
+
+Every value can be set as an environment variable with the ``SWITCHBOARD_`` prefix,
+for example ``SWITCHBOARD_STORE=postgresql://user@db:5432/switchboard`` or
+``SWITCHBOARD_KAFKA_BOOTSTRAP=kafka-1:9092``.  No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Local state: SQLite files, Kafka data, blobs")
+    store: str = Field(
+        "sqlite",
+        description="'sqlite' (a file under data_dir), 'sqlite:///path.db', or postgresql://…",
+    )
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset means the local broker under data_dir"
+    )
+    interactions_topic: str = "sb.interactions.v1"
+    deadletter_topic: str = "sb.deadletter.v1"
+    topic_partitions: int = Field(6, ge=1, description="Partitions when the hub creates topics")
+    topic_replication: int = Field(1, ge=1, description="Replication factor when it creates them")
+    recorder_group: str = "sb-recorder"
+    recorder_batch: int = Field(1000, ge=1, le=10000, description="Max records per transaction")
+    session_timeout_ms: int = Field(10000, ge=1000)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    default_region: str | None = Field(
+        None, description="Region for national phone numbers without +, e.g. 'US' or 'DE'"
+    )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.store.startswith(("postgresql://", "postgres://"))
+
+    def event_store_env(self) -> dict[str, str]:
+        """The eventsourcing library's environment for the customer history."""
+        if self.is_postgres:
+            url = urlsplit(self.store)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": url.path.lstrip("/") or "switchboard",
+                "POSTGRES_HOST": url.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(url.port or 5432),
+                "POSTGRES_USER": unquote(url.username or "postgres"),
+                "POSTGRES_PASSWORD": unquote(url.password or ""),
+                # A stuck writer surfaces as an error (retried) instead of hanging forever.
+                "POSTGRES_LOCK_TIMEOUT": "10",
+                "POSTGRES_POOL_SIZE": "4",
+                # Leave off: the DB-function insert path skips the tracking row (LIBRARIES.md 1.3).
+                "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(self.sqlite_path("history")),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+
+    def sqlite_path(self, purpose: str) -> Path:
+        """SQLite keeps one file per purpose (the library uses fixed table names)."""
+        if self.store.startswith("sqlite:///"):
+            base = Path(self.store.removeprefix("sqlite:///"))
+            return base if purpose == "history" else base.with_name(f"{base.stem}-{purpose}.db")
+        return self.data_dir / f"{purpose}.db"

@@ -1,0 +1,96 @@
+"""Process recorders that commit, in ONE transaction: new events, Kafka offsets and provider refs.
+
+The library's process recorders take one ``tracking`` per insert.  A Kafka batch
+spans several partitions, and dedupe needs the provider reference index written
+atomically with the events, so these subclasses accept two more keyword arguments
+(passed through ``Application.save(**kwargs)``):
+
+- ``trackings``: ``Tracking(f"kafka:{topic}:{partition}", next_offset)`` per partition.
+  The tracking table is monotonic, so replaying an offset already committed raises
+  ``IntegrityError`` and the whole batch is rolled back.
+- ``provider_refs``: ``(dedupe_key, customer_id)`` pairs.  The key is unique, so a
+  provider delivery recorded twice (two racing consumers, say) also rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+class SQLiteHistoryRecorder(SQLiteProcessRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS provider_refs ("
+            "ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
+        )
+        return statements
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        refs: Sequence[tuple[str, str]] = kwargs.get("provider_refs") or ()
+        if refs:
+            c.executemany("INSERT INTO provider_refs VALUES (?, ?)", refs)
+        for tracking in kwargs.get("trackings") or ():
+            self._insert_tracking(c, tracking)
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def known_provider_refs(self, refs: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(refs):
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"SELECT ref FROM provider_refs WHERE ref IN ({marks})", list(chunk))
+                found.update(row[0] for row in c.fetchall())
+        return found
+
+
+class PostgresHistoryRecorder(PostgresProcessRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.refs_table_name = self.events_table_name.removesuffix("_events") + "_provider_refs"
+        table = SQL("{0}.{1}").format(
+            Identifier(self.datastore.schema), Identifier(self.refs_table_name)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (ref text PRIMARY KEY, customer_id uuid NOT NULL)"
+            ).format(table)
+        )
+        self._insert_refs = SQL("INSERT INTO {0} VALUES (%s, %s)").format(table)
+        self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%s)").format(table)
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        refs: Sequence[tuple[str, Any]] = kwargs.get("provider_refs") or ()
+        if refs:
+            curs.executemany(self._insert_refs, refs)
+        trackings: Sequence[Tracking] = kwargs.get("trackings") or ()
+        for tracking in trackings:
+            self._insert_tracking(curs, tracking)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def known_provider_refs(self, refs: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for chunk in _chunks(refs):
+                curs.execute(self._select_refs, (list(chunk),), prepare=True)
+                found.update(row["ref"] for row in curs.fetchall())
+        return found

@@ -1,0 +1,37 @@
+"""Create the hub's Kafka topics if they are missing (idempotent)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+async def ensure_topics(settings: Settings, bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            # Raw interactions are kept for a week; the event store is the system of record.
+            NewTopic(settings.interactions_topic, settings.topic_partitions, settings.topic_replication,
+                     topic_configs={"retention.ms": str(WEEK_MS)}),
+            NewTopic(settings.deadletter_topic, 1, settings.topic_replication,
+                     topic_configs={"retention.ms": str(4 * WEEK_MS)}),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()

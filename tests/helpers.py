@@ -1,0 +1,69 @@
+"""Small test helpers: waiting on read models (never bare sleeps) and reading outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer
+
+from projections.follower import TimelineFollower
+from services.settings import Settings
+from services.store.open import open_history, open_timeline_view
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 30.0,
+                     interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def recorded_refs(settings: Settings) -> Counter[str]:
+    """How often each (type, provider_ref) is in the customer history (the system of record)."""
+    from services.domain import Customer
+
+    history = open_history(settings)
+    counts: Counter[str] = Counter()
+    start = 0
+    while True:
+        batch = history.recorder.select_notifications(
+            start=start, limit=5000, topics=[Customer.InteractionRecorded.TOPIC],
+            inclusive_of_start=False)
+        if not batch:
+            break
+        for n in batch:
+            e = history.mapper.to_domain_event(n)
+            counts[f"{e.interaction_type}|{e.provider_ref}"] += 1
+        start = batch[-1].id
+    history.close()
+    return counts
+
+
+def timeline_follower(settings: Settings) -> TimelineFollower:
+    return TimelineFollower(open_history(settings), open_timeline_view(settings))
+
+
+async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
