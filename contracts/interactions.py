@@ -1,0 +1,102 @@
+"""The union of all interaction events, and the one fast way in and out of bytes."""
+
+from typing import Annotated, get_args
+
+from pydantic import Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, VoicemailRecorded
+from contracts.consent import ConsentChanged
+from contracts.delivery import DeliveryStatusChanged
+from contracts.envelope import InteractionEvent
+from contracts.messages import MessageReceived, MessageSent
+
+__all__ = [
+    "INTERACTION_TYPES",
+    "MAX_PAYLOAD_BYTES",
+    "Interaction",
+    "InvalidInteraction",
+    "dump_interaction",
+    "parse_interaction",
+]
+
+Interaction = Annotated[
+    CallRinging
+    | CallAnswered
+    | CallEnded
+    | CallMissed
+    | VoicemailRecorded
+    | MessageReceived
+    | MessageSent
+    | DeliveryStatusChanged
+    | ConsentChanged,
+    Field(discriminator="type"),
+]
+
+INTERACTION_TYPES: dict[str, type[InteractionEvent]] = {
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Interaction)[0])
+}
+
+# Bigger than any legitimate event (the body limit is 64 Ki characters); refusing early keeps a
+# hostile or broken producer from making the consumer parse megabytes.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+_MAX_REASON_CHARS = 1000
+
+_ADAPTER: TypeAdapter[Interaction] = TypeAdapter(Interaction)
+
+
+class InvalidInteraction(ValueError):
+    """A payload that is not a valid interaction event; the consumer dead-letters it.
+
+    ``reason`` is a short summary for people (``field.path: message; ...``), ``raw`` the payload.
+    """
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+def parse_interaction(raw: bytes | str) -> Interaction:
+    """Validate one JSON payload into its event class, or raise InvalidInteraction."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidInteraction(f"payload is not valid UTF-8: {exc}", b"") from None
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidInteraction(
+            f"payload is {len(raw)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit", raw
+        )
+    try:
+        return _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInteraction(_summarize(exc), raw) from None
+
+
+def dump_interaction(event: InteractionEvent) -> bytes:
+    """The compact JSON bytes of ``event``, as published to Kafka."""
+    return event.model_dump_json().encode()
+
+
+def _summarize(exc: ValidationError) -> str:
+    parts = [_describe(error) for error in exc.errors(include_url=False, include_input=False)]
+    reason = "; ".join(parts)
+    if len(reason) > _MAX_REASON_CHARS:
+        reason = reason[: _MAX_REASON_CHARS - 3] + "..."
+    return reason
+
+
+def _describe(error: ErrorDetails) -> str:
+    known = ", ".join(sorted(INTERACTION_TYPES))
+    if error["type"] == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        return f"type: unknown type {tag!r}; known types: {known}"
+    if error["type"] == "union_tag_not_found":
+        return f"type: missing; known types: {known}"
+    loc = error["loc"]
+    # The first element of a discriminated union's location is the tag, not a field.
+    if loc and loc[0] in INTERACTION_TYPES:
+        loc = loc[1:]
+    path = ".".join(str(part) for part in loc)
+    return f"{path}: {error['msg']}" if path else error["msg"]

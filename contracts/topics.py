@@ -1,0 +1,4 @@
+"""Kafka topic names. The version suffix changes only with an incompatible wire format."""
+
+INTERACTIONS_TOPIC = "sb.interactions.v1"
+DEADLETTER_TOPIC = "sb.deadletter.v1"
