@@ -100,6 +100,7 @@ class Recorder:
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
+            max_request_size=4 * 1024 * 1024,  # a dead letter carries its payload in base64
         )
         self._started = asyncio.Event()
 

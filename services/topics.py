@@ -24,7 +24,9 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
             NewTopic(settings.interactions_topic, settings.topic_partitions, settings.topic_replication,
                      topic_configs={"retention.ms": str(WEEK_MS)}),
             NewTopic(settings.deadletter_topic, 1, settings.topic_replication,
-                     topic_configs={"retention.ms": str(4 * WEEK_MS)}),
+                     # room for a 1 MiB payload in base64 plus its reason
+                     topic_configs={"retention.ms": str(4 * WEEK_MS),
+                                    "max.message.bytes": str(4 * 1024 * 1024)}),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

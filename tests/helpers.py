@@ -67,3 +67,12 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
     finally:
         await consumer.stop()
     return records
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process see the same settings."""
+    return {
+        f"SWITCHBOARD_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from eventsourcing.persistence import InfrastructureFactory
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError
 from eventsourcing.utils import Environment
 
 from projections.timeline import TimelineView
@@ -11,11 +15,27 @@ from projections.timeline_sqlite import SQLiteTimelineView
 from services.settings import Settings
 from services.store.history import CustomerHistory
 
+T = TypeVar("T")
+
+
+def _racing_create(build: Callable[[], T]) -> T:
+    """PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one: two
+    processes starting together can both try, and one fails.  Trying again then finds
+    the table."""
+    for attempt in range(5):
+        try:
+            return build()
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
 
 def open_history(settings: Settings) -> CustomerHistory:
     if not settings.is_postgres:
         settings.sqlite_path("history").parent.mkdir(parents=True, exist_ok=True)
-    return CustomerHistory(env=settings.event_store_env())
+    return _racing_create(lambda: CustomerHistory(env=settings.event_store_env()))
 
 
 def open_timeline_view(settings: Settings) -> TimelineView:
@@ -28,4 +48,4 @@ def open_timeline_view(settings: Settings) -> TimelineView:
         env["SQLITE_DBNAME"] = str(path)
         view_class = SQLiteTimelineView
     factory = InfrastructureFactory.construct(Environment("timeline", env))
-    return factory.tracking_recorder(view_class)  # type: ignore[arg-type]
+    return _racing_create(lambda: factory.tracking_recorder(view_class))  # type: ignore[arg-type]

@@ -1,0 +1,263 @@
+"""``switchboard``: the command line (and composition root for each process).
+
+Exit codes: 0 ok, 1 failure, 2 usage error (typer's convention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.settings import Settings
+
+app = typer.Typer(
+    name="switchboard",
+    help="Switchboard: an event-sourced multichannel communication hub.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+try:  # the local broker launcher (services/kafka_cli.py)
+    from services.kafka_cli import kafka_app
+
+    app.add_typer(kafka_app, name="kafka", help="Run the local single-node Kafka broker.")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def serve(
+    service: Annotated[list[str] | None, typer.Argument(help="recorder, timeline, api (default: all)")] = None,
+    log_level: str = "INFO",
+) -> None:
+    """Run hub services against the configured Kafka and store (production entry point)."""
+    from services.hub import SERVICES, run_hub
+    from services.logs import configure_logging
+
+    configure_logging(log_level)
+    settings = _settings()
+    chosen = service or list(SERVICES)
+    unknown = set(chosen) - set(SERVICES)
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s) {sorted(unknown)}; choose from {SERVICES}")
+    if not settings.kafka_bootstrap:
+        raise _fail("set SWITCHBOARD_KAFKA_BOOTSTRAP (or use `switchboard up` for a local broker)")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        await run_hub(settings, settings.kafka_bootstrap, stop, services=chosen)
+
+    asyncio.run(main())
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Play simulator traffic into the hub")] = False,
+    demo_rate: float = 20.0,
+    fresh: Annotated[bool, typer.Option(help="Start with an empty broker")] = False,
+    log_level: str = "INFO",
+) -> None:
+    """Start everything locally: Kafka broker, recorder, timeline and API. Ctrl-C stops all."""
+    from services.hub import run_hub
+    from services.kafka_local import LocalKafka
+    from services.logs import configure_logging
+
+    configure_logging(log_level, json_lines=False)
+    settings = _settings()
+    broker = None
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        broker = LocalKafka(work_dir=settings.data_dir / "kafka", port=19092,
+                            controller_port=19093, keep_data=not fresh)
+        out.print("starting the local Kafka broker (first run downloads its jars)…")
+        broker.start()
+        bootstrap = broker.bootstrap
+    out.print(f"[green]Kafka[/green] {bootstrap}   [green]store[/green] {settings.store}   "
+              f"[green]API[/green] http://{settings.http_host}:{settings.http_port}/docs")
+    out.print("try: switchboard timeline +493050000001   (Ctrl-C stops everything)")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        hub = asyncio.create_task(run_hub(settings, bootstrap, stop))
+        if demo:
+            await asyncio.sleep(2)
+            await _run_simulation(bootstrap, settings, customers=200, rate=demo_rate,
+                                  duration=10**6, stop=stop, progress=False)
+        await hub
+
+    try:
+        asyncio.run(main())
+    finally:
+        if broker is not None:
+            out.print("stopping the Kafka broker…")
+            broker.stop()
+
+
+async def _run_simulation(bootstrap: str, settings: Settings, *, customers: int, rate: float,
+                          duration: float, stop: asyncio.Event | None = None,
+                          progress: bool = True) -> int:
+    from channels.publishing import InteractionPublisher
+    from services.simulator import simulate
+    from services.topics import ensure_topics
+
+    await ensure_topics(settings, bootstrap)
+    async with InteractionPublisher(bootstrap, topic=settings.interactions_topic,
+                                    linger_ms=5) as publisher:
+        async def publish(value: bytes, key: str) -> asyncio.Future:
+            return await publisher.publish_unconfirmed(value, key=key)
+
+        total = int(rate * duration)
+        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, disable=not progress) as bar:
+            task = bar.add_task("records", total=total)
+            sim = asyncio.create_task(simulate(publish, customers=customers, rate=rate,
+                                               duration=duration,
+                                               on_progress=lambda n: bar.advance(task, n)))
+            if stop is None:
+                result = await sim
+                return result.published
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([sim, stopper], return_when=asyncio.FIRST_COMPLETED)
+            sim.cancel()
+            stopper.cancel()
+            return 0
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(min=1)] = 100,
+    rate: Annotated[float, typer.Option(min=0.1, help="records per second")] = 50.0,
+    duration: Annotated[float, typer.Option(min=0.1, help="seconds")] = 10.0,
+) -> None:
+    """Publish realistic mixed traffic (with some duplicates and malformed records) to Kafka."""
+    settings = _settings()
+    bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
+    published = asyncio.run(_run_simulation(bootstrap, settings, customers=customers, rate=rate,
+                                            duration=duration))
+    out.print(f"published {published} records to {settings.interactions_topic} on {bootstrap}")
+
+
+def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
+    from contracts import AddressError
+    from services.addressing import parse_any_address
+    from services.store.open import open_timeline_view
+
+    view = open_timeline_view(settings)
+    try:
+        return UUID(target), view
+    except ValueError:
+        pass
+    try:
+        address = parse_any_address(target, default_region=settings.default_region)
+    except AddressError as e:
+        raise _fail(str(e)) from None
+    customer_id = view.customer_for_address(address)
+    if customer_id is None:
+        raise _fail(f"no customer has the address {address}")
+    return customer_id, view
+
+
+@app.command()
+def timeline(
+    target: Annotated[str, typer.Argument(help="an address (phone, e-mail, whatsapp:+…) or a customer id")],
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """Show a customer's contact history across all channels, newest first."""
+    settings = _settings()
+    customer_id, view = _resolve(target, settings)
+    entries = view.timeline(customer_id, limit=limit)  # type: ignore[attr-defined]
+    if as_json:
+        for e in entries:
+            sys.stdout.write(json.dumps({"occurred_at": e.occurred_at.isoformat(), "type": e.type,
+                                         "channel": e.channel, "direction": e.direction,
+                                         "summary": e.summary, "provider_ref": e.provider_ref}) + "\n")
+        return
+    table = Table(title=f"customer {customer_id}")
+    for col in ("when (UTC)", "channel", "dir", "type", "summary"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), e.channel, e.direction[:3],
+                      e.type, e.summary)
+    out.print(table)
+    if not entries:
+        out.print("(no interactions yet)")
+
+
+@app.command()
+def lookup(address: str) -> None:
+    """Who is this? The customer behind an address, with a contact summary (JSON)."""
+    settings = _settings()
+    customer_id, view = _resolve(address, settings)
+    summary = view.summary(customer_id)  # type: ignore[attr-defined]
+    out.print_json(data={k: (str(v) if v is not None else None) for k, v in vars(summary).items()})
+
+
+projections_app = typer.Typer(help="Read models: rebuild from the event store.")
+app.add_typer(projections_app, name="projections")
+
+
+@projections_app.command("rebuild")
+def rebuild() -> None:
+    """Drop the timeline view and rebuild it from zero (stop the timeline service first)."""
+    from projections.follower import TimelineFollower
+    from services.store.open import open_history, open_timeline_view
+
+    settings = _settings()
+    history = open_history(settings)
+    view = open_timeline_view(settings)
+    view.reset()
+    total = history.recorder.max_notification_id() or 0
+    follower = TimelineFollower(history, view)
+    with Progress(TextColumn("rebuilding timeline"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("events", total=total)
+        while follower.run_once():
+            bar.update(task, completed=follower.position)
+        bar.update(task, completed=total)
+    out.print(f"timeline rebuilt up to event {follower.position}")
+
+
+@app.command()
+def schemas(check: Annotated[bool, typer.Option(help="Exit 1 if the committed files drifted")] = False
+            ) -> None:
+    """Write the JSON Schemas and the AsyncAPI document into contracts/schemas/."""
+    from contracts import schema_gen
+
+    target = Path(schema_gen.__file__).parent / "schemas"
+    if check:
+        code = schema_gen.main(["--check"])
+        raise typer.Exit(code)
+    for path in schema_gen.write_schemas(target):
+        out.print(f"wrote {path}")
