@@ -23,25 +23,33 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)
-        self._t = {name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
-                   for name in ("entries", "customers", "addresses")}
+        self._t = {
+            name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
+            for name in ("entries", "customers", "addresses")
+        }
         t = self._t
         self.sql_create_statements += [
             SQL(
-                "CREATE TABLE IF NOT EXISTS {0} (customer_id uuid NOT NULL, position bigint NOT NULL, "
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "position bigint PRIMARY KEY, customer_id uuid NOT NULL, "
                 "occurred_at timestamptz NOT NULL, type text NOT NULL, channel text NOT NULL, "
                 "direction text NOT NULL, party text NOT NULL, provider_ref text NOT NULL, "
-                "summary text NOT NULL, payload jsonb NOT NULL, PRIMARY KEY (customer_id, position))"
+                "summary text NOT NULL, payload jsonb NOT NULL)"
             ).format(t["entries"]),
-            SQL("CREATE INDEX IF NOT EXISTS timeline_entries_by_time ON {0} (customer_id, occurred_at)"
-                ).format(t["entries"]),
             SQL(
-                "CREATE TABLE IF NOT EXISTS {0} (customer_id uuid PRIMARY KEY, first_address text NOT NULL, "
+                "CREATE INDEX IF NOT EXISTS timeline_entries_by_time "
+                "ON {0} (customer_id, occurred_at, position)"
+            ).format(t["entries"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "customer_id uuid PRIMARY KEY, first_address text NOT NULL, "
                 "first_seen timestamptz NOT NULL, contact_count bigint NOT NULL DEFAULT 0, "
                 "last_contact_at timestamptz, last_channel text)"
             ).format(t["customers"]),
-            SQL("CREATE TABLE IF NOT EXISTS {0} (address text PRIMARY KEY, customer_id uuid NOT NULL)"
-                ).format(t["addresses"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "address text PRIMARY KEY, customer_id uuid NOT NULL)"
+            ).format(t["addresses"]),
         ]
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
@@ -50,24 +58,35 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             self._insert_tracking(curs, tracking)
             if changes.new_customers:
                 curs.executemany(
-                    SQL("INSERT INTO {0} VALUES (%s, %s, %s, 0, NULL, NULL) ON CONFLICT DO NOTHING"
-                        ).format(t["customers"]),
+                    SQL(
+                        "INSERT INTO {0} VALUES (%s, %s, %s, 0, NULL, NULL) ON CONFLICT DO NOTHING"
+                    ).format(t["customers"]),
                     [(s.customer_id, s.first_address, s.first_seen) for s in changes.new_customers],
                 )
             if changes.addresses:
                 curs.executemany(
-                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(t["addresses"]),
+                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+                        t["addresses"]
+                    ),
                     changes.addresses,
                 )
             if changes.entries:
-                with curs.copy(
-                    SQL("COPY {0} FROM STDIN").format(t["entries"])
-                ) as copy:
+                with curs.copy(SQL("COPY {0} FROM STDIN").format(t["entries"])) as copy:
                     for e in changes.entries:
-                        copy.write_row((
-                            e.customer_id, e.position, e.occurred_at, e.type, e.channel,
-                            e.direction, e.party, e.provider_ref, e.summary, payload_json(e.payload),
-                        ))
+                        copy.write_row(
+                            (
+                                e.position,
+                                e.customer_id,
+                                e.occurred_at,
+                                e.type,
+                                e.channel,
+                                e.direction,
+                                e.party,
+                                e.provider_ref,
+                                e.summary,
+                                payload_json(e.payload),
+                            )
+                        )
                 curs.executemany(
                     SQL(
                         "UPDATE {0} SET contact_count = contact_count + %s, "
@@ -86,23 +105,29 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
     ) -> list[TimelineEntry]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT * FROM {0} WHERE customer_id = %s "
-                    "ORDER BY occurred_at DESC, position DESC LIMIT %s OFFSET %s").format(self._t["entries"]),
+                SQL(
+                    "SELECT * FROM {0} WHERE customer_id = %s "
+                    "ORDER BY occurred_at DESC, position DESC LIMIT %s OFFSET %s"
+                ).format(self._t["entries"]),
                 (customer_id, limit, offset),
             )
             return [TimelineEntry(**row) for row in curs.fetchall()]
 
     def customer_for_address(self, address: str) -> UUID | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
-                         (address,))
+            curs.execute(
+                SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
+                (address,),
+            )
             row = curs.fetchone()
         return row["customer_id"] if row else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT * FROM {0} WHERE customer_id = %s").format(self._t["customers"]),
-                         (customer_id,))
+            curs.execute(
+                SQL("SELECT * FROM {0} WHERE customer_id = %s").format(self._t["customers"]),
+                (customer_id,),
+            )
             row = curs.fetchone()
         return CustomerSummary(**row) if row else None
 

@@ -45,12 +45,14 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements += [
+            # The position (the event's notification id) is the rowid: inserts append.
             "CREATE TABLE IF NOT EXISTS timeline ("
-            "customer_id TEXT NOT NULL, position INTEGER NOT NULL, occurred_at TEXT NOT NULL, "
+            "position INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, occurred_at TEXT NOT NULL, "
             "type TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL, "
             "party TEXT NOT NULL, provider_ref TEXT NOT NULL, summary TEXT NOT NULL, "
-            "payload TEXT NOT NULL, PRIMARY KEY (customer_id, position)) WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS timeline_by_time ON timeline (customer_id, occurred_at)",
+            "payload TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS timeline_by_time "
+            "ON timeline (customer_id, occurred_at, position)",
             "CREATE TABLE IF NOT EXISTS customers ("
             "customer_id TEXT PRIMARY KEY, first_address TEXT NOT NULL, first_seen TEXT NOT NULL, "
             "contact_count INTEGER NOT NULL DEFAULT 0, last_contact_at TEXT, last_channel TEXT"
@@ -65,7 +67,10 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             self._insert_tracking(c, tracking)
             c.executemany(
                 "INSERT OR IGNORE INTO customers VALUES (?, ?, ?, 0, NULL, NULL)",
-                [(str(s.customer_id), s.first_address, _ts(s.first_seen)) for s in changes.new_customers],
+                [
+                    (str(s.customer_id), s.first_address, _ts(s.first_seen))
+                    for s in changes.new_customers
+                ],
             )
             c.executemany(
                 "INSERT OR IGNORE INTO addresses VALUES (?, ?)",
@@ -75,8 +80,16 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        str(e.customer_id), e.position, _ts(e.occurred_at), e.type, e.channel,
-                        e.direction, e.party, e.provider_ref, e.summary, payload_json(e.payload),
+                        e.position,
+                        str(e.customer_id),
+                        _ts(e.occurred_at),
+                        e.type,
+                        e.channel,
+                        e.direction,
+                        e.party,
+                        e.provider_ref,
+                        e.summary,
+                        payload_json(e.payload),
                     )
                     for e in changes.entries
                 ],
@@ -129,8 +142,10 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
         with self.datastore.transaction(commit=True) as c:
             for table in ("timeline", "customers", "addresses"):
                 c.execute(f"DELETE FROM {table}")
-            c.execute("DELETE FROM tracking WHERE application_name != ?",
-                      (self.table_migration_identifier,))
+            c.execute(
+                "DELETE FROM tracking WHERE application_name != ?",
+                (self.table_migration_identifier,),
+            )
 
     @staticmethod
     def _entry(row: Any) -> TimelineEntry:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from contracts import Channel, normalize_party
 
-_PREFIXED = {"whatsapp:": Channel.whatsapp, "telegram:": Channel.telegram,
-             "messenger:": Channel.messenger}
+_PREFIXED = {
+    "whatsapp:": Channel.whatsapp,
+    "telegram:": Channel.telegram,
+    "messenger:": Channel.messenger,
+}
 
 
 def parse_any_address(raw: str, *, default_region: str | None = None) -> str:

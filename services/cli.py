@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 from contextlib import suppress
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -56,7 +57,9 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 @app.command()
 def serve(
-    service: Annotated[list[str] | None, typer.Argument(help="recorder, timeline, api (default: all)")] = None,
+    service: Annotated[
+        list[str] | None, typer.Argument(help="recorder, timeline, api (default: all)")
+    ] = None,
     log_level: str = "INFO",
 ) -> None:
     """Run hub services against the configured Kafka and store (production entry point)."""
@@ -97,14 +100,20 @@ def up(
     broker = None
     bootstrap = settings.kafka_bootstrap
     if not bootstrap:
-        broker = LocalKafka(work_dir=settings.data_dir / "kafka", port=19092,
-                            controller_port=19093, keep_data=not fresh)
+        broker = LocalKafka(
+            work_dir=settings.data_dir / "kafka",
+            port=19092,
+            controller_port=19093,
+            keep_data=not fresh,
+        )
         out.print("starting the local Kafka broker (first run downloads its jars)…")
         broker.start()
         bootstrap = broker.bootstrap
-    out.print(f"[green]Kafka[/green] {bootstrap}   [green]store[/green] {settings.store}   "
-              f"[green]API[/green] http://{settings.http_host}:{settings.http_port}/docs")
-    out.print("try: switchboard timeline +493050000001   (Ctrl-C stops everything)")
+    out.print(
+        f"[green]Kafka[/green] {bootstrap}   [green]store[/green] {settings.store}   "
+        f"[green]API[/green] http://{settings.http_host}:{settings.http_port}/docs"
+    )
+    out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -112,8 +121,15 @@ def up(
         hub = asyncio.create_task(run_hub(settings, bootstrap, stop))
         if demo:
             await asyncio.sleep(2)
-            await _run_simulation(bootstrap, settings, customers=200, rate=demo_rate,
-                                  duration=10**6, stop=stop, progress=False)
+            await _run_simulation(
+                bootstrap,
+                settings,
+                customers=200,
+                rate=demo_rate,
+                duration=10**6,
+                stop=stop,
+                progress=False,
+            )
         await hub
 
     try:
@@ -124,26 +140,47 @@ def up(
             broker.stop()
 
 
-async def _run_simulation(bootstrap: str, settings: Settings, *, customers: int, rate: float,
-                          duration: float, stop: asyncio.Event | None = None,
-                          progress: bool = True) -> int:
+async def _run_simulation(
+    bootstrap: str,
+    settings: Settings,
+    *,
+    customers: int,
+    rate: float,
+    duration: float,
+    stop: asyncio.Event | None = None,
+    progress: bool = True,
+) -> int:
     from channels.publishing import InteractionPublisher
     from services.simulator import simulate
     from services.topics import ensure_topics
 
     await ensure_topics(settings, bootstrap)
-    async with InteractionPublisher(bootstrap, topic=settings.interactions_topic,
-                                    linger_ms=5) as publisher:
+    async with InteractionPublisher(
+        bootstrap, topic=settings.interactions_topic, linger_ms=5
+    ) as publisher:
+
         async def publish(value: bytes, key: str) -> asyncio.Future:
             return await publisher.publish_unconfirmed(value, key=key)
 
         total = int(rate * duration)
-        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=err, disable=not progress) as bar:
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not progress,
+        ) as bar:
             task = bar.add_task("records", total=total)
-            sim = asyncio.create_task(simulate(publish, customers=customers, rate=rate,
-                                               duration=duration,
-                                               on_progress=lambda n: bar.advance(task, n)))
+            sim = asyncio.create_task(
+                simulate(
+                    publish,
+                    customers=customers,
+                    rate=rate,
+                    duration=duration,
+                    on_progress=lambda n: bar.advance(task, n),
+                )
+            )
             if stop is None:
                 result = await sim
                 return result.published
@@ -163,8 +200,9 @@ def simulate(
     """Publish realistic mixed traffic (with some duplicates and malformed records) to Kafka."""
     settings = _settings()
     bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
-    published = asyncio.run(_run_simulation(bootstrap, settings, customers=customers, rate=rate,
-                                            duration=duration))
+    published = asyncio.run(
+        _run_simulation(bootstrap, settings, customers=customers, rate=rate, duration=duration)
+    )
     out.print(f"published {published} records to {settings.interactions_topic} on {bootstrap}")
 
 
@@ -190,7 +228,9 @@ def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
 
 @app.command()
 def timeline(
-    target: Annotated[str, typer.Argument(help="an address (phone, e-mail, whatsapp:+…) or a customer id")],
+    target: Annotated[
+        str, typer.Argument(help="an address (phone, e-mail, whatsapp:+…) or a customer id")
+    ],
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
@@ -200,16 +240,31 @@ def timeline(
     entries = view.timeline(customer_id, limit=limit)  # type: ignore[attr-defined]
     if as_json:
         for e in entries:
-            sys.stdout.write(json.dumps({"occurred_at": e.occurred_at.isoformat(), "type": e.type,
-                                         "channel": e.channel, "direction": e.direction,
-                                         "summary": e.summary, "provider_ref": e.provider_ref}) + "\n")
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "occurred_at": e.occurred_at.isoformat(),
+                        "type": e.type,
+                        "channel": e.channel,
+                        "direction": e.direction,
+                        "summary": e.summary,
+                        "provider_ref": e.provider_ref,
+                    }
+                )
+                + "\n"
+            )
         return
     table = Table(title=f"customer {customer_id}")
     for col in ("when (UTC)", "channel", "dir", "type", "summary"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), e.channel, e.direction[:3],
-                      e.type, e.summary)
+        table.add_row(
+            e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.channel,
+            e.direction[:3],
+            e.type,
+            e.summary,
+        )
     out.print(table)
     if not entries:
         out.print("(no interactions yet)")
@@ -221,7 +276,7 @@ def lookup(address: str) -> None:
     settings = _settings()
     customer_id, view = _resolve(address, settings)
     summary = view.summary(customer_id)  # type: ignore[attr-defined]
-    out.print_json(data={k: (str(v) if v is not None else None) for k, v in vars(summary).items()})
+    out.print_json(json.dumps(asdict(summary), default=str))
 
 
 projections_app = typer.Typer(help="Read models: rebuild from the event store.")
@@ -240,8 +295,13 @@ def rebuild() -> None:
     view.reset()
     total = history.recorder.max_notification_id() or 0
     follower = TimelineFollower(history, view)
-    with Progress(TextColumn("rebuilding timeline"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err) as bar:
+    with Progress(
+        TextColumn("rebuilding timeline"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as bar:
         task = bar.add_task("events", total=total)
         while follower.run_once():
             bar.update(task, completed=follower.position)
@@ -250,8 +310,9 @@ def rebuild() -> None:
 
 
 @app.command()
-def schemas(check: Annotated[bool, typer.Option(help="Exit 1 if the committed files drifted")] = False
-            ) -> None:
+def schemas(
+    check: Annotated[bool, typer.Option(help="Exit 1 if the committed files drifted")] = False,
+) -> None:
     """Write the JSON Schemas and the AsyncAPI document into contracts/schemas/."""
     from contracts import schema_gen
 

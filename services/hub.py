@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 SERVICES = ("recorder", "timeline", "api")
 
 
-def build_recorder(settings: Settings, bootstrap: str, *, client_id: str = "switchboard-recorder"
-                   ) -> Recorder:
+def build_recorder(
+    settings: Settings, bootstrap: str, *, client_id: str = "switchboard-recorder"
+) -> Recorder:
     return Recorder(
         open_history(settings),
         bootstrap=bootstrap,
@@ -66,8 +67,13 @@ async def run_hub(
         follower_thread.start()
     if "api" in services:
         api = create_api(view=open_timeline_view(settings), default_region=settings.default_region)
-        config = uvicorn.Config(api, host=settings.http_host, port=settings.http_port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            api,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         tasks.append(asyncio.create_task(server.serve(), name="api"))

@@ -172,12 +172,10 @@ class Recorder:
             except IntegrityError:
                 await self.seek_to_stored(tp)
                 return
-            except Exception as e:  # noqa: BLE001 - any failure of one record dead-letters it
+            except Exception as e:
                 await self._dead_letter(record, f"recording failed: {e!r}", type(e).__name__)
                 # Move the stored position past the record so it is not retried forever.
-                await asyncio.to_thread(
-                    self.history.record_interactions, [], trackings=[tracking]
-                )
+                await asyncio.to_thread(self.history.record_interactions, [], trackings=[tracking])
                 continue
             self._count(outcome)
         if parsed:
@@ -213,7 +211,7 @@ class Recorder:
     async def _commit_kafka(self, tp: TopicPartition, next_offset: int) -> None:
         try:
             await self.consumer.commit({tp: next_offset})
-        except Exception as e:  # noqa: BLE001 - lag monitoring only; the store holds the truth
+        except Exception as e:
             log.info("kafka offset commit for %s skipped: %s", tp, e)
 
 

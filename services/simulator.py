@@ -10,6 +10,7 @@ Deterministic for a given seed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -33,10 +34,42 @@ from contracts import (
     dump_interaction,
 )
 
-FIRST = ["Ada", "Bo", "Chen", "Dara", "Emil", "Fatima", "Gus", "Hana", "Ivo", "Jun", "Kemal",
-         "Lea", "Mo", "Nia", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara"]
-LAST = ["Schmidt", "Okafor", "Lindqvist", "Novak", "Garcia", "Tanaka", "Müller", "Rossi",
-        "Dubois", "Kowalski", "Haddad", "Jensen"]
+FIRST = [
+    "Ada",
+    "Bo",
+    "Chen",
+    "Dara",
+    "Emil",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kemal",
+    "Lea",
+    "Mo",
+    "Nia",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+]
+LAST = [
+    "Schmidt",
+    "Okafor",
+    "Lindqvist",
+    "Novak",
+    "Garcia",
+    "Tanaka",
+    "Müller",
+    "Rossi",
+    "Dubois",
+    "Kowalski",
+    "Haddad",
+    "Jensen",
+]
 TEXTS = [
     "Hi, my order hasn't arrived yet, can you check?",
     "I'd like to change my delivery address please.",
@@ -81,8 +114,14 @@ def make_customers(n: int, seed: int = 7) -> list[SimCustomer]:
 class TrafficGenerator:
     """Yields raw Kafka records (key, value bytes) of a realistic mix."""
 
-    def __init__(self, customers: list[SimCustomer], *, seed: int = 7,
-                 duplicate_rate: float = 0.02, malformed_rate: float = 0.005) -> None:
+    def __init__(
+        self,
+        customers: list[SimCustomer],
+        *,
+        seed: int = 7,
+        duplicate_rate: float = 0.02,
+        malformed_rate: float = 0.005,
+    ) -> None:
         self.customers = customers
         self.rng = random.Random(seed)
         self.duplicate_rate = duplicate_rate
@@ -91,13 +130,21 @@ class TrafficGenerator:
         self.seq = 0
         self.recent: list[tuple[str, bytes]] = []
         self.kinds: list[tuple[float, Callable[[SimCustomer], list[InteractionEvent]]]] = [
-            (0.30, self._call), (0.20, self._email), (0.20, self._sms), (0.12, self._whatsapp),
-            (0.08, self._telegram), (0.05, self._messenger), (0.05, self._consent),
+            (0.30, self._call),
+            (0.20, self._email),
+            (0.20, self._sms),
+            (0.12, self._whatsapp),
+            (0.08, self._telegram),
+            (0.05, self._messenger),
+            (0.05, self._consent),
         ]
 
     def records(self) -> Iterator[tuple[str, bytes]]:
         weights = [w for w, _ in self.kinds]
         makers = [m for _, m in self.kinds]
+        # A few customers contact often, most rarely (Zipf-like), as in a real contact center.
+        popularity = [1 / (i + 1) ** 0.8 for i in range(len(self.customers))]
+        cumulative = list(itertools.accumulate(popularity))
         while True:
             if self.recent and self.rng.random() < self.duplicate_rate:
                 yield self.rng.choice(self.recent)  # the provider retried a delivery
@@ -105,7 +152,7 @@ class TrafficGenerator:
             if self.rng.random() < self.malformed_rate:
                 yield self._malformed()
                 continue
-            customer = self.rng.choice(self.customers)
+            customer = self.rng.choices(self.customers, cum_weights=cumulative)[0]
             for event in self.rng.choices(makers, weights)[0](customer):
                 record = (event.party, dump_interaction(event))
                 self.recent = [*self.recent[-99:], record]
@@ -119,48 +166,93 @@ class TrafficGenerator:
     def _call(self, c: SimCustomer) -> list[InteractionEvent]:
         ref, at = self._next()
         sid = f"CA{ref}{c.index:022d}"[:34]
-        common = dict(party=c.phone, call_id=sid, direction=Direction.inbound,
-                      endpoint="+18005550100")
+        common = dict(
+            party=c.phone, call_id=sid, direction=Direction.inbound, endpoint="+18005550100"
+        )
         events: list[InteractionEvent] = [
-            CallRinging(provider_ref=f"{sid}:ringing", occurred_at=at, **common)]
+            CallRinging(provider_ref=f"{sid}:ringing", occurred_at=at, **common)
+        ]
         roll = self.rng.random()
         if roll < 0.75:
             agent = f"agent_{self.rng.randint(1, 40)}"
             talk = round(self.rng.uniform(20, 900), 1)
-            events.append(CallAnswered(provider_ref=f"{sid}:answered",
-                                       occurred_at=at + timedelta(seconds=8), agent=agent, **common))
-            events.append(CallEnded(provider_ref=f"{sid}:completed",
-                                    occurred_at=at + timedelta(seconds=8 + talk),
-                                    duration_s=talk, agent=agent, **common))
+            events.append(
+                CallAnswered(
+                    provider_ref=f"{sid}:answered",
+                    occurred_at=at + timedelta(seconds=8),
+                    agent=agent,
+                    **common,
+                )
+            )
+            events.append(
+                CallEnded(
+                    provider_ref=f"{sid}:completed",
+                    occurred_at=at + timedelta(seconds=8 + talk),
+                    duration_s=talk,
+                    agent=agent,
+                    **common,
+                )
+            )
         else:
-            events.append(CallMissed(provider_ref=f"{sid}:missed", occurred_at=at + timedelta(seconds=30),
-                                     reason=self.rng.choice(["no-answer", "abandoned", "busy"]),
-                                     **common))
+            events.append(
+                CallMissed(
+                    provider_ref=f"{sid}:missed",
+                    occurred_at=at + timedelta(seconds=30),
+                    reason=self.rng.choice(["no-answer", "abandoned", "busy"]),
+                    **common,
+                )
+            )
             if roll > 0.9:
-                events.append(VoicemailRecorded(
-                    provider_ref=f"{sid}:voicemail", occurred_at=at + timedelta(seconds=60),
-                    recording_url=f"https://api.twilio.com/2010-04-01/Recordings/RE{ref}",
-                    duration_s=round(self.rng.uniform(5, 60), 1), **common))
+                events.append(
+                    VoicemailRecorded(
+                        provider_ref=f"{sid}:voicemail",
+                        occurred_at=at + timedelta(seconds=60),
+                        recording_url=f"https://api.twilio.com/2010-04-01/Recordings/RE{ref}",
+                        duration_s=round(self.rng.uniform(5, 60), 1),
+                        **common,
+                    )
+                )
         return events
 
-    def _message(self, channel: Channel, party: str, c: SimCustomer, *, reply: bool) -> list[InteractionEvent]:
+    def _message(
+        self, channel: Channel, party: str, c: SimCustomer, *, reply: bool
+    ) -> list[InteractionEvent]:
         ref, at = self._next()
         subject = "Question about my order" if channel is Channel.email else None
-        events: list[InteractionEvent] = [MessageReceived(
-            channel=channel, party=party, provider_ref=f"in-{channel}-{ref}", occurred_at=at,
-            body=self.rng.choice(TEXTS), subject=subject)]
+        events: list[InteractionEvent] = [
+            MessageReceived(
+                channel=channel,
+                party=party,
+                provider_ref=f"in-{channel}-{ref}",
+                occurred_at=at,
+                body=self.rng.choice(TEXTS),
+                subject=subject,
+            )
+        ]
         if reply:
             out_ref = f"out-{channel}-{ref}"
-            events.append(MessageSent(
-                channel=channel, party=party, provider_ref=out_ref,
-                occurred_at=at + timedelta(minutes=3), body="Thanks for reaching out, we're on it.",
-                subject=f"Re: {subject}" if subject else None))
+            events.append(
+                MessageSent(
+                    channel=channel,
+                    party=party,
+                    provider_ref=out_ref,
+                    occurred_at=at + timedelta(minutes=3),
+                    body="Thanks for reaching out, we're on it.",
+                    subject=f"Re: {subject}" if subject else None,
+                )
+            )
             if channel is not Channel.email:
                 for status, delay in ((DeliveryStatus.sent, 4), (DeliveryStatus.delivered, 5)):
-                    events.append(DeliveryStatusChanged(
-                        channel=channel, party=party, provider_ref=f"{out_ref}:{status}",
-                        occurred_at=at + timedelta(minutes=delay), status=status,
-                        message_ref=out_ref))
+                    events.append(
+                        DeliveryStatusChanged(
+                            channel=channel,
+                            party=party,
+                            provider_ref=f"{out_ref}:{status}",
+                            occurred_at=at + timedelta(minutes=delay),
+                            status=status,
+                            message_ref=out_ref,
+                        )
+                    )
         return events
 
     def _email(self, c: SimCustomer) -> list[InteractionEvent]:
@@ -181,21 +273,41 @@ class TrafficGenerator:
     def _consent(self, c: SimCustomer) -> list[InteractionEvent]:
         ref, at = self._next()
         granted = self.rng.random() < 0.3
-        return [ConsentChanged(
-            channel=Channel.sms, direction=Direction.inbound, party=c.phone,
-            provider_ref=f"SM{ref}", occurred_at=at, purpose="marketing", granted=granted,
-            source="sms-keyword", keyword="START" if granted else "STOP")]
+        return [
+            ConsentChanged(
+                channel=Channel.sms,
+                direction=Direction.inbound,
+                party=c.phone,
+                provider_ref=f"SM{ref}",
+                occurred_at=at,
+                purpose="marketing",
+                granted=granted,
+                source="sms-keyword",
+                keyword="START" if granted else "STOP",
+            )
+        ]
 
     def _malformed(self) -> tuple[str, bytes]:
         _, at = self._next()
-        return self.rng.choice([
-            ("garbage", b"{not json"),
-            ("+4930", b'{"type": "call.ringing.v1", "party": "not a number", "channel": "voice"}'),
-            ("x", b'{"type": "fax.received.v1", "occurred_at": "%s"}' % at.isoformat().encode()),
-            ("naive", b'{"type": "message.received.v1", "channel": "sms", "direction": "inbound", '
-                      b'"party": "+493012345678", "provider_ref": "n1", "body": "hi", '
-                      b'"occurred_at": "2025-01-01T10:00:00"}'),
-        ])
+        return self.rng.choice(
+            [
+                ("garbage", b"{not json"),
+                (
+                    "+4930",
+                    b'{"type": "call.ringing.v1", "party": "not a number", "channel": "voice"}',
+                ),
+                (
+                    "x",
+                    b'{"type": "fax.received.v1", "occurred_at": "%s"}' % at.isoformat().encode(),
+                ),
+                (
+                    "naive",
+                    b'{"type": "message.received.v1", "channel": "sms", "direction": "inbound", '
+                    b'"party": "+493012345678", "provider_ref": "n1", "body": "hi", '
+                    b'"occurred_at": "2025-01-01T10:00:00"}',
+                ),
+            ]
+        )
 
 
 @dataclass
@@ -204,10 +316,20 @@ class SimulationResult:
     seconds: float
 
 
-async def simulate(publish: Callable[[bytes, str], asyncio.Future], *, customers: int, rate: float,
-                   duration: float, seed: int = 7, on_progress: Callable[[int], None] | None = None,
-                   max_in_flight: int = 2000) -> SimulationResult:
-    """Publish ``rate`` records/s for ``duration`` s; ``publish(value, key)`` returns a delivery future."""
+async def simulate(
+    publish: Callable[[bytes, str], asyncio.Future],
+    *,
+    customers: int,
+    rate: float,
+    duration: float,
+    seed: int = 7,
+    on_progress: Callable[[int], None] | None = None,
+    max_in_flight: int = 2000,
+) -> SimulationResult:
+    """Publish ``rate`` records/s for ``duration`` s.
+
+    ``publish(value, key)`` hands a record to the producer and returns its delivery future.
+    """
     gen = TrafficGenerator(make_customers(customers, seed), seed=seed).records()
     total = int(rate * duration)
     start = time.monotonic()

@@ -21,12 +21,22 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             # Raw interactions are kept for a week; the event store is the system of record.
-            NewTopic(settings.interactions_topic, settings.topic_partitions, settings.topic_replication,
-                     topic_configs={"retention.ms": str(WEEK_MS)}),
-            NewTopic(settings.deadletter_topic, 1, settings.topic_replication,
-                     # room for a 1 MiB payload in base64 plus its reason
-                     topic_configs={"retention.ms": str(4 * WEEK_MS),
-                                    "max.message.bytes": str(4 * 1024 * 1024)}),
+            NewTopic(
+                settings.interactions_topic,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs={"retention.ms": str(WEEK_MS)},
+            ),
+            NewTopic(
+                settings.deadletter_topic,
+                1,
+                settings.topic_replication,
+                # room for a 1 MiB payload in base64 plus its reason
+                topic_configs={
+                    "retention.ms": str(4 * WEEK_MS),
+                    "max.message.bytes": str(4 * 1024 * 1024),
+                },
+            ),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

@@ -14,8 +14,13 @@ from services.settings import Settings
 from services.store.open import open_history, open_timeline_view
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, timeout: float = 30.0,
-                     interval: float = 0.05, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -37,8 +42,11 @@ def recorded_refs(settings: Settings) -> Counter[str]:
     start = 0
     while True:
         batch = history.recorder.select_notifications(
-            start=start, limit=5000, topics=[Customer.InteractionRecorded.TOPIC],
-            inclusive_of_start=False)
+            start=start,
+            limit=5000,
+            topics=[Customer.InteractionRecorded.TOPIC],
+            inclusive_of_start=False,
+        )
         if not batch:
             break
         for n in batch:
@@ -54,8 +62,13 @@ def timeline_follower(settings: Settings) -> TimelineFollower:
 
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     records: list = []
     try:

@@ -1,107 +1,23 @@
-"""A throwaway PostgreSQL cluster for the test session (Debian's postgresql package).
-
-initdb refuses to run as root, so the server tools run as the ``postgres`` user; the
-cluster lives in a temp dir, listens on a free loopback port, and is stopped by PID.
-"""
+"""PostgreSQL fixtures: one throwaway cluster per test session, a fresh database per test."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
 import pytest
 
-
-def _pg_bin() -> Path:
-    for version in ("17", "16", "15"):
-        candidate = Path(f"/usr/lib/postgresql/{version}/bin")
-        if (candidate / "initdb").exists():
-            return candidate
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class PostgresCluster:
-    data_dir: Path
-    port: int
-    pid: int | None = None
-
-    def _as_postgres(self, *args: str) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
-
-    def start(self) -> None:
-        pg = _pg_bin()
-        self.data_dir.mkdir(parents=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.data_dir, "postgres")
-        subprocess.run(
-            self._as_postgres(str(pg / "initdb"), "-D", str(self.data_dir), "-A", "trust",
-                              "-U", "postgres", "--no-sync"),
-            check=True, capture_output=True,
-        )
-        subprocess.run(
-            self._as_postgres(
-                str(pg / "pg_ctl"), "-D", str(self.data_dir), "-l", f"{self.data_dir}.log", "-w",
-                "-t", "60", "-o",
-                f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200",
-                "start",
-            ),
-            check=True, capture_output=True,
-        )
-        self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
-
-    def stop(self) -> None:
-        if self.pid is None:
-            return
-        subprocess.run(
-            self._as_postgres(str(_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                              "-w", "stop"),
-            capture_output=True,
-        )
-        self.pid = None
-
-    def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
-
-    def create_database(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+from services.pg_local import PostgresCluster, start_throwaway_cluster
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    root = Path(tempfile.mkdtemp(prefix="sb-pg-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")  # the server writes its log beside the data dir
-    cluster = PostgresCluster(data_dir=root / "data", port=free_port())
-    cluster.start()
+    cluster = start_throwaway_cluster()
     try:
         yield cluster
     finally:
         cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture

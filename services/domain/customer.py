@@ -70,7 +70,7 @@ class Customer(Aggregate):
         self.last_channel: str | None = None
 
     @staticmethod
-    def create_id(address: str, channel: str) -> UUID:  # noqa: ARG004 - named like __init__'s args
+    def create_id(address: str, channel: str) -> UUID:
         return customer_id_for(address)
 
     @event(InteractionRecorded)

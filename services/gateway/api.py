@@ -58,8 +58,10 @@ def create_api(*, view: TimelineView, default_region: str | None = None) -> Fast
         if view.summary(customer_id) is None:
             raise HTTPException(404, f"no customer {customer_id}")
         entries = view.timeline(customer_id, limit=limit, offset=offset)
-        items = [TimelineItem(**{k: v for k, v in asdict(e).items() if k != "customer_id"})
-                 for e in entries]
+        items = [
+            TimelineItem(**{k: v for k, v in asdict(e).items() if k != "customer_id"})
+            for e in entries
+        ]
         return Timeline(customer_id=customer_id, items=items, limit=limit, offset=offset)
 
     return api

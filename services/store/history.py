@@ -128,6 +128,7 @@ class CustomerHistory(Application[UUID]):
         known = self.known_refs([dedupe_key(e) for e in batch]) if batch else set()
         customers: dict[UUID, Customer] = {}
         refs: list[tuple[str, Any]] = []
+        self._existing = self._existing_among(batch)
         for interaction in batch:
             key = dedupe_key(interaction)
             if key in known:
@@ -173,13 +174,24 @@ class CustomerHistory(Application[UUID]):
         customer_id = customer_id_for(interaction.party)
         customer = batch.get(customer_id)
         if customer is None:
-            try:
+            if customer_id in self._existing:
                 customer = self.repository.get(customer_id)
-            except AggregateNotFoundError:
+            else:
                 customer = Customer(address=interaction.party, channel=str(interaction.channel))
                 outcome.customers_created += 1
             batch[customer_id] = customer
         return customer
+
+    def _existing_among(self, batch: Sequence[InteractionEvent]) -> set[UUID]:
+        """Customers of this batch already stored: cached ones, then one query for the rest."""
+        cache = self.repository.cache
+        ids = {customer_id_for(e.party) for e in batch}
+        cached = {i for i in ids if cache is not None and i in cache.cache}  # type: ignore[attr-defined]
+        unknown = list(ids - cached)
+        lookup = getattr(self.recorder, "existing_originators", None)
+        if lookup is None:  # the in-memory store (unit tests)
+            return cached | {i for i in unknown if self.recorder.select_events(i, limit=1)}
+        return cached | (lookup(unknown) if unknown else set())
 
     def _id_param(self, customer_id: UUID) -> Any:
         return customer_id.hex if isinstance(self.recorder, SQLiteHistoryRecorder) else customer_id
@@ -193,7 +205,10 @@ class CustomerHistory(Application[UUID]):
         snapshots = []
         for aggregate in processing_event.aggregates.values():
             new = new_events[aggregate.id]
-            if aggregate.version // SNAPSHOT_INTERVAL > (aggregate.version - new) // SNAPSHOT_INTERVAL:
+            if (
+                aggregate.version // SNAPSHOT_INTERVAL
+                > (aggregate.version - new) // SNAPSHOT_INTERVAL
+            ):
                 snapshots.append(Customer.Snapshot.take(aggregate))
         if snapshots:
             self.snapshots.put(snapshots)

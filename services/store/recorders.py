@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -27,7 +28,7 @@ from psycopg.sql import SQL, Identifier
 _CHUNK = 500
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
 
@@ -50,6 +51,20 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(c, tracking)
         return super()._insert_events(c, stored_events, **kwargs)
+
+    def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these aggregates have been created (one query instead of one each)."""
+        found: set[UUID] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks([i.hex for i in ids]):
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"SELECT originator_id FROM {self.events_table_name} "
+                    f"WHERE originator_version = 1 AND originator_id IN ({marks})",
+                    list(chunk),
+                )
+                found.update(UUID(row[0]) for row in c.fetchall())
+        return found
 
     def known_provider_refs(self, refs: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -75,6 +90,10 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         )
         self._insert_refs = SQL("INSERT INTO {0} VALUES (%s, %s)").format(table)
         self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%s)").format(table)
+        self._select_existing = SQL(
+            "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1 "
+            "AND originator_id = ANY(%s)"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -86,6 +105,14 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         for tracking in trackings:
             self._insert_tracking(curs, tracking)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for chunk in _chunks(list(ids)):
+                curs.execute(self._select_existing, (list(chunk),), prepare=True)
+                found.update(row["originator_id"] for row in curs.fetchall())
+        return found
 
     def known_provider_refs(self, refs: Sequence[str]) -> set[str]:
         found: set[str] = set()

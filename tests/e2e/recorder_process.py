@@ -23,7 +23,10 @@ class RecorderProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "services", "serve", "recorder", "--log-level", "INFO"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return self
 
@@ -42,5 +45,8 @@ class RecorderProcess:
                 self.kill()
 
     def assignments(self) -> list[str]:
-        return [line for line in self.log_path.read_text(errors="replace").splitlines()
-                if "partitions assigned" in line]
+        return [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if "partitions assigned" in line
+        ]

@@ -27,15 +27,20 @@ T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 def interaction(i: int) -> MessageReceived:
-    return MessageReceived(channel=Channel.sms, party=f"+4930{60000000 + i % 97:08d}",
-                           provider_ref=f"SM{i:06d}", occurred_at=T0 + timedelta(seconds=i),
-                           body=f"message {i}")
+    return MessageReceived(
+        channel=Channel.sms,
+        party=f"+4930{60000000 + i % 97:08d}",
+        provider_ref=f"SM{i:06d}",
+        occurred_at=T0 + timedelta(seconds=i),
+        body=f"message {i}",
+    )
 
 
 async def publish_stream(settings: Settings, n: int, *, rate: float, retry_every: int = 10) -> None:
     """Publish n distinct interactions at ``rate``/s; every ``retry_every``-th is sent twice."""
-    async with InteractionPublisher(settings.kafka_bootstrap,
-                                    topic=settings.interactions_topic) as pub:
+    async with InteractionPublisher(
+        settings.kafka_bootstrap, topic=settings.interactions_topic
+    ) as pub:
         for i in range(n):
             event = interaction(i)
             await pub.publish(event)
@@ -64,15 +69,21 @@ async def test_recorder_killed_mid_stream_and_restarted_loses_and_doubles_nothin
     await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
     stream = asyncio.create_task(publish_stream(hub_settings, n, rate=400))
     first = RecorderProcess(hub_settings, tmp_path / "recorder-1.log").start()
-    await eventually(lambda: total_recorded(hub_settings) > 200, timeout=60,
-                     what="the first recorder to record a few hundred")
+    await eventually(
+        lambda: total_recorded(hub_settings) > 200,
+        timeout=60,
+        what="the first recorder to record a few hundred",
+    )
     first.kill()
     killed_at = total_recorded(hub_settings)
     second = RecorderProcess(hub_settings, tmp_path / "recorder-2.log").start()
     try:
         await stream
-        await eventually(lambda: total_recorded(hub_settings) >= n, timeout=90,
-                         what=f"all {n} recorded after the restart")
+        await eventually(
+            lambda: total_recorded(hub_settings) >= n,
+            timeout=90,
+            what=f"all {n} recorded after the restart",
+        )
         await asyncio.sleep(1.0)  # anything doubled would show up now
     finally:
         second.stop()
@@ -90,16 +101,29 @@ async def test_two_recorders_share_partitions_and_the_survivor_takes_over_a_kill
     b = RecorderProcess(settings, tmp_path / "b.log").start()
     try:
         # Both members hold partitions before traffic starts.
-        await eventually(lambda: a.assignments() and b.assignments()
-                         and "[]" not in a.assignments()[-1] and "[]" not in b.assignments()[-1],
-                         timeout=60, what="both recorders to be assigned partitions")
+        await eventually(
+            lambda: (
+                a.assignments()
+                and b.assignments()
+                and "[]" not in a.assignments()[-1]
+                and "[]" not in b.assignments()[-1]
+            ),
+            timeout=60,
+            what="both recorders to be assigned partitions",
+        )
         stream = asyncio.create_task(publish_stream(settings, n, rate=400))
-        await eventually(lambda: total_recorded(settings) > 300, timeout=60,
-                         what="a few hundred recorded by the pair")
+        await eventually(
+            lambda: total_recorded(settings) > 300,
+            timeout=60,
+            what="a few hundred recorded by the pair",
+        )
         a.kill()
         await stream
-        await eventually(lambda: total_recorded(settings) >= n, timeout=90,
-                         what="the survivor to record the rest")
+        await eventually(
+            lambda: total_recorded(settings) >= n,
+            timeout=90,
+            what="the survivor to record the rest",
+        )
         await asyncio.sleep(1.0)
         # After the session timeout the survivor owns all six partitions.
         assert "[0, 1, 2, 3, 4, 5]" in b.assignments()[-1]
@@ -113,8 +137,12 @@ async def test_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     restartable_kafka, store_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(
-        data_dir=tmp_path / "var", store=store_url, kafka_bootstrap=restartable_kafka.bootstrap,
-        topic_partitions=3, session_timeout_ms=3000, recorder_batch=200,
+        data_dir=tmp_path / "var",
+        store=store_url,
+        kafka_bootstrap=restartable_kafka.bootstrap,
+        topic_partitions=3,
+        session_timeout_ms=3000,
+        recorder_batch=200,
     )
     n_before, n_after = 800, 400
     await ensure_topics(settings, settings.kafka_bootstrap)
@@ -123,19 +151,24 @@ async def test_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:
-        await eventually(lambda: recorder.stats.recorded > 0, timeout=60,
-                         what="the recorder to start recording")
+        await eventually(
+            lambda: recorder.stats.recorded > 0, timeout=60, what="the recorder to start recording"
+        )
         await asyncio.to_thread(restartable_kafka.stop)  # mid-stream
         stopped_at = total_recorded(settings)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(restartable_kafka.start)
         # The producer side: interactions published after the broker came back.
-        async with InteractionPublisher(settings.kafka_bootstrap,
-                                        topic=settings.interactions_topic) as pub:
+        async with InteractionPublisher(
+            settings.kafka_bootstrap, topic=settings.interactions_topic
+        ) as pub:
             for i in range(n_before, n_before + n_after):
                 await pub.publish(interaction(i))
-        await eventually(lambda: total_recorded(settings) >= n_before + n_after, timeout=120,
-                         what="everything recorded after the broker restart")
+        await eventually(
+            lambda: total_recorded(settings) >= n_before + n_after,
+            timeout=120,
+            what="everything recorded after the broker restart",
+        )
         await asyncio.sleep(1.0)
     finally:
         stop.set()

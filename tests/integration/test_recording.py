@@ -38,24 +38,33 @@ async def running_recorder(hub_settings: Settings) -> AsyncIterator[Recorder]:
 
 @pytest.fixture
 async def publisher(hub_settings: Settings) -> AsyncIterator[InteractionPublisher]:
-    async with InteractionPublisher(hub_settings.kafka_bootstrap,
-                                    topic=hub_settings.interactions_topic) as pub:
+    async with InteractionPublisher(
+        hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
+    ) as pub:
         yield pub
 
 
-def sms(ref: str, body: str = "Where is my parcel?", party: str = "+49 30 12345678",
-        at: datetime = NOW) -> MessageReceived:
-    return MessageReceived(channel=Channel.sms, party=party, provider_ref=ref, occurred_at=at,
-                           body=body)
+def sms(
+    ref: str, body: str = "Where is my parcel?", party: str = "+49 30 12345678", at: datetime = NOW
+) -> MessageReceived:
+    return MessageReceived(
+        channel=Channel.sms, party=party, provider_ref=ref, occurred_at=at, body=body
+    )
 
 
 async def test_published_sms_and_call_appear_on_the_timeline_and_lookup(
     hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
 ) -> None:
     await publisher.publish(sms("SM1"))
-    await publisher.publish(CallRinging(direction=Direction.inbound, party="+493012345678",
-                                        provider_ref="CA1:ringing", call_id="CA1",
-                                        occurred_at=NOW + timedelta(minutes=5)))
+    await publisher.publish(
+        CallRinging(
+            direction=Direction.inbound,
+            party="+493012345678",
+            provider_ref="CA1:ringing",
+            call_id="CA1",
+            occurred_at=NOW + timedelta(minutes=5),
+        )
+    )
     follower = timeline_follower(hub_settings)
     view = open_timeline_view(hub_settings)
 
@@ -100,10 +109,13 @@ async def test_poison_record_is_dead_lettered_with_reason_and_later_records_are_
     await publisher.publish_raw(b'{"type": "fax.received.v1"}', key="x")
     await publisher.publish_raw(b"\xff\xfe not json", key="y")
     await publisher.publish(sms("SM-after"))
-    await eventually(lambda: recorded_refs(hub_settings)["message.received.v1|SM-after"] == 1,
-                     what="the record after the poison ones")
-    letters = await read_topic(hub_settings.kafka_bootstrap, hub_settings.deadletter_topic,
-                               expect=2)
+    await eventually(
+        lambda: recorded_refs(hub_settings)["message.received.v1|SM-after"] == 1,
+        what="the record after the poison ones",
+    )
+    letters = await read_topic(
+        hub_settings.kafka_bootstrap, hub_settings.deadletter_topic, expect=2
+    )
     assert len(letters) == 2
     by_payload = {}
     for letter in letters:
@@ -127,8 +139,9 @@ async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecordin
         stop = asyncio.Event()
         task = asyncio.create_task(recorder.run(stop))
         await recorder.wait_started()
-        await eventually(lambda: sum(recorded_refs(hub_settings).values()) >= 20,
-                         what="20 recorded")
+        await eventually(
+            lambda: sum(recorded_refs(hub_settings).values()) >= 20, what="20 recorded"
+        )
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -18,8 +18,9 @@ T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
 
 
 def sms(ref: str, party: str = "+493012345678", at: datetime = T0) -> MessageReceived:
-    return MessageReceived(channel=Channel.sms, party=party, provider_ref=ref, occurred_at=at,
-                           body=f"message {ref}")
+    return MessageReceived(
+        channel=Channel.sms, party=party, provider_ref=ref, occurred_at=at, body=f"message {ref}"
+    )
 
 
 @pytest.fixture
@@ -59,15 +60,28 @@ def test_replayed_kafka_offset_is_rejected_and_leaves_the_history_alone(
     customer = history.get_customer(customer_id_for("+493012345678"))
     assert customer.contact_count == 1  # SM2 was rolled back with the offset
     # ... and SM2 is not remembered as seen, so a later delivery records it
-    assert history.record_interactions([sms("SM2")], trackings=[Tracking("kafka:t:0", 11)]).recorded == 1
+    assert (
+        history.record_interactions([sms("SM2")], trackings=[Tracking("kafka:t:0", 11)]).recorded
+        == 1
+    )
 
 
 def test_opt_out_changes_consent(history: CustomerHistory) -> None:
-    history.record_interactions([
-        ConsentChanged(channel=Channel.sms, direction=Direction.inbound, party="+493012345678",
-                       provider_ref="SM9", occurred_at=T0, purpose="marketing", granted=False,
-                       source="sms-keyword", keyword="STOP"),
-    ])
+    history.record_interactions(
+        [
+            ConsentChanged(
+                channel=Channel.sms,
+                direction=Direction.inbound,
+                party="+493012345678",
+                provider_ref="SM9",
+                occurred_at=T0,
+                purpose="marketing",
+                granted=False,
+                source="sms-keyword",
+                keyword="STOP",
+            ),
+        ]
+    )
     customer = history.get_customer(customer_id_for("+493012345678"))
     assert customer.has_consent("sms", "marketing") is False
     assert customer.has_consent("email", "marketing") is None
@@ -76,8 +90,9 @@ def test_opt_out_changes_consent(history: CustomerHistory) -> None:
 def test_long_history_loads_from_a_snapshot(history: CustomerHistory) -> None:
     n = SNAPSHOT_INTERVAL * 2 + 5
     for start in range(0, n, 50):
-        history.record_interactions([sms(f"SM{i}", at=T0 + timedelta(minutes=i))
-                                     for i in range(start, min(n, start + 50))])
+        history.record_interactions(
+            [sms(f"SM{i}", at=T0 + timedelta(minutes=i)) for i in range(start, min(n, start + 50))]
+        )
     cid = customer_id_for("+493012345678")
     snapshots = list(history.snapshots.get(cid, desc=True, limit=1))
     # taken when a batch crosses a multiple of the interval, at the batch's end
@@ -97,10 +112,22 @@ def test_auditor_sees_the_customer_as_of_a_past_moment(history: CustomerHistory)
 
 def test_customer_aggregate_is_pure_and_tracks_the_latest_contact() -> None:
     c = Customer(address="+493012345678", channel="sms")
-    c.record_interaction(interaction_type="message.received.v1", channel="sms",
-                         direction="inbound", party="+493012345678", provider_ref="a",
-                         occurred_at=T0 + timedelta(hours=1), payload={})
-    c.record_interaction(interaction_type="call.ringing.v1", channel="voice",
-                         direction="inbound", party="+493012345678", provider_ref="b",
-                         occurred_at=T0, payload={})  # arrived late, happened earlier
+    c.record_interaction(
+        interaction_type="message.received.v1",
+        channel="sms",
+        direction="inbound",
+        party="+493012345678",
+        provider_ref="a",
+        occurred_at=T0 + timedelta(hours=1),
+        payload={},
+    )
+    c.record_interaction(
+        interaction_type="call.ringing.v1",
+        channel="voice",
+        direction="inbound",
+        party="+493012345678",
+        provider_ref="b",
+        occurred_at=T0,
+        payload={},
+    )  # arrived late, happened earlier
     assert c.last_channel == "sms" and c.contact_count == 2

@@ -1,0 +1,49 @@
+# Switchboard: one command to run the hub, one to test it.
+#   make up          install everything, start Kafka + the hub (SQLite), Ctrl-C stops all
+#   make up DEMO=1   ... and play simulator traffic into it
+#   make test        install everything, run the whole suite (what CI runs)
+#   make test-fast   skip the slow fault-injection tests
+#   make bench       ingest benchmark (SQLite and PostgreSQL)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps kafka-jars up test test-fast bench lint schemas clean
+
+install: system-deps $(STAMP) kafka-jars
+
+system-deps:
+	@bash deploy/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	@touch $@
+
+kafka-jars: $(STAMP)
+	@$(PY) -c "from services.kafka_local import ensure_jars; ensure_jars()"
+
+up: install
+	$(VENV)/bin/switchboard up $(if $(DEMO),--demo)
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+bench: install
+	$(PY) bench/ingest.py --store sqlite
+	$(PY) bench/ingest.py --store postgres
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+schemas: $(STAMP)
+	$(PY) -m contracts.schema_gen
+
+clean:
+	rm -rf var .pytest_cache
