@@ -16,6 +16,7 @@ Layout of a work dir:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -26,13 +27,16 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -269,91 +273,35 @@ def _port_in_use(port: int) -> bool:
 
 # --------------------------------------------------------------------------- readiness probe
 # A TCP connect is not enough to call the broker ready, and a port could belong to another
-# broker. So we speak just enough of the Kafka protocol (ApiVersions v0, Metadata v4-v7, all
-# non-flexible) to learn the cluster id and the broker list.
-
-_API_METADATA = 3
-_API_VERSIONS = 18
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def _unpack(self, fmt: str) -> int:
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def int8(self) -> int:
-        return self._unpack(">b")
-
-    def int16(self) -> int:
-        return self._unpack(">h")
-
-    def int32(self) -> int:
-        return self._unpack(">i")
-
-    def string(self) -> str | None:
-        size = self.int16()
-        if size < 0:
-            return None
-        value = self.data[self.pos : self.pos + size].decode()
-        self.pos += size
-        return value
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        buf.extend(chunk)
-    return bytes(buf)
-
-
-def _request(sock: socket.socket, api_key: int, version: int, corr_id: int, body: bytes) -> _Reader:
-    client_id = b"switchboard-probe"
-    header = struct.pack(">hhih", api_key, version, corr_id, len(client_id)) + client_id
-    payload = header + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    reader = _Reader(_recv_exact(sock, size))
-    if reader.int32() != corr_id:
-        raise ValueError("correlation id mismatch")
-    return reader
+# broker: ask it for its metadata (cluster id and broker list) with aiokafka's admin client.
 
 
 def probe_broker(port: int, timeout: float = 2.0) -> tuple[str | None, list[tuple[int, str, int]]]:
     """Ask the broker on 127.0.0.1:port for (cluster id, [(node id, host, port)]).
 
-    Raises OSError/ValueError when it is not (yet) answering.
+    Raises OSError/ValueError when it is not (yet) answering.  Runs its own event loop in a
+    worker thread, so it works from sync code whether or not the caller has a loop running.
     """
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        reader = _request(sock, _API_VERSIONS, 0, 1, b"")
-        error = reader.int16()
-        if error:
-            raise ValueError(f"ApiVersions error {error}")
-        ranges = {}
-        for _ in range(reader.int32()):
-            api, low, high = reader.int16(), reader.int16(), reader.int16()
-            ranges[api] = (low, high)
-        low, high = ranges.get(_API_METADATA, (0, -1))
-        version = min(high, 7)
-        if version < max(low, 4):
-            raise ValueError(f"no Metadata version in 4..7 (broker supports {low}..{high})")
-        # topics = [] (no topics, just brokers + cluster id), allow_auto_topic_creation = false
-        reader = _request(sock, _API_METADATA, version, 2, struct.pack(">ib", 0, 0))
-        reader.int32()  # throttle_time_ms
-        brokers = []
-        for _ in range(reader.int32()):
-            node_id, host, broker_port = reader.int32(), reader.string(), reader.int32()
-            reader.string()  # rack
-            brokers.append((node_id, host or "", broker_port))
-        return reader.string(), brokers
+
+    async def describe() -> dict:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=f"{LOOPBACK}:{port}",
+            client_id="switchboard-probe",
+            request_timeout_ms=int(timeout * 1000),
+        )
+        try:
+            await asyncio.wait_for(admin.start(), timeout)
+            return await asyncio.wait_for(admin.describe_cluster(), timeout)
+        finally:
+            await admin.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            info = pool.submit(asyncio.run, describe()).result()
+        except (KafkaError, TimeoutError) as exc:
+            raise ValueError(f"broker not answering metadata requests: {exc!r}") from exc
+    brokers = [(b["node_id"], b["host"], b["port"]) for b in info["brokers"]]
+    return info.get("cluster_id"), brokers
 
 
 # --------------------------------------------------------------------------- process helpers
@@ -648,7 +596,7 @@ class LocalKafka:
                 )
             try:
                 cluster_id, brokers = probe_broker(self.port, timeout=2.0)
-            except (OSError, ValueError, struct.error) as exc:
+            except (OSError, ValueError) as exc:
                 last_error = exc
             else:
                 if cluster_id != self._cluster_id:
