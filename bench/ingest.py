@@ -170,6 +170,7 @@ async def pipeline(settings: Settings, n: int) -> tuple[float, float]:
         timeline.terminate()
         timeline.wait(30)
     await task
+    console.print(f"recorder: {recorder.stats}")
     return recorded_at or total, total
 
 

@@ -276,6 +276,14 @@ def _port_in_use(port: int) -> bool:
 # broker: ask it for its metadata (cluster id and broker list) with aiokafka's admin client.
 
 
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def probe_broker(port: int, timeout: float = 2.0) -> tuple[str | None, list[tuple[int, str, int]]]:
     """Ask the broker on 127.0.0.1:port for (cluster id, [(node id, host, port)]).
 
@@ -594,6 +602,9 @@ class LocalKafka:
                     log_path=self.stdout_log,
                     log_tail=_tail(self.stdout_log),
                 )
+            if not _accepts_connections(self.port):
+                time.sleep(0.1)  # not listening yet: no point asking (and logging) aiokafka
+                continue
             try:
                 cluster_id, brokers = probe_broker(self.port, timeout=2.0)
             except (OSError, ValueError) as exc:

@@ -162,7 +162,7 @@ class Recorder:
         await self._commit_kafka(tp, records[-1].offset + 1)
 
     async def _bisect(self, tp: TopicPartition, parsed: list) -> None:
-        """Record one at a time so only the record that fails is dead-lettered."""
+        """Record one at a time so only a record that fails by itself is dead-lettered."""
         for record, interaction in parsed:
             tracking = Tracking(tracking_name(tp.topic, tp.partition), record.offset + 1)
             try:
@@ -173,13 +173,27 @@ class Recorder:
                 await self.seek_to_stored(tp)
                 return
             except Exception as e:
+                if not await self._store_answers():
+                    log.exception("store failing; retrying %s from the stored offset", tp)
+                    await asyncio.sleep(1.0)
+                    await self.seek_to_stored(tp)
+                    return
+                # The store works and this record alone fails: dead-letter it (first, so a
+                # crash in between repeats the dead letter rather than losing the record),
+                # then move the stored position past it.
                 await self._dead_letter(record, f"recording failed: {e!r}", type(e).__name__)
-                # Move the stored position past the record so it is not retried forever.
                 await asyncio.to_thread(self.history.record_interactions, [], trackings=[tracking])
                 continue
             self._count(outcome)
         if parsed:
             await self._commit_kafka(tp, parsed[-1][0].offset + 1)
+
+    async def _store_answers(self) -> bool:
+        try:
+            await asyncio.to_thread(self.history.recorder.max_notification_id)
+        except Exception:
+            return False
+        return True
 
     def _count(self, outcome) -> None:
         self.stats.recorded += outcome.recorded

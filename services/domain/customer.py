@@ -12,12 +12,14 @@ when a module is moved or renamed.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 
+@lru_cache(maxsize=100_000)
 def customer_id_for(address: str) -> UUID:
     """The id of the customer first seen at ``address`` (already normalized).
 
@@ -73,8 +75,31 @@ class Customer(Aggregate):
     def create_id(address: str, channel: str) -> UUID:
         return customer_id_for(address)
 
-    @event(InteractionRecorded)
     def record_interaction(
+        self,
+        interaction_type: str,
+        channel: str,
+        direction: str,
+        party: str,
+        provider_ref: str,
+        occurred_at: datetime,
+        payload: dict[str, Any],
+    ) -> None:
+        # trigger_event directly: the @event decorator's argument binding costs ~4 µs a
+        # call, and the recorder calls this ~10 000 times a second.
+        self.trigger_event(
+            self.InteractionRecorded,
+            interaction_type=interaction_type,
+            channel=channel,
+            direction=direction,
+            party=party,
+            provider_ref=provider_ref,
+            occurred_at=occurred_at,
+            payload=payload,
+        )
+
+    @event(InteractionRecorded)
+    def _apply_interaction_recorded(
         self,
         interaction_type: str,
         channel: str,

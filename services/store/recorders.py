@@ -98,12 +98,16 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        refs: Sequence[tuple[str, Any]] = kwargs.get("provider_refs") or ()
-        if refs:
-            curs.executemany(self._insert_refs, refs)
+        # Tracking first, on this cursor (it fetches the upsert's RETURNING row); the refs on
+        # a cursor of their own: in pipeline mode a fetch after an executemany on the same
+        # cursor reads the executemany's status instead of the row.
         trackings: Sequence[Tracking] = kwargs.get("trackings") or ()
         for tracking in trackings:
             self._insert_tracking(curs, tracking)
+        refs: Sequence[tuple[str, Any]] = kwargs.get("provider_refs") or ()
+        if refs:
+            with curs.connection.cursor() as refs_cursor:
+                refs_cursor.executemany(self._insert_refs, refs)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:

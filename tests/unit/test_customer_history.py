@@ -131,3 +131,15 @@ def test_customer_aggregate_is_pure_and_tracks_the_latest_contact() -> None:
         payload={},
     )  # arrived late, happened earlier
     assert c.last_channel == "sms" and c.contact_count == 2
+
+
+def test_batches_commit_with_their_offsets_and_refs(history: CustomerHistory) -> None:
+    # Many batches, so psycopg prepares the statements (after five executions) and the
+    # pipelined inserts of tracking, refs and events run in their prepared form.
+    for n in range(8):
+        batch = [sms(f"SM{n}-{i}", party=f"+4930{60000000 + i:08d}") for i in range(200)]
+        outcome = history.record_interactions(batch, trackings=[Tracking("kafka:t:3", n + 1)])
+        assert outcome.recorded == 200
+        assert history.tracked_offset("t", 3) == n + 1
+    again = history.record_interactions(batch[:10], trackings=[Tracking("kafka:t:3", 100)])
+    assert again.duplicates == 10
