@@ -53,6 +53,12 @@ class Customer(Aggregate):
         occurred_at: datetime
         payload: dict[str, Any]
 
+        def apply(self, customer: Customer) -> None:
+            customer.contact_count += 1
+            if customer.last_contact_at is None or self.occurred_at >= customer.last_contact_at:
+                customer.last_contact_at = self.occurred_at
+                customer.last_channel = self.channel
+
     class ConsentChanged(Event):
         TOPIC = "switchboard:Customer.ConsentChanged"
         channel: str
@@ -85,8 +91,8 @@ class Customer(Aggregate):
         occurred_at: datetime,
         payload: dict[str, Any],
     ) -> None:
-        # trigger_event directly: the @event decorator's argument binding costs ~4 µs a
-        # call, and the recorder calls this ~10 000 times a second.
+        # trigger_event and the event's own apply(): the @event decorator binds and filters
+        # arguments on the way in and out, ~5 µs a call, and the recorder makes ~10 000 a second.
         self.trigger_event(
             self.InteractionRecorded,
             interaction_type=interaction_type,
@@ -97,22 +103,6 @@ class Customer(Aggregate):
             occurred_at=occurred_at,
             payload=payload,
         )
-
-    @event(InteractionRecorded)
-    def _apply_interaction_recorded(
-        self,
-        interaction_type: str,
-        channel: str,
-        direction: str,
-        party: str,
-        provider_ref: str,
-        occurred_at: datetime,
-        payload: dict[str, Any],
-    ) -> None:
-        self.contact_count += 1
-        if self.last_contact_at is None or occurred_at >= self.last_contact_at:
-            self.last_contact_at = occurred_at
-            self.last_channel = channel
 
     @event(ConsentChanged)
     def change_consent(self, channel: str, purpose: str, granted: bool, source: str) -> None:
