@@ -36,6 +36,7 @@ from services.domain import Customer, customer_id_for
 from services.hub import build_recorder
 from services.settings import Settings
 from services.simulator import TrafficGenerator, make_customers
+from services.store.history import interaction_fields
 from services.store.open import open_history, open_timeline_view
 from services.topics import ensure_topics
 
@@ -110,15 +111,7 @@ def raw_save(settings: Settings, records: list[tuple[str, bytes]], batch: int = 
             c = customers.get(cid)
             if c is None:
                 c = customers[cid] = Customer(address=e.party, channel=str(e.channel))
-            c.record_interaction(
-                interaction_type=e.type,
-                channel=str(e.channel),
-                direction=str(e.direction),
-                party=e.party,
-                provider_ref=e.provider_ref,
-                occurred_at=e.occurred_at,
-                payload=e.model_dump(mode="json"),
-            )
+            c.record_interaction(**interaction_fields(e))
             touched[cid] = c
         history.save(*touched.values())
     elapsed = time.perf_counter() - start

@@ -42,6 +42,19 @@ def dedupe_key(event: InteractionEvent) -> str:
     return f"{event.type}|{event.channel}|{event.provider_ref}"
 
 
+def interaction_fields(event: InteractionEvent) -> dict[str, Any]:
+    """The contract event as ``Customer.record_interaction`` arguments (the edge of the domain)."""
+    return {
+        "interaction_type": event.type,
+        "channel": str(event.channel),
+        "direction": str(event.direction),
+        "party": event.party,
+        "provider_ref": event.provider_ref,
+        "occurred_at": event.occurred_at,
+        "payload": event.model_dump(mode="json"),
+    }
+
+
 def tracking_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
@@ -137,15 +150,7 @@ class CustomerHistory(Application[UUID]):
             known.add(key)
             customer = self._customer_for(interaction, customers, outcome)
             refs.append((key, self._id_param(customer.id)))
-            customer.record_interaction(
-                interaction_type=interaction.type,
-                channel=str(interaction.channel),
-                direction=str(interaction.direction),
-                party=interaction.party,
-                provider_ref=interaction.provider_ref,
-                occurred_at=interaction.occurred_at,
-                payload=interaction.model_dump(mode="json"),
-            )
+            customer.record_interaction(**interaction_fields(interaction))
             if isinstance(interaction, ConsentChanged):
                 customer.change_consent(
                     channel=str(interaction.channel),
