@@ -19,7 +19,14 @@ from contracts.interactions import (
     parse_interaction,
 )
 from contracts.messages import MAX_BODY_CHARS, AttachmentRef, MessageReceived, MessageSent
-from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC
+from contracts.outbound import (
+    InvalidCommand,
+    MessageTemplate,
+    SendMessage,
+    dump_command,
+    parse_command,
+)
+from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC, OUTBOUND_TOPIC
 
 __all__ = [
     "DEADLETTER_TOPIC",
@@ -27,6 +34,7 @@ __all__ = [
     "INTERACTION_TYPES",
     "MAX_BODY_CHARS",
     "MAX_PAYLOAD_BYTES",
+    "OUTBOUND_TOPIC",
     "AddressError",
     "AttachmentRef",
     "CallAnswered",
@@ -41,14 +49,19 @@ __all__ = [
     "Direction",
     "Interaction",
     "InteractionEvent",
+    "InvalidCommand",
     "InvalidInteraction",
     "MessageReceived",
     "MessageSent",
+    "MessageTemplate",
+    "SendMessage",
     "VoicemailRecorded",
+    "dump_command",
     "dump_interaction",
     "normalize_email",
     "normalize_party",
     "normalize_phone",
+    "parse_command",
     "parse_interaction",
     "status_advances",
 ]

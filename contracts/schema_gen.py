@@ -15,7 +15,8 @@ from pydantic import TypeAdapter
 
 from contracts.deadletter import DeadLetter
 from contracts.interactions import INTERACTION_TYPES, Interaction
-from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC
+from contracts.outbound import SendMessage
+from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC, OUTBOUND_TOPIC
 
 __all__ = ["SCHEMA_DIR", "asyncapi_document", "drifted", "json_schemas", "render", "write_schemas"]
 
@@ -34,6 +35,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     }
     schemas["interaction.json"] = TypeAdapter(Interaction).json_schema()
     schemas["deadletter.json"] = DeadLetter.model_json_schema()
+    schemas["message.send.v1.json"] = SendMessage.model_json_schema()
     return {name: {"$schema": _JSON_SCHEMA_DIALECT, **schema} for name, schema in schemas.items()}
 
 
@@ -75,6 +77,16 @@ def asyncapi_document() -> dict[str, Any]:
         """Documentation stub: the real recorder lives in services/ and this is never run."""
 
     broker.publisher(
+        OUTBOUND_TOPIC,
+        schema=SendMessage,
+        title="outbound",
+        description=(
+            "Agents and campaigns ask a channel to send a message; the channel's outbound "
+            "adapter sends each command_id at most once and reports message.sent.v1 or a failed "
+            f"delivery.status.v1 on {INTERACTIONS_TOPIC}. {_KEY_DOC}"
+        ),
+    )
+    broker.publisher(
         DEADLETTER_TOPIC,
         schema=DeadLetter,
         title="deadletter",
@@ -107,7 +119,7 @@ def _document_record_keys(document: dict[str, Any]) -> None:
         }
     }
     for name, message in document["components"]["messages"].items():
-        if name.startswith(("interactions:", "recorder:")):
+        if name.startswith(("interactions:", "recorder:", "outbound:")):
             message["bindings"] = key_binding
 
 

@@ -2,3 +2,4 @@
 
 INTERACTIONS_TOPIC = "sb.interactions.v1"
 DEADLETTER_TOPIC = "sb.deadletter.v1"
+OUTBOUND_TOPIC = "sb.outbound.v1"

@@ -55,6 +55,11 @@ class Customer(Aggregate):
 
         def apply(self, customer: Customer) -> None:
             customer.contact_count += 1
+            if self.direction == "inbound":
+                # WhatsApp's 24-hour customer-service window runs from the last inbound message.
+                last = customer.last_inbound_at.get(self.channel)
+                if last is None or self.occurred_at > last:
+                    customer.last_inbound_at[self.channel] = self.occurred_at
             if customer.last_contact_at is None or self.occurred_at >= customer.last_contact_at:
                 customer.last_contact_at = self.occurred_at
                 customer.last_channel = self.channel
@@ -76,6 +81,7 @@ class Customer(Aggregate):
         self.contact_count = 0
         self.last_contact_at: datetime | None = None
         self.last_channel: str | None = None
+        self.last_inbound_at: dict[str, datetime] = {}
 
     @staticmethod
     def create_id(address: str, channel: str) -> UUID:

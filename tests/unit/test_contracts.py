@@ -436,3 +436,15 @@ def test_a_dead_letter_payload_must_be_base64() -> None:
 def test_directions_and_channels_are_string_enums_on_the_wire() -> None:
     document = json.loads(dump_interaction(SAMPLES["consent.changed.v1"]))
     assert document["channel"] == "sms" and document["direction"] == Direction.inbound
+
+
+def test_a_send_command_normalizes_the_recipient_and_needs_a_body_or_template() -> None:
+    from contracts import InvalidCommand, SendMessage, dump_command, parse_command
+
+    command = SendMessage(channel="sms", to="+1 (415) 555-2671", body="Your parcel left")
+    assert command.to == "+14155552671"
+    assert parse_command(dump_command(command)) == command
+    with pytest.raises(InvalidCommand, match="needs a body or a template"):
+        parse_command(b'{"channel": "sms", "to": "+14155552671"}')
+    with pytest.raises(InvalidCommand, match="voice"):
+        parse_command(b'{"channel": "voice", "to": "+14155552671", "body": "hi"}')
