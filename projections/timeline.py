@@ -17,6 +17,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
+from contracts import DeliveryStatus, status_advances
 from services.domain import Customer
 
 # The stored topics this view reads; the store filters on them.
@@ -47,6 +48,17 @@ class CustomerSummary:
     last_channel: str | None
 
 
+@dataclass(frozen=True)
+class DeliveryReport:
+    """An outbound message's status as reported (sent when we sent it, then the provider's)."""
+
+    message_ref: str
+    customer_id: UUID
+    channel: str
+    status: DeliveryStatus
+    occurred_at: datetime
+
+
 @dataclass
 class TimelineChanges:
     """What one batch of stored events does to the view."""
@@ -54,6 +66,21 @@ class TimelineChanges:
     entries: list[TimelineEntry] = field(default_factory=list)
     new_customers: list[CustomerSummary] = field(default_factory=list)
     addresses: list[tuple[str, UUID]] = field(default_factory=list)
+    deliveries: list[DeliveryReport] = field(default_factory=list)
+
+
+def fold_delivery_reports(
+    current: dict[str, DeliveryStatus], reports: list[DeliveryReport]
+) -> dict[str, DeliveryReport]:
+    """The reports that move each message forward, last one wins (providers report out of
+    order: a late "sent" must never overwrite "delivered")."""
+    winners: dict[str, DeliveryReport] = {}
+    status = dict(current)
+    for report in reports:
+        if status_advances(status.get(report.message_ref), report.status):
+            status[report.message_ref] = report.status
+            winners[report.message_ref] = report
+    return winners
 
 
 class TimelineView(TrackingRecorder):
@@ -72,6 +99,10 @@ class TimelineView(TrackingRecorder):
         raise NotImplementedError
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
+        raise NotImplementedError
+
+    def delivery_status(self, message_ref: str) -> DeliveryReport | None:
+        """The furthest status an outbound message has reached."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -139,7 +170,26 @@ def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
                     payload=event.payload,
                 )
             )
+            report = _delivery_report(event)
+            if report is not None:
+                changes.deliveries.append(report)
     return changes
+
+
+def _delivery_report(event: Customer.InteractionRecorded) -> DeliveryReport | None:
+    if event.interaction_type == "message.sent.v1":
+        ref, status = event.provider_ref, DeliveryStatus.sent
+    elif event.interaction_type == "delivery.status.v1":
+        ref, status = event.payload["message_ref"], DeliveryStatus(event.payload["status"])
+    else:
+        return None
+    return DeliveryReport(
+        message_ref=ref,
+        customer_id=event.originator_id,
+        channel=event.channel,
+        status=status,
+        occurred_at=event.occurred_at,
+    )
 
 
 def payload_json(payload: dict[str, Any]) -> str:

@@ -9,11 +9,14 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
+from contracts import DeliveryStatus
 from projections.timeline import (
     CustomerSummary,
+    DeliveryReport,
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    fold_delivery_reports,
     payload_json,
 )
 from projections.timeline_sqlite import contact_rollup
@@ -25,7 +28,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         schema = Identifier(self.datastore.schema)
         self._t = {
             name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
-            for name in ("entries", "customers", "addresses")
+            for name in ("entries", "customers", "addresses", "deliveries")
         }
         t = self._t
         self.sql_create_statements += [
@@ -50,6 +53,11 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "address text PRIMARY KEY, customer_id uuid NOT NULL)"
             ).format(t["addresses"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "message_ref text PRIMARY KEY, customer_id uuid NOT NULL, channel text NOT NULL, "
+                "status text NOT NULL, updated_at timestamptz NOT NULL)"
+            ).format(t["deliveries"]),
         ]
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
@@ -99,6 +107,46 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                         for cid, (count, last, channel) in contact_rollup(changes.entries).items()
                     ],
                 )
+            self._apply_deliveries(curs, changes.deliveries)
+
+    def _apply_deliveries(self, curs: Any, reports: list[DeliveryReport]) -> None:
+        if not reports:
+            return
+        t = self._t["deliveries"]
+        curs.execute(
+            SQL("SELECT message_ref, status FROM {0} WHERE message_ref = ANY(%s)").format(t),
+            (sorted({r.message_ref for r in reports}),),
+        )
+        current = {row["message_ref"]: DeliveryStatus(row["status"]) for row in curs.fetchall()}
+        winners = fold_delivery_reports(current, reports).values()
+        if winners:
+            curs.executemany(
+                SQL(
+                    "INSERT INTO {0} VALUES (%s, %s, %s, %s, %s) ON CONFLICT (message_ref) "
+                    "DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
+                ).format(t),
+                [
+                    (r.message_ref, r.customer_id, r.channel, str(r.status), r.occurred_at)
+                    for r in winners
+                ],
+            )
+
+    def delivery_status(self, message_ref: str) -> DeliveryReport | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {0} WHERE message_ref = %s").format(self._t["deliveries"]),
+                (message_ref,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return DeliveryReport(
+            message_ref=row["message_ref"],
+            customer_id=row["customer_id"],
+            channel=row["channel"],
+            status=DeliveryStatus(row["status"]),
+            occurred_at=row["updated_at"],
+        )
 
     def timeline(
         self, customer_id: UUID, *, limit: int = 100, offset: int = 0

@@ -12,11 +12,14 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from contracts import DeliveryStatus
 from projections.timeline import (
     CustomerSummary,
+    DeliveryReport,
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    fold_delivery_reports,
     payload_json,
 )
 
@@ -59,6 +62,9 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             ") WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS addresses ("
             "address TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS deliveries ("
+            "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
+            "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
         ]
         return statements
 
@@ -105,6 +111,43 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                     for cid, (count, last, channel) in contact_rollup(changes.entries).items()
                 ],
             )
+            self._apply_deliveries(c, changes.deliveries)
+
+    def _apply_deliveries(self, c: Any, reports: list[DeliveryReport]) -> None:
+        if not reports:
+            return
+        refs = sorted({r.message_ref for r in reports})
+        current: dict[str, DeliveryStatus] = {}
+        for i in range(0, len(refs), 500):
+            chunk = refs[i : i + 500]
+            c.execute(
+                "SELECT message_ref, status FROM deliveries WHERE message_ref IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            current.update((row[0], DeliveryStatus(row[1])) for row in c.fetchall())
+        c.executemany(
+            "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_ref) DO UPDATE "
+            "SET status = excluded.status, updated_at = excluded.updated_at",
+            [
+                (r.message_ref, str(r.customer_id), r.channel, str(r.status), _ts(r.occurred_at))
+                for r in fold_delivery_reports(current, reports).values()
+            ],
+        )
+
+    def delivery_status(self, message_ref: str) -> DeliveryReport | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM deliveries WHERE message_ref = ?", (message_ref,))
+            row = c.fetchone()
+        if row is None:
+            return None
+        return DeliveryReport(
+            message_ref=row["message_ref"],
+            customer_id=UUID(row["customer_id"]),
+            channel=row["channel"],
+            status=DeliveryStatus(row["status"]),
+            occurred_at=_dt(row["updated_at"]),  # type: ignore[arg-type]
+        )
 
     def timeline(
         self, customer_id: UUID, *, limit: int = 100, offset: int = 0
@@ -140,7 +183,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for table in ("timeline", "customers", "addresses"):
+            for table in ("timeline", "customers", "addresses", "deliveries"):
                 c.execute(f"DELETE FROM {table}")
             c.execute(
                 "DELETE FROM tracking WHERE application_name != ?",

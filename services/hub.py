@@ -15,16 +15,33 @@ from contextlib import suppress
 
 import uvicorn
 
+from channels.publishing import InteractionPublisher
 from projections.follower import TimelineFollower
 from services.gateway.api import create_api
+from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
 from services.settings import Settings
-from services.store.open import open_history, open_timeline_view
+from services.store.open import open_history, open_outbound_ledger, open_timeline_view
 from services.topics import ensure_topics
+from services.wiring import build_senders, build_webhook_routers
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recorder", "timeline", "api")
+SERVICES = ("recorder", "timeline", "api", "outbound")
+
+
+def build_dispatcher(settings: Settings, bootstrap: str) -> OutboundDispatcher:
+    return OutboundDispatcher(
+        open_history(settings),
+        ledger=open_outbound_ledger(settings),
+        senders=build_senders(settings),
+        bootstrap=bootstrap,
+        topic=settings.outbound_topic,
+        interactions_topic=settings.interactions_topic,
+        deadletter_topic=settings.deadletter_topic,
+        group_id=settings.outbound_group,
+        session_timeout_ms=settings.session_timeout_ms,
+    )
 
 
 def build_recorder(
@@ -65,8 +82,16 @@ async def run_hub(
             target=follower.run, args=(follower_stop,), name="timeline", daemon=True
         )
         follower_thread.start()
+    if "outbound" in services:
+        dispatcher = build_dispatcher(settings, bootstrap)
+        tasks.append(asyncio.create_task(dispatcher.run(stop), name="outbound"))
+    webhook_publisher: InteractionPublisher | None = None
     if "api" in services:
-        api = create_api(view=open_timeline_view(settings), default_region=settings.default_region)
+        view = open_timeline_view(settings)
+        webhook_publisher = InteractionPublisher(bootstrap, topic=settings.interactions_topic)
+        await webhook_publisher.start()
+        routers = build_webhook_routers(settings, publisher=webhook_publisher, directory=view)
+        api = create_api(view=view, default_region=settings.default_region, routers=routers)
         config = uvicorn.Config(
             api,
             host=settings.http_host,
@@ -95,3 +120,5 @@ async def run_hub(
                 await asyncio.wait_for(task, timeout=20)
         if follower_thread is not None:
             follower_thread.join(timeout=10)
+        if webhook_publisher is not None:
+            await webhook_publisher.stop()

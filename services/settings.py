@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     deadletter_topic: str = "sb.deadletter.v1"
     topic_partitions: int = Field(6, ge=1, description="Partitions when the hub creates topics")
     topic_replication: int = Field(1, ge=1, description="Replication factor when it creates them")
+    outbound_topic: str = "sb.outbound.v1"
     recorder_group: str = "sb-recorder"
+    outbound_group: str = "sb-outbound"
     recorder_batch: int = Field(1000, ge=1, le=10000, description="Max records per transaction")
     session_timeout_ms: int = Field(10000, ge=1000)
     http_host: str = "127.0.0.1"

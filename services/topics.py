@@ -28,6 +28,12 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                 topic_configs={"retention.ms": str(WEEK_MS)},
             ),
             NewTopic(
+                settings.outbound_topic,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs={"retention.ms": str(WEEK_MS)},
+            ),
+            NewTopic(
                 settings.deadletter_topic,
                 1,
                 settings.topic_replication,

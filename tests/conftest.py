@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from channels.publishing import InteractionPublisher
+from services.hub import build_recorder
+from services.recorder import Recorder
 from services.settings import Settings
+from services.topics import ensure_topics
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
 
@@ -30,8 +36,30 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         kafka_bootstrap=kafka_bootstrap,
         interactions_topic=f"sb.interactions.{suffix}",
         deadletter_topic=f"sb.deadletter.{suffix}",
+        outbound_topic=f"sb.outbound.{suffix}",
+        outbound_group=f"sb-outbound-{suffix}",
         recorder_group=f"sb-recorder-{suffix}",
         topic_partitions=3,
         session_timeout_ms=3000,
         recorder_batch=200,
     )
+
+
+@pytest.fixture
+async def running_recorder(hub_settings: Settings) -> AsyncIterator[Recorder]:
+    await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
+    recorder = build_recorder(hub_settings, hub_settings.kafka_bootstrap)
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    await recorder.wait_started()
+    yield recorder
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def publisher(hub_settings: Settings) -> AsyncIterator[InteractionPublisher]:
+    async with InteractionPublisher(
+        hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
+    ) as pub:
+        yield pub

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 
 from contracts import AddressError
 from projections.timeline import TimelineView
 from services.addressing import parse_any_address
-from services.gateway.schemas import CustomerLookup, Problem, Timeline, TimelineItem
+from services.gateway.schemas import CustomerLookup, Delivery, Problem, Timeline, TimelineItem
 
 
-def create_api(*, view: TimelineView, default_region: str | None = None) -> FastAPI:
+def create_api(
+    *,
+    view: TimelineView,
+    default_region: str | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
@@ -64,4 +70,25 @@ def create_api(*, view: TimelineView, default_region: str | None = None) -> Fast
         ]
         return Timeline(customer_id=customer_id, items=items, limit=limit, offset=offset)
 
+    @api.get(
+        "/v1/deliveries/{message_ref}",
+        response_model=Delivery,
+        responses={404: {"model": Problem}},
+        tags=["messages"],
+    )
+    def delivery(message_ref: str) -> Delivery:
+        """How far an outbound message got: sent, delivered, read, or failed (forward only)."""
+        report = view.delivery_status(message_ref)
+        if report is None:
+            raise HTTPException(404, f"no outbound message {message_ref}")
+        return Delivery(
+            message_ref=report.message_ref,
+            customer_id=report.customer_id,
+            channel=report.channel,
+            status=str(report.status),
+            updated_at=report.occurred_at,
+        )
+
+    for router in routers:  # the channels' webhooks
+        api.include_router(router)
     return api

@@ -40,3 +40,14 @@ class CustomerLookup(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class Delivery(BaseModel):
+    message_ref: str = Field(
+        description="The provider's id of the outbound message, or the "
+        "command id when it was never sent"
+    )
+    customer_id: UUID
+    channel: str
+    status: str = Field(examples=["delivered"])
+    updated_at: datetime = Field(description="When the provider reported this status")

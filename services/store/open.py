@@ -12,6 +12,7 @@ from eventsourcing.utils import Environment
 from projections.timeline import TimelineView
 from projections.timeline_postgres import PostgresTimelineView
 from projections.timeline_sqlite import SQLiteTimelineView
+from services.outbound.ledger import OutboundLedger
 from services.settings import Settings
 from services.store.history import CustomerHistory
 
@@ -36,6 +37,15 @@ def open_history(settings: Settings) -> CustomerHistory:
     if not settings.is_postgres:
         settings.sqlite_path("history").parent.mkdir(parents=True, exist_ok=True)
     return _racing_create(lambda: CustomerHistory(env=settings.event_store_env()))
+
+
+def open_outbound_ledger(settings: Settings) -> OutboundLedger:
+    env = settings.event_store_env()
+    if not settings.is_postgres:
+        path = settings.sqlite_path("outbound")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env["SQLITE_DBNAME"] = str(path)
+    return _racing_create(lambda: OutboundLedger(env=env))
 
 
 def open_timeline_view(settings: Settings) -> TimelineView:

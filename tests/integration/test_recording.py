@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from channels.publishing import InteractionPublisher
@@ -22,26 +20,6 @@ from services.topics import ensure_topics
 from tests.helpers import eventually, read_topic, recorded_refs, timeline_follower
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def running_recorder(hub_settings: Settings) -> AsyncIterator[Recorder]:
-    await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-    recorder = build_recorder(hub_settings, hub_settings.kafka_bootstrap)
-    stop = asyncio.Event()
-    task = asyncio.create_task(recorder.run(stop))
-    await recorder.wait_started()
-    yield recorder
-    stop.set()
-    await asyncio.wait_for(task, 30)
-
-
-@pytest.fixture
-async def publisher(hub_settings: Settings) -> AsyncIterator[InteractionPublisher]:
-    async with InteractionPublisher(
-        hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
-    ) as pub:
-        yield pub
 
 
 def sms(
@@ -150,3 +128,45 @@ async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecordin
     # The second run was assigned the partitions and re-read nothing: it starts at the
     # offsets stored with the events (Kafka's committed offsets are not the source of truth).
     assert recorder.stats.consumed == 0
+
+
+async def test_delivery_status_on_the_view_only_moves_forward(
+    hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
+) -> None:
+    from contracts import DeliveryStatus, DeliveryStatusChanged, MessageSent
+
+    party = "+493012345678"
+    await publisher.publish(
+        MessageSent(
+            channel=Channel.sms,
+            party=party,
+            provider_ref="SMout1",
+            occurred_at=NOW,
+            body="Your parcel left",
+        )
+    )
+    # The provider's callbacks arrive out of order: delivered, then a late sent.
+    for status in (DeliveryStatus.delivered, DeliveryStatus.sent):
+        await publisher.publish(
+            DeliveryStatusChanged(
+                channel=Channel.sms,
+                party=party,
+                provider_ref=f"SMout1:{status}",
+                occurred_at=NOW + timedelta(seconds=5),
+                status=status,
+                message_ref="SMout1",
+            )
+        )
+    follower = timeline_follower(hub_settings)
+    view = open_timeline_view(hub_settings)
+
+    def three_on_timeline() -> bool:
+        follower.catch_up()
+        cid = view.customer_for_address(party)
+        return cid is not None and len(view.timeline(cid)) == 3
+
+    await eventually(three_on_timeline, what="the message and both reports")
+    api = TestClient(create_api(view=view))
+    body = api.get("/v1/deliveries/SMout1").json()
+    assert body["status"] == "delivered"
+    assert api.get("/v1/deliveries/nope").status_code == 404

@@ -1,0 +1,1 @@
+"""Outbound messages: the dispatcher that turns send commands into provider calls, once each."""

@@ -1,0 +1,187 @@
+"""Send commands -> dispatcher -> sender -> outcome recorded, on the real broker.
+
+The sender here is a recording fake that implements the channels' Sender protocol; the
+real channel senders are tested against stand-ins of their providers elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from channels.outbound import (
+    PermanentSendError,
+    Recipient,
+    SendReceipt,
+    TransientSendError,
+)
+from channels.publishing import InteractionPublisher
+from contracts import Channel, ConsentChanged, Direction, SendMessage, dump_command
+from services.outbound.dispatcher import OutboundDispatcher
+from services.settings import Settings
+from services.store.open import open_history, open_outbound_ledger
+from services.topics import ensure_topics
+from tests.helpers import eventually, recorded_refs
+
+PHONE = "+493012345678"
+
+
+@dataclass
+class RecordingSender:
+    """A fake SMS provider: records what it was asked to send; can fail on cue."""
+
+    channel: Channel = Channel.sms
+    sent: list[str] = field(default_factory=list)
+    transient_failures: int = 0
+    reject: bool = False
+
+    async def send(self, command: SendMessage, recipient: Recipient) -> SendReceipt:
+        if self.transient_failures:
+            self.transient_failures -= 1
+            raise TransientSendError("provider busy (429)", code="20429")
+        if self.reject:
+            raise PermanentSendError("invalid 'To' number", code="21211")
+        self.sent.append(command.command_id)
+        return SendReceipt(provider_ref=f"SM-{command.command_id}")
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def dispatcher_with(hub_settings: Settings):
+    started: list[tuple[OutboundDispatcher, asyncio.Event, asyncio.Task]] = []
+
+    async def start(sender: RecordingSender) -> OutboundDispatcher:
+        await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
+        dispatcher = OutboundDispatcher(
+            open_history(hub_settings),
+            ledger=open_outbound_ledger(hub_settings),
+            senders={sender.channel: sender},
+            bootstrap=hub_settings.kafka_bootstrap,
+            topic=hub_settings.outbound_topic,
+            interactions_topic=hub_settings.interactions_topic,
+            deadletter_topic=hub_settings.deadletter_topic,
+            group_id=hub_settings.outbound_group,
+            retry_delays=(0.05, 0.05),
+            session_timeout_ms=3000,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        await dispatcher.wait_started()
+        started.append((dispatcher, stop, task))
+        return dispatcher
+
+    yield start
+    for _, stop, task in started:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def command_producer(hub_settings: Settings) -> AsyncIterator:
+    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
+    await producer.start()
+
+    async def send(command: SendMessage) -> None:
+        await producer.send_and_wait(
+            hub_settings.outbound_topic, dump_command(command), key=command.to.encode()
+        )
+
+    yield send
+    await producer.stop()
+
+
+async def test_a_command_sent_twice_reaches_the_provider_once_and_is_recorded(
+    hub_settings: Settings,
+    running_recorder,
+    dispatcher_with,
+    command_producer,
+) -> None:
+    sender = RecordingSender(transient_failures=1)  # and the provider is busy at first
+    dispatcher = await dispatcher_with(sender)
+    command = SendMessage(channel=Channel.sms, to=PHONE, body="Your parcel left the depot")
+    await command_producer(command)
+    await command_producer(command)  # the agent desk retried
+    await eventually(lambda: dispatcher.stats.consumed == 2, what="both commands handled")
+    assert sender.sent == [command.command_id]
+    assert dispatcher.stats.skipped == 1
+    await eventually(
+        lambda: recorded_refs(hub_settings)[f"message.sent.v1|SM-{command.command_id}"] == 1,
+        what="message.sent.v1 in the customer history",
+    )
+
+
+async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
+    hub_settings: Settings,
+    running_recorder,
+    dispatcher_with,
+    command_producer,
+) -> None:
+    async with InteractionPublisher(
+        hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
+    ) as pub:
+        for purpose in ("service", "marketing"):
+            await pub.publish(
+                ConsentChanged(
+                    channel=Channel.sms,
+                    direction=Direction.inbound,
+                    party=PHONE,
+                    provider_ref=f"SMstop:{purpose}",
+                    occurred_at=datetime.now(UTC),
+                    purpose=purpose,
+                    granted=False,
+                    source="sms-keyword",
+                    keyword="STOP",
+                )
+            )
+    history = open_history(hub_settings)
+    from services.domain import customer_id_for
+
+    def opted_out() -> bool:
+        history.forget_cached_customers()
+        try:
+            return (
+                history.get_customer(customer_id_for(PHONE)).has_consent("sms", "service") is False
+            )
+        except Exception:
+            return False
+
+    await eventually(opted_out, what="the opt-out recorded")
+    sender = RecordingSender()
+    dispatcher = await dispatcher_with(sender)
+    command = SendMessage(channel=Channel.sms, to=PHONE, body="We miss you! 20% off")
+    await command_producer(command)
+    await eventually(lambda: dispatcher.stats.failed == 1, what="the refusal")
+    assert sender.sent == []
+    await eventually(
+        lambda: recorded_refs(hub_settings)[f"delivery.status.v1|{command.command_id}:failed"] == 1,
+        what="the failed delivery status recorded",
+    )
+
+
+async def test_rejected_by_provider_and_malformed_commands_do_not_stop_the_dispatcher(
+    hub_settings: Settings,
+    dispatcher_with,
+    command_producer,
+) -> None:
+    sender = RecordingSender(reject=True)
+    dispatcher = await dispatcher_with(sender)
+    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(hub_settings.outbound_topic, b'{"channel": "sms"}', key=b"x")
+    finally:
+        await producer.stop()
+    await command_producer(SendMessage(channel=Channel.sms, to=PHONE, body="hello"))
+    sender_ok = RecordingSender(channel=Channel.email)
+    await command_producer(SendMessage(channel=Channel.email, to="ann@example.com", body="hi"))
+    await eventually(lambda: dispatcher.stats.consumed == 3, what="three records handled")
+    assert dispatcher.stats.dead_lettered == 1
+    assert dispatcher.stats.failed == 2  # rejected by the provider; no e-mail sender configured
+    assert sender_ok.sent == []
