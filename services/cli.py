@@ -279,6 +279,45 @@ def lookup(address: str) -> None:
     out.print_json(json.dumps(asdict(summary), default=str))
 
 
+@app.command()
+def send(
+    channel: Annotated[str, typer.Option(help="email, sms, whatsapp, messenger, telegram")],
+    to: Annotated[str, typer.Option(help="the recipient's address")],
+    body: Annotated[str, typer.Option(help="the text")] = "",
+    subject: Annotated[str | None, typer.Option(help="e-mail subject")] = None,
+    purpose: Annotated[str, typer.Option(help="service or marketing")] = "service",
+) -> None:
+    """Ask the hub to send a message (publishes a command on the outbound topic)."""
+    from aiokafka import AIOKafkaProducer
+    from pydantic import ValidationError
+
+    from contracts import SendMessage, dump_command
+
+    settings = _settings()
+    try:
+        command = SendMessage(
+            channel=channel, to=to, body=body, subject=subject, purpose=purpose, requested_by="cli"
+        )
+    except ValidationError as e:
+        raise _fail(str(e)) from None
+    bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.outbound_topic, dump_command(command), key=command.to.encode()
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    out.print(f"queued command {command.command_id} ({command.channel} to {command.to})")
+
+
 projections_app = typer.Typer(help="Read models: rebuild from the event store.")
 app.add_typer(projections_app, name="projections")
 

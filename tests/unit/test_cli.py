@@ -1,0 +1,41 @@
+"""The command line follows the conventions: --help, exit codes, clear one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from services.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("up", "serve", "timeline", "lookup", "simulate", "send", "kafka"):
+        assert command in result.output
+
+
+def test_unknown_address_exits_1_with_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["timeline", "+493099999999"], env={"SWITCHBOARD_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 1
+    assert "no customer has the address +493099999999" in result.output
+
+
+def test_an_invalid_recipient_is_refused_before_anything_is_published(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["send", "--channel", "sms", "--to", "hello", "--body", "x"],
+        env={"SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+    )
+    assert result.exit_code == 1
+    assert "is not a phone number" in result.output
+
+
+def test_serve_rejects_an_unknown_service() -> None:
+    result = runner.invoke(app, ["serve", "fax"], env={"SWITCHBOARD_KAFKA_BOOTSTRAP": "x:1"})
+    assert result.exit_code == 2
