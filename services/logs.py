@@ -34,3 +34,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
     root.setLevel(level)
     # aiokafka logs every coordinator hiccup at ERROR/WARNING; keep ours readable.
     logging.getLogger("aiokafka").setLevel(logging.WARNING if level == "DEBUG" else logging.ERROR)
+    # httpx logs request URLs at INFO, and a Telegram URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

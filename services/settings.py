@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,24 @@ class Settings(BaseSettings):
     default_region: str | None = Field(
         None, description="Region for national phone numbers without +, e.g. 'US' or 'DE'"
     )
+
+    # -- channels: a channel is on when its credentials are set ---------------------------
+    public_base_url: str | None = Field(
+        None, description="How providers reach us (behind a proxy), e.g. https://hub.example.com"
+    )
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    messenger_app_secret: SecretStr | None = None
+    messenger_verify_token: SecretStr | None = None
+    messenger_page_access_token: SecretStr | None = None
+    messenger_message_tag: str | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_secret_token: SecretStr | None = None
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    telegram_api_base_url: str = "https://api.telegram.org"
 
     @property
     def is_postgres(self) -> bool:

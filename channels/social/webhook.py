@@ -1,0 +1,112 @@
+"""What every social webhook does once the provider-specific parts are known.
+
+Read the raw body (bounded), authenticate it, parse it into contract events, publish them all
+and wait for Kafka to confirm, and only then answer 2xx. Any failure to confirm answers 503 so
+that the provider retries; provider ids make the retry a no-op in the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+
+from channels.publishing import InteractionPublisher
+from channels.social.payload import MalformedPayload, describe_validation_error, parse_json
+from contracts import InteractionEvent
+
+__all__ = ["MAX_BODY_BYTES", "Authenticate", "ParseEvents", "publish_confirmed", "receive"]
+
+log = logging.getLogger(__name__)
+
+# Meta and Telegram updates are a few kilobytes; the cap is checked before the signature, so
+# an unauthenticated caller cannot make us buffer and hash megabytes.
+MAX_BODY_BYTES = 1024 * 1024
+RETRY_AFTER_S = "5"
+
+# (raw body, headers) -> None if genuine, else why not (answered with 403).
+Authenticate = Callable[[bytes, Headers], str | None]
+ParseEvents = Callable[[Any], Sequence[InteractionEvent]]
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def publish_confirmed(
+    publisher: InteractionPublisher,
+    events: Sequence[InteractionEvent],
+    *,
+    timeout: float,
+    provider: str,
+) -> None:
+    """Publish ``events`` in order, each confirmed by Kafka, or raise HTTPException(503)."""
+    try:
+        async with asyncio.timeout(timeout):
+            # One at a time: a message's statuses share a key, and their order is the order
+            # the provider reported them in.
+            for event in events:
+                await publisher.publish(event)
+    except TimeoutError:
+        log.error(
+            "%s webhook: Kafka did not confirm %d events in %ss", provider, len(events), timeout
+        )
+        raise HTTPException(
+            503,
+            f"Kafka did not confirm within {timeout}s; retry the delivery",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
+    except Exception as exc:
+        # Whatever the producer raised, the events are not safely stored: the provider must
+        # retry, and the ones that did get through are deduplicated by provider_ref.
+        log.exception("%s webhook: publishing %d events failed", provider, len(events))
+        raise HTTPException(
+            503,
+            f"could not publish to Kafka ({type(exc).__name__}); retry the delivery",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
+
+
+async def receive(
+    request: Request,
+    *,
+    provider: str,
+    authenticate: Authenticate,
+    parse: ParseEvents,
+    publisher: InteractionPublisher,
+    timeout: float,
+) -> JSONResponse:
+    """The whole POST handling of a webhook; the router supplies the provider's parts."""
+    raw = await read_body(request)
+    refusal = authenticate(raw, request.headers)
+    if refusal is not None:
+        log.warning("%s webhook refused: %s", provider, refusal)
+        raise HTTPException(403, refusal)
+    try:
+        events = parse(parse_json(raw))
+    except MalformedPayload as exc:
+        log.warning("%s webhook: malformed payload: %s", provider, exc)
+        raise HTTPException(400, f"malformed {provider} payload: {exc}") from None
+    except ValidationError as exc:
+        # Parsers name the payload path of a refused value; this is the safety net.
+        reason = describe_validation_error(exc)
+        log.warning("%s webhook: invalid values: %s", provider, reason)
+        raise HTTPException(400, f"malformed {provider} payload: {reason}") from None
+    await publish_confirmed(publisher, events, timeout=timeout, provider=provider)
+    return JSONResponse({"published": len(events)})

@@ -1,0 +1,32 @@
+"""A channel is on exactly when its credentials are configured."""
+
+from __future__ import annotations
+
+from contracts import Channel
+from services.settings import Settings
+from services.wiring import build_senders, build_webhook_routers
+
+
+def paths(routers) -> set[str]:
+    return {route.path for router in routers for route in router.routes}
+
+
+def test_no_credentials_means_no_webhooks_and_no_senders() -> None:
+    settings = Settings()
+    assert build_webhook_routers(settings, publisher=None, directory=None) == []  # type: ignore[arg-type]
+    assert build_senders(settings) == {}
+
+
+def test_configured_social_channels_get_webhooks_and_senders() -> None:
+    settings = Settings(
+        telegram_bot_token="123:abc",
+        telegram_secret_token="s3cret_token",
+        whatsapp_app_secret="app",
+        whatsapp_verify_token="verify",
+        whatsapp_access_token="token",
+        whatsapp_phone_number_id="1055",
+    )
+    routes = paths(build_webhook_routers(settings, publisher=None, directory=None))  # type: ignore[arg-type]
+    assert {"/webhooks/telegram", "/webhooks/whatsapp"} <= routes
+    assert "/webhooks/messenger" not in routes
+    assert set(build_senders(settings)) == {Channel.telegram, Channel.whatsapp}
