@@ -11,8 +11,10 @@ import pytest
 
 from channels.publishing import InteractionPublisher
 from services.hub import build_recorder
+from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
 from services.settings import Settings
+from services.store.open import open_history, open_outbound_ledger
 from services.topics import ensure_topics
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
@@ -63,3 +65,34 @@ async def publisher(hub_settings: Settings) -> AsyncIterator[InteractionPublishe
         hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
     ) as pub:
         yield pub
+
+
+@pytest.fixture
+async def start_dispatcher(hub_settings: Settings):
+    """Start the real outbound dispatcher with the given senders; stopped at teardown."""
+    running: list[tuple[asyncio.Event, asyncio.Task]] = []
+
+    async def start(senders, *, retry_delays: tuple[float, ...] = (0.05, 0.05)):
+        await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
+        dispatcher = OutboundDispatcher(
+            open_history(hub_settings),
+            ledger=open_outbound_ledger(hub_settings),
+            senders=senders,
+            bootstrap=hub_settings.kafka_bootstrap,
+            topic=hub_settings.outbound_topic,
+            interactions_topic=hub_settings.interactions_topic,
+            deadletter_topic=hub_settings.deadletter_topic,
+            group_id=hub_settings.outbound_group,
+            retry_delays=retry_delays,
+            session_timeout_ms=3000,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        await dispatcher.wait_started()
+        running.append((stop, task))
+        return dispatcher
+
+    yield start
+    for stop, task in running:
+        stop.set()
+        await asyncio.wait_for(task, 30)  # also closes the senders

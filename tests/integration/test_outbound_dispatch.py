@@ -6,7 +6,6 @@ real channel senders are tested against stand-ins of their providers elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +21,8 @@ from channels.outbound import (
 )
 from channels.publishing import InteractionPublisher
 from contracts import Channel, ConsentChanged, Direction, SendMessage, dump_command
-from services.outbound.dispatcher import OutboundDispatcher
 from services.settings import Settings
-from services.store.open import open_history, open_outbound_ledger
-from services.topics import ensure_topics
+from services.store.open import open_history
 from tests.helpers import eventually, recorded_refs
 
 PHONE = "+493012345678"
@@ -54,36 +51,6 @@ class RecordingSender:
 
 
 @pytest.fixture
-async def dispatcher_with(hub_settings: Settings):
-    started: list[tuple[OutboundDispatcher, asyncio.Event, asyncio.Task]] = []
-
-    async def start(sender: RecordingSender) -> OutboundDispatcher:
-        await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-        dispatcher = OutboundDispatcher(
-            open_history(hub_settings),
-            ledger=open_outbound_ledger(hub_settings),
-            senders={sender.channel: sender},
-            bootstrap=hub_settings.kafka_bootstrap,
-            topic=hub_settings.outbound_topic,
-            interactions_topic=hub_settings.interactions_topic,
-            deadletter_topic=hub_settings.deadletter_topic,
-            group_id=hub_settings.outbound_group,
-            retry_delays=(0.05, 0.05),
-            session_timeout_ms=3000,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(dispatcher.run(stop))
-        await dispatcher.wait_started()
-        started.append((dispatcher, stop, task))
-        return dispatcher
-
-    yield start
-    for _, stop, task in started:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-@pytest.fixture
 async def command_producer(hub_settings: Settings) -> AsyncIterator:
     producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
     await producer.start()
@@ -100,11 +67,11 @@ async def command_producer(hub_settings: Settings) -> AsyncIterator:
 async def test_a_command_sent_twice_reaches_the_provider_once_and_is_recorded(
     hub_settings: Settings,
     running_recorder,
-    dispatcher_with,
+    start_dispatcher,
     command_producer,
 ) -> None:
     sender = RecordingSender(transient_failures=1)  # and the provider is busy at first
-    dispatcher = await dispatcher_with(sender)
+    dispatcher = await start_dispatcher({sender.channel: sender})
     command = SendMessage(channel=Channel.sms, to=PHONE, body="Your parcel left the depot")
     await command_producer(command)
     await command_producer(command)  # the agent desk retried
@@ -120,7 +87,7 @@ async def test_a_command_sent_twice_reaches_the_provider_once_and_is_recorded(
 async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
     hub_settings: Settings,
     running_recorder,
-    dispatcher_with,
+    start_dispatcher,
     command_producer,
 ) -> None:
     async with InteractionPublisher(
@@ -154,7 +121,7 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
 
     await eventually(opted_out, what="the opt-out recorded")
     sender = RecordingSender()
-    dispatcher = await dispatcher_with(sender)
+    dispatcher = await start_dispatcher({sender.channel: sender})
     command = SendMessage(channel=Channel.sms, to=PHONE, body="We miss you! 20% off")
     await command_producer(command)
     await eventually(lambda: dispatcher.stats.failed == 1, what="the refusal")
@@ -167,11 +134,11 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
 
 async def test_rejected_by_provider_and_malformed_commands_do_not_stop_the_dispatcher(
     hub_settings: Settings,
-    dispatcher_with,
+    start_dispatcher,
     command_producer,
 ) -> None:
     sender = RecordingSender(reject=True)
-    dispatcher = await dispatcher_with(sender)
+    dispatcher = await start_dispatcher({sender.channel: sender})
     producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
     await producer.start()
     try:

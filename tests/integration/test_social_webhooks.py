@@ -10,7 +10,6 @@ agent's reply goes out, and both are on the timeline.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -37,8 +36,7 @@ from projections.timeline import TimelineEntry
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
 from services.settings import Settings
-from services.store.open import open_history, open_outbound_ledger, open_timeline_view
-from services.topics import ensure_topics
+from services.store.open import open_timeline_view
 from tests.helpers import eventually, recorded_refs, timeline_follower
 from tests.standins.meta_graph import (
     GraphStandIn,
@@ -274,7 +272,7 @@ async def test_statuses_out_of_order_are_all_recorded_and_the_furthest_is_kept(
 
 @pytest.fixture
 async def dispatcher(
-    hub_settings: Settings,
+    start_dispatcher,
 ) -> AsyncIterator[tuple[OutboundDispatcher, GraphStandIn]]:
     with GraphStandIn(
         access_token=WHATSAPP_CONFIG.access_token,
@@ -282,25 +280,10 @@ async def dispatcher(
         page_access_token=MESSENGER_CONFIG.page_access_token,
     ) as graph:
         config = replace(WHATSAPP_CONFIG, graph_base_url=graph.base_url)
-        await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-        dispatcher = OutboundDispatcher(
-            open_history(hub_settings),
-            ledger=open_outbound_ledger(hub_settings),
-            senders={Channel.whatsapp: WhatsAppSender(config)},
-            bootstrap=hub_settings.kafka_bootstrap,
-            topic=hub_settings.outbound_topic,
-            interactions_topic=hub_settings.interactions_topic,
-            deadletter_topic=hub_settings.deadletter_topic,
-            group_id=hub_settings.outbound_group,
-            retry_delays=(0.05,),
-            session_timeout_ms=3000,
+        dispatcher = await start_dispatcher(
+            {Channel.whatsapp: WhatsAppSender(config)}, retry_delays=(0.05,)
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(dispatcher.run(stop))
-        await dispatcher.wait_started()
         yield dispatcher, graph
-        stop.set()
-        await asyncio.wait_for(task, 30)  # closes the sender too
 
 
 async def test_inbound_whatsapp_message_then_the_agents_reply_goes_out_and_is_recorded(
