@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RecorderStats:
-    consumed: int = 0
+    consumed: int = 0  # records handled (recorded, duplicate or dead-lettered) and committed
     recorded: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
@@ -134,7 +134,6 @@ class Recorder:
     async def _handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
         if not records:
             return
-        self.stats.consumed += len(records)
         parsed, invalid = await asyncio.to_thread(_parse_all, records)
         for record, error in invalid:
             await self._dead_letter(record, error.reason, type(error).__name__)
@@ -156,12 +155,13 @@ class Recorder:
             return
         except Exception:
             log.exception("unexpected error recording %s; isolating the bad record", tp)
-            await self._bisect(tp, parsed)
+            await self._bisect(tp, parsed, len(records))
             return
         self._count(outcome)
+        self.stats.consumed += len(records)  # handled: recorded, skipped or dead-lettered
         await self._commit_kafka(tp, records[-1].offset + 1)
 
-    async def _bisect(self, tp: TopicPartition, parsed: list) -> None:
+    async def _bisect(self, tp: TopicPartition, parsed: list, handled: int) -> None:
         """Record one at a time so only a record that fails by itself is dead-lettered."""
         for record, interaction in parsed:
             tracking = Tracking(tracking_name(tp.topic, tp.partition), record.offset + 1)
@@ -185,6 +185,7 @@ class Recorder:
                 await asyncio.to_thread(self.history.record_interactions, [], trackings=[tracking])
                 continue
             self._count(outcome)
+        self.stats.consumed += handled
         if parsed:
             await self._commit_kafka(tp, parsed[-1][0].offset + 1)
 

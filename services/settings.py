@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="How providers reach us (behind a proxy), e.g. https://hub.example.com"
     )
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = Field(None, description="Our SMS sender number (E.164)")
+    twilio_messaging_service_sid: str | None = None
+    twilio_voice_queue: str = Field("support", description="Where calls wait until routing")
+    twilio_dial_client: str | None = Field(None, description="Dial this agent client instead")
+    twilio_api_base_url: str | None = Field(None, description="Override Twilio's API host")
+    cti_token: SecretStr | None = Field(None, description="Bearer token of the CTI webhook")
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_access_token: SecretStr | None = None

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from channels.outbound import Sender
 from channels.publishing import InteractionPublisher
+from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
 from channels.social import (
     MessengerConfig,
     MessengerSender,
@@ -24,6 +25,7 @@ from channels.social import (
     telegram_router,
     whatsapp_router,
 )
+from channels.voice import CtiConfig, TwilioVoiceConfig, cti_router, twilio_voice_router
 from contracts import Channel
 from projections.timeline import TimelineView
 from services.settings import Settings
@@ -35,6 +37,9 @@ def _secret(value: SecretStr | None) -> str:
 
 @dataclass
 class ChannelConfigs:
+    voice: TwilioVoiceConfig | None = None
+    cti: CtiConfig | None = None
+    sms: TwilioSmsConfig | None = None
     whatsapp: WhatsAppConfig | None = None
     messenger: MessengerConfig | None = None
     telegram: TelegramConfig | None = None
@@ -42,6 +47,29 @@ class ChannelConfigs:
 
 def channel_configs(settings: Settings) -> ChannelConfigs:
     configs = ChannelConfigs()
+    region = settings.default_region
+    if settings.twilio_auth_token is not None and settings.public_base_url:
+        configs.voice = TwilioVoiceConfig(
+            auth_token=_secret(settings.twilio_auth_token),
+            public_base_url=settings.public_base_url,
+            default_queue=settings.twilio_voice_queue,
+            dial_client=settings.twilio_dial_client,
+            default_region=region,
+        )
+        if settings.twilio_account_sid and (
+            settings.twilio_from_number or settings.twilio_messaging_service_sid
+        ):
+            configs.sms = TwilioSmsConfig(
+                account_sid=settings.twilio_account_sid,
+                auth_token=_secret(settings.twilio_auth_token),
+                public_base_url=settings.public_base_url,
+                from_number=settings.twilio_from_number,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                api_base_url=settings.twilio_api_base_url,
+                default_region=region,
+            )
+    if settings.cti_token is not None:
+        configs.cti = CtiConfig(token=_secret(settings.cti_token), default_region=region)
     if settings.whatsapp_app_secret is not None:
         configs.whatsapp = WhatsAppConfig(
             app_secret=_secret(settings.whatsapp_app_secret),
@@ -74,6 +102,14 @@ def build_webhook_routers(
 ) -> list[APIRouter]:
     configs = channel_configs(settings)
     routers: list[APIRouter] = []
+    if configs.voice:
+        routers.append(
+            twilio_voice_router(publisher=publisher, config=configs.voice, directory=directory)
+        )
+    if configs.cti:
+        routers.append(cti_router(publisher=publisher, config=configs.cti))
+    if configs.sms:
+        routers.append(twilio_sms_router(publisher=publisher, config=configs.sms))
     if configs.whatsapp:
         routers.append(whatsapp_router(publisher=publisher, config=configs.whatsapp))
     if configs.messenger:
@@ -86,6 +122,8 @@ def build_webhook_routers(
 def build_senders(settings: Settings) -> dict[Channel, Sender]:
     configs = channel_configs(settings)
     senders: dict[Channel, Sender] = {}
+    if configs.sms:
+        senders[Channel.sms] = TwilioSmsSender(configs.sms)
     if configs.whatsapp:
         senders[Channel.whatsapp] = WhatsAppSender(configs.whatsapp)
     if configs.messenger:

@@ -75,7 +75,7 @@ async def start_dispatcher(hub_settings: Settings):
     async def start(senders, *, retry_delays: tuple[float, ...] = (0.05, 0.05)):
         await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
         dispatcher = OutboundDispatcher(
-            open_history(hub_settings),
+            open_history(hub_settings, cached=False),
             ledger=open_outbound_ledger(hub_settings),
             senders=senders,
             bootstrap=hub_settings.kafka_bootstrap,

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections.follower import TimelineFollower
 from services.settings import Settings
@@ -89,3 +89,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         for name, value in settings.model_dump().items()
         if value is not None
     }
+
+
+async def records_in(settings: Settings) -> int:
+    """How many records the interactions topic holds (published, whether read or not)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(settings.interactions_topic, p) for p in range(settings.topic_partitions)
+        ]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()

@@ -7,7 +7,6 @@ that the provider retries; provider ids make the retry a no-op in the recorder.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,16 +18,16 @@ from starlette.datastructures import Headers
 
 from channels.publishing import InteractionPublisher
 from channels.social.payload import MalformedPayload, describe_validation_error, parse_json
+from channels.webhooks import publish_confirmed
 from contracts import InteractionEvent
 
-__all__ = ["MAX_BODY_BYTES", "Authenticate", "ParseEvents", "publish_confirmed", "receive"]
+__all__ = ["MAX_BODY_BYTES", "Authenticate", "ParseEvents", "receive"]
 
 log = logging.getLogger(__name__)
 
 # Meta and Telegram updates are a few kilobytes; the cap is checked before the signature, so
 # an unauthenticated caller cannot make us buffer and hash megabytes.
 MAX_BODY_BYTES = 1024 * 1024
-RETRY_AFTER_S = "5"
 
 # (raw body, headers) -> None if genuine, else why not (answered with 403).
 Authenticate = Callable[[bytes, Headers], str | None]
@@ -47,40 +46,6 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise HTTPException(413, f"the body is over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def publish_confirmed(
-    publisher: InteractionPublisher,
-    events: Sequence[InteractionEvent],
-    *,
-    timeout: float,
-    provider: str,
-) -> None:
-    """Publish ``events`` in order, each confirmed by Kafka, or raise HTTPException(503)."""
-    try:
-        async with asyncio.timeout(timeout):
-            # One at a time: a message's statuses share a key, and their order is the order
-            # the provider reported them in.
-            for event in events:
-                await publisher.publish(event)
-    except TimeoutError:
-        log.error(
-            "%s webhook: Kafka did not confirm %d events in %ss", provider, len(events), timeout
-        )
-        raise HTTPException(
-            503,
-            f"Kafka did not confirm within {timeout}s; retry the delivery",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from None
-    except Exception as exc:
-        # Whatever the producer raised, the events are not safely stored: the provider must
-        # retry, and the ones that did get through are deduplicated by provider_ref.
-        log.exception("%s webhook: publishing %d events failed", provider, len(events))
-        raise HTTPException(
-            503,
-            f"could not publish to Kafka ({type(exc).__name__}); retry the delivery",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from None
 
 
 async def receive(
@@ -108,5 +73,5 @@ async def receive(
         reason = describe_validation_error(exc)
         log.warning("%s webhook: invalid values: %s", provider, reason)
         raise HTTPException(400, f"malformed {provider} payload: {reason}") from None
-    await publish_confirmed(publisher, events, timeout=timeout, provider=provider)
+    await publish_confirmed(publisher, events, timeout_s=timeout, provider=provider)
     return JSONResponse({"published": len(events)})

@@ -33,10 +33,16 @@ def _racing_create(build: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def open_history(settings: Settings) -> CustomerHistory:
+def open_history(settings: Settings, *, cached: bool = True) -> CustomerHistory:
+    """The customer history.  ``cached=False`` for readers that are not the customers'
+    writer (the outbound dispatcher): the cache only sees this instance's own writes, so a
+    reader must load fresh (snapshots keep that fast) or it would miss an opt-out."""
     if not settings.is_postgres:
         settings.sqlite_path("history").parent.mkdir(parents=True, exist_ok=True)
-    return _racing_create(lambda: CustomerHistory(env=settings.event_store_env()))
+    env = settings.event_store_env()
+    if not cached:
+        env["AGGREGATE_CACHE_MAXSIZE"] = ""
+    return _racing_create(lambda: CustomerHistory(env=env))
 
 
 def open_outbound_ledger(settings: Settings) -> OutboundLedger:

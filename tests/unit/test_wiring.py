@@ -30,3 +30,16 @@ def test_configured_social_channels_get_webhooks_and_senders() -> None:
     assert {"/webhooks/telegram", "/webhooks/whatsapp"} <= routes
     assert "/webhooks/messenger" not in routes
     assert set(build_senders(settings)) == {Channel.telegram, Channel.whatsapp}
+
+
+def test_twilio_and_cti_are_wired_with_a_public_url_and_their_secrets() -> None:
+    settings = Settings(
+        public_base_url="https://hub.example.com",
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="secret",
+        twilio_from_number="+14155550100",
+        cti_token="a-long-enough-cti-token",
+    )
+    routes = paths(build_webhook_routers(settings, publisher=None, directory=None))  # type: ignore[arg-type]
+    assert {"/webhooks/twilio/voice", "/webhooks/twilio/sms", "/webhooks/cti/events"} <= routes
+    assert set(build_senders(settings)) == {Channel.sms}

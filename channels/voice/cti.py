@@ -1,0 +1,242 @@
+"""A generic CTI webhook: any phone system (Asterisk, 3CX, a cloud PBX) reports its calls.
+
+POST ``/webhooks/cti/events`` with ``Authorization: Bearer <token>`` and a JSON or
+form-encoded body (see ``CtiCallEvent``; the OpenAPI document shows both). It produces the
+same contract events as the Twilio webhooks:
+
+- ``newCall`` -> call.ringing.v1 (``provider_ref`` ``<call_id>:ringing``)
+- ``answer``  -> call.answered.v1 (``<call_id>:answered``; agent = ``agent`` or ``extension``)
+- ``hangup``  -> call.ended.v1 when ``duration`` (talk seconds, e.g. Asterisk's billsec) is
+  above zero (``<call_id>:ended``), else call.missed.v1 with ``reason`` (default
+  ``no-answer``; ``<call_id>:missed``).
+
+The customer is ``from`` on inbound calls and ``to`` on outbound ones. A phone system that
+posts the same event twice gets one recorded event (the recorder dedupes ``provider_ref``).
+A withheld caller id is acknowledged (``status: ignored``) and not recorded: see
+``channels.voice.inbound`` for why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from channels.publishing import InteractionPublisher
+from channels.twilio_signature import (
+    WITHHELD_CALLER_IDS,
+    bad_request,
+    invalid_event,
+)
+from channels.voice.config import CtiConfig
+from channels.voice.paths import CTI_EVENTS_PATH
+from channels.webhooks import publish_confirmed
+from contracts import (
+    AddressError,
+    CallAnswered,
+    CallEnded,
+    CallMissed,
+    CallRinging,
+    Channel,
+    Direction,
+    normalize_party,
+)
+from contracts.calls import CallEvent
+from contracts.text import Label, Ref, UtcDatetime
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class CtiCallEvent(BaseModel):
+    """One call event from a phone system. Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    event: Literal["newCall", "answer", "hangup"] = Field(
+        description="newCall: it rings; answer: someone picked up; hangup: it is over.",
+        examples=["newCall"],
+    )
+    call_id: Ref = Field(
+        description="The phone system's id of the call (Asterisk: linkedid or uniqueid).",
+        examples=["1714060712.42"],
+    )
+    direction: Literal["inbound", "outbound"] = Field(
+        description="inbound: the customer called us; outbound: we called the customer.",
+        examples=["inbound"],
+    )
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=320,
+        description="Calling number (E.164, or national with the configured default region).",
+        examples=["+14155552671"],
+    )
+    to: str = Field(
+        min_length=1, max_length=320, description="Called number.", examples=["+18005550100"]
+    )
+    agent: Label | None = Field(None, description="The agent involved.", examples=["agent_42"])
+    extension: Label | None = Field(
+        None, description="The extension involved, when the agent is not known.", examples=["201"]
+    )
+    timestamp: UtcDatetime | None = Field(
+        None,
+        description="When it happened, ISO 8601 with an offset; default: when we received it.",
+        examples=["2026-03-14T09:26:53+01:00"],
+    )
+    duration: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="hangup: talk time in seconds; absent or 0 means nobody answered.",
+        examples=[183.4],
+    )
+    reason: Literal["no-answer", "busy", "canceled", "failed", "abandoned"] | None = Field(
+        None,
+        description="hangup of an unanswered call: why nobody talked (default no-answer).",
+        examples=["busy"],
+    )
+
+
+class CtiAccepted(BaseModel):
+    status: Literal["recorded", "ignored"] = Field(
+        description="recorded: Kafka confirmed the event; ignored: nothing to record."
+    )
+    type: str | None = Field(None, examples=["call.ringing.v1"])
+    provider_ref: str | None = Field(None, examples=["1714060712.42:ringing"])
+    detail: str | None = Field(None, examples=["the caller id is withheld"])
+
+
+_SCHEMA = CtiCallEvent.model_json_schema(by_alias=True)
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": _SCHEMA},
+        },
+    }
+}
+
+
+def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRouter:
+    router = APIRouter(tags=["webhooks: CTI"])
+    bearer = HTTPBearer(auto_error=False, description="The CTI token of this installation.")
+    expected = config.token.encode()
+
+    @router.post(
+        CTI_EVENTS_PATH,
+        response_model=CtiAccepted,
+        summary="A call event from any phone system",
+        openapi_extra=_REQUEST_BODY,
+        responses={
+            400: {"description": "Malformed event; the detail names the field."},
+            403: {"description": "Missing or wrong bearer token; nothing was published."},
+            415: {"description": "Neither JSON nor form-encoded."},
+            503: {"description": "Kafka did not confirm; post the event again."},
+        },
+    )
+    async def cti_event(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> CtiAccepted:
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(403, "missing or wrong bearer token")
+        posted = parse_cti_event(await _fields(request))
+        try:
+            event = contract_event(posted, default_region=config.default_region)
+        except _Withheld as why:
+            return CtiAccepted(status="ignored", detail=str(why))
+        await publish_confirmed(
+            publisher, [event], timeout_s=config.publish_timeout_s, provider="cti"
+        )
+        return CtiAccepted(status="recorded", type=event.type, provider_ref=event.provider_ref)
+
+    return router
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body is {len(body)} bytes, over {MAX_BODY_BYTES}")
+    if content_type == "application/json":
+        try:
+            fields = json.loads(body)
+        except ValueError as exc:
+            raise bad_request(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(fields, dict):
+            raise bad_request("the JSON body must be an object with the event's fields")
+        return fields
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise bad_request(f"the form body is not valid UTF-8 form encoding: {exc}") from None
+        # An empty form field means "not given", as it would be absent in JSON.
+        return {name: value for name, value in pairs if value.strip()}
+    raise HTTPException(
+        415,
+        "send application/json or application/x-www-form-urlencoded, "
+        f"not {content_type or 'no content type'!r}",
+    )
+
+
+def parse_cti_event(fields: dict[str, Any]) -> CtiCallEvent:
+    try:
+        return CtiCallEvent.model_validate(fields)
+    except ValidationError as exc:
+        parts = [
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise bad_request("; ".join(parts)) from None
+
+
+class _Withheld(Exception):
+    pass
+
+
+def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallEvent:
+    """The contract event a CTI event reports. Pure apart from the default time (now)."""
+    inbound = posted.direction == "inbound"
+    field, raw, ours = (
+        ("from", posted.from_, posted.to) if inbound else ("to", posted.to, posted.from_)
+    )
+    if raw.strip().lower() in WITHHELD_CALLER_IDS:
+        raise _Withheld("the caller id is withheld: there is no customer to file the call under")
+    try:
+        party = normalize_party(Channel.voice, raw, default_region)
+    except AddressError as exc:
+        raise bad_request(f"{field}: {exc}") from None
+    common: dict[str, Any] = {
+        "direction": Direction.inbound if inbound else Direction.outbound,
+        "party": party,
+        "endpoint": ours.strip() or None,
+        "call_id": posted.call_id,
+        "occurred_at": posted.timestamp or datetime.now(UTC),
+    }
+    agent = posted.agent or posted.extension
+    try:
+        if posted.event == "newCall":
+            return CallRinging(provider_ref=f"{posted.call_id}:ringing", **common)
+        if posted.event == "answer":
+            return CallAnswered(provider_ref=f"{posted.call_id}:answered", agent=agent, **common)
+        if posted.duration:
+            return CallEnded(
+                provider_ref=f"{posted.call_id}:ended",
+                duration_s=posted.duration,
+                agent=agent,
+                **common,
+            )
+        return CallMissed(
+            provider_ref=f"{posted.call_id}:missed", reason=posted.reason or "no-answer", **common
+        )
+    except ValidationError as exc:
+        raise invalid_event(exc) from None

@@ -1,0 +1,262 @@
+"""Twilio Voice webhooks: incoming calls, call status, queue results and voicemail.
+
+Every route checks Twilio's signature first (403, nothing published), answers 400 naming
+the field for a malformed request, and answers 2xx only after Kafka confirmed the events
+(503 otherwise, so that Twilio retries or falls back).
+
+Withheld caller ids: a call from a withheld number is answered and routed like any other:
+the caller must be served. But nothing is published for it, because every interaction event
+is filed under the customer its party address names, and a withheld number names nobody
+(``contracts`` rejects ``anonymous`` as a party). Its status and recording callbacks are
+acknowledged the same way. Recording those calls needs a contract for an unidentified party
+(for example ``anonymous:<CallSid>``); until then they are logged and counted in
+``VoiceWebhookStats.withheld``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from channels.publishing import InteractionPublisher
+from channels.twilio_signature import (
+    TwilioForm,
+    TwilioWebhook,
+    WithheldAddress,
+    bad_request,
+    invalid_event,
+    twiml,
+)
+from channels.voice.config import TwilioVoiceConfig
+from channels.voice.directory import CallerDirectory
+from channels.voice.paths import (
+    TWILIO_VOICE_PATH,
+    TWILIO_VOICE_QUEUE_PATH,
+    TWILIO_VOICE_RECORDING_PATH,
+    TWILIO_VOICE_STATUS_PATH,
+)
+from channels.voice.status import call_event_from_status
+from channels.voice.twiml import (
+    hang_up,
+    queue_call,
+    route_call,
+    routes_by_caller,
+    take_voicemail,
+)
+from channels.webhooks import publish_confirmed
+from contracts import CallMissed, CallRinging, Channel, Direction, VoicemailRecorded
+from contracts.envelope import InteractionEvent
+
+log = logging.getLogger(__name__)
+
+_TAGS = ["webhooks: Twilio Voice"]
+_RESPONSES = {
+    400: {"description": "Malformed request; the detail names the field."},
+    403: {"description": "Missing or wrong X-Twilio-Signature; nothing was published."},
+    503: {"description": "Kafka did not confirm; Twilio should retry."},
+}
+# Enqueue's action request: the caller left the queue without reaching an agent.
+_VOICEMAIL_RESULTS = frozenset({"leave", "queue-full", "error", "system-error"})
+_QUEUE_RESULTS = _VOICEMAIL_RESULTS | {"hangup", "bridged", "bridging-in-process", "redirected"}
+
+
+@dataclass
+class VoiceWebhookStats:
+    calls: int = 0
+    withheld: int = 0
+    lookup_failures: int = 0
+
+
+def twilio_voice_router(
+    *,
+    publisher: InteractionPublisher,
+    config: TwilioVoiceConfig,
+    directory: CallerDirectory | None = None,
+) -> APIRouter:
+    webhook = TwilioWebhook(
+        auth_token=config.auth_token,
+        public_base_url=config.public_base_url,
+        shared_key_secret=config.shared_key_secret,
+    )
+    stats = VoiceWebhookStats()
+    router = APIRouter(tags=_TAGS, responses=_RESPONSES)
+    router.stats = stats  # type: ignore[attr-defined]  # read by tests and metrics
+
+    # Until inbound routing exists, a plain queue answer is the same for every call.
+    fixed_answer = (
+        None
+        if routes_by_caller(config)
+        else str(queue_call(config, queue_action_url=webhook.url(TWILIO_VOICE_QUEUE_PATH)))
+    )
+
+    async def publish(events: list[InteractionEvent]) -> None:
+        await publish_confirmed(
+            publisher, events, timeout_s=config.publish_timeout_s, provider="twilio-voice"
+        )
+
+    def caller_of(form: TwilioForm, field: str = "From") -> str | None:
+        try:
+            return form.address(field, Channel.voice, default_region=config.default_region)
+        except WithheldAddress:
+            stats.withheld += 1
+            return None
+
+    async def lookup(caller: str) -> UUID | None:
+        if directory is None:
+            return None
+        try:
+            if config.lookup_in_threadpool:
+                return await run_in_threadpool(directory.customer_for_address, caller)
+            return directory.customer_for_address(caller)
+        except Exception:
+            # A screen-pop enrichment must never cost the caller their call.
+            stats.lookup_failures += 1
+            log.exception("caller lookup failed for %s", caller)
+            return None
+
+    @router.post(TWILIO_VOICE_PATH, summary="Incoming call: route it and record the ringing")
+    async def incoming_call(request: Request) -> Response:
+        form = await webhook.verified_form(request)
+        if (answer := webhook.replayed(form)) is not None:
+            return answer
+        call_sid = form.required("CallSid")
+        dialled = form.required("To")
+        form.required("From")
+        try:
+            caller = caller_of(form)
+        except HTTPException:
+            # A caller id we cannot read still belongs to a person waiting on the line.
+            log.warning("call %s: unreadable caller id %r", call_sid, form.optional("From"))
+            stats.withheld += 1
+            caller = None
+        customer_id = await lookup(caller) if caller else None
+        if fixed_answer is not None:
+            answer = Response(content=fixed_answer, media_type="application/xml")
+        else:
+            answer = twiml(
+                route_call(
+                    config,
+                    call_sid=call_sid,
+                    caller=caller,
+                    customer_id=customer_id,
+                    queue_action_url=webhook.url(TWILIO_VOICE_QUEUE_PATH),
+                    agent_status_url=webhook.url(TWILIO_VOICE_STATUS_PATH),
+                )
+            )
+        if caller is not None:
+            try:
+                ringing = CallRinging(
+                    direction=Direction.inbound,
+                    party=caller,
+                    endpoint=dialled,
+                    call_id=call_sid,
+                    provider_ref=f"{call_sid}:ringing",
+                    occurred_at=datetime.now(UTC),
+                )
+            except ValidationError as exc:
+                raise invalid_event(exc) from None
+            await publish([ringing])
+        stats.calls += 1
+        return webhook.remember(form, answer)
+
+    @router.post(TWILIO_VOICE_STATUS_PATH, status_code=204, summary="Call status callback")
+    async def call_status(request: Request) -> Response:
+        form = await webhook.verified_form(request)
+        if (answer := webhook.replayed(form)) is not None:
+            return answer
+        try:
+            event = call_event_from_status(form, default_region=config.default_region)
+        except WithheldAddress:
+            stats.withheld += 1
+            event = None
+        except ValidationError as exc:
+            raise invalid_event(exc) from None
+        if event is not None:
+            await publish([event])
+        return webhook.remember(form, Response(status_code=204))
+
+    @router.post(TWILIO_VOICE_QUEUE_PATH, summary="Enqueue action: the caller left the queue")
+    async def queue_result(request: Request) -> Response:
+        form = await webhook.verified_form(request)
+        if (answer := webhook.replayed(form)) is not None:
+            return answer
+        call_sid = form.required("CallSid")
+        result = form.required("QueueResult").lower()
+        if result not in _QUEUE_RESULTS:
+            raise bad_request(
+                f"QueueResult {result!r} is unknown; expected one of {sorted(_QUEUE_RESULTS)}"
+            )
+        if result in _VOICEMAIL_RESULTS:
+            answer = twiml(
+                take_voicemail(
+                    config,
+                    caller=form.required("From"),
+                    recording_url=webhook.url(TWILIO_VOICE_RECORDING_PATH),
+                )
+            )
+            return webhook.remember(form, answer)
+        caller = caller_of(form)
+        if result == "hangup" and caller is not None:
+            try:
+                missed = CallMissed(
+                    direction=Direction.inbound,
+                    party=caller,
+                    endpoint=form.optional("To"),
+                    call_id=call_sid,
+                    reason="abandoned",
+                    provider_ref=f"{call_sid}:abandoned",
+                    occurred_at=datetime.now(UTC),
+                )
+            except ValidationError as exc:
+                raise invalid_event(exc) from None
+            await publish([missed])
+        return webhook.remember(form, twiml(hang_up()))
+
+    @router.post(TWILIO_VOICE_RECORDING_PATH, status_code=204, summary="Voicemail recorded")
+    async def recording_status(request: Request) -> Response:
+        form = await webhook.verified_form(request)
+        if (answer := webhook.replayed(form)) is not None:
+            return answer
+        recording_sid = form.required("RecordingSid")
+        call_sid = form.required("CallSid")
+        status = (form.optional("RecordingStatus") or "completed").lower()
+        if status != "completed":
+            # "absent" (silence) and "failed" leave nothing to listen to.
+            return webhook.remember(form, Response(status_code=204))
+        if form.optional("From") is None:
+            # The recording callback does not name the caller; our TwiML puts it in the
+            # (signed) query string of the callback URL.
+            from_query = request.query_params.get("From")
+            if not from_query:
+                raise bad_request(
+                    "From is missing: put ?From=<caller> on the recordingStatusCallback URL"
+                )
+            form = TwilioForm(
+                params=type(form.params)([*form.params.multi_items(), ("From", from_query)]),
+                idempotency_token=form.idempotency_token,
+            )
+        caller = caller_of(form)
+        if caller is not None:
+            try:
+                voicemail = VoicemailRecorded(
+                    direction=Direction.inbound,
+                    party=caller,
+                    call_id=call_sid,
+                    recording_url=form.required("RecordingUrl"),
+                    duration_s=form.number("RecordingDuration", required=True),
+                    transcript=form.optional("TranscriptionText"),
+                    provider_ref=recording_sid,
+                    occurred_at=form.timestamp("RecordingStartTime") or datetime.now(UTC),
+                )
+            except ValidationError as exc:
+                raise invalid_event(exc) from None
+            await publish([voicemail])
+        return webhook.remember(form, Response(status_code=204))
+
+    return router

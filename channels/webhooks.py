@@ -1,0 +1,68 @@
+"""What every channel's webhook does last: publish its events, confirmed by Kafka, or 503.
+
+A provider may be answered 2xx only once its contact is safely in Kafka; anything else
+answers 503 (with Retry-After) so the provider retries, and the recorder deduplicates a
+retry of what did get through by provider_ref.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from fastapi import HTTPException
+
+from channels.publishing import InteractionPublisher
+from contracts import InteractionEvent
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = "5"
+
+
+async def publish_confirmed(
+    publisher: InteractionPublisher,
+    events: Iterable[InteractionEvent],
+    *,
+    timeout_s: float,
+    provider: str,
+) -> None:
+    """Publish ``events`` in order, each confirmed by Kafka within ``timeout_s`` overall.
+
+    One at a time: one party's events share a key, and their order is the order the
+    provider reported them in.  On the deadline the pending write is left to finish
+    (shielded) rather than cancelled half-way; if it lands, the retry is a no-op.
+    """
+    deadline = time.monotonic() + timeout_s
+    for event in events:
+        pending = asyncio.ensure_future(publisher.publish(event))
+        pending.add_done_callback(_consume_outcome)
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.error(
+                "%s webhook: Kafka did not confirm %s within %gs",
+                provider,
+                event.provider_ref,
+                timeout_s,
+            )
+            raise HTTPException(
+                503,
+                f"Kafka did not confirm within {timeout_s:g}s; retry the delivery",
+                headers={"Retry-After": RETRY_AFTER_S},
+            ) from None
+        except Exception as exc:
+            log.warning("%s webhook: publishing %s failed: %r", provider, event.provider_ref, exc)
+            raise HTTPException(
+                503,
+                f"could not publish to Kafka ({type(exc).__name__}); retry the delivery",
+                headers={"Retry-After": RETRY_AFTER_S},
+            ) from None
+
+
+def _consume_outcome(future: asyncio.Future) -> None:
+    # A write abandoned after the deadline must not log "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
