@@ -44,7 +44,6 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 from twilio.request_validator import RequestValidator
@@ -54,7 +53,7 @@ from contracts import CallRinging, Direction, InteractionEvent
 from services.domain import customer_id_for
 from services.settings import Settings
 from services.store.open import open_timeline_view
-from services.topics import ensure_topics
+from services.topics import ensure_topics, topic_size
 
 console = Console(stderr=True)
 
@@ -352,18 +351,6 @@ async def confirmed_publish_alone(settings: Settings, seconds: float) -> dict[st
     }
 
 
-async def topic_records(settings: Settings) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(settings.interactions_topic, p) for p in range(settings.topic_partitions)
-        ]
-        return sum((await consumer.end_offsets(partitions)).values())
-    finally:
-        await consumer.stop()
-
-
 def bench(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -403,9 +390,9 @@ def bench(args: argparse.Namespace) -> None:
         if args.diagnose:
             console.print("16 concurrent confirmed publishes, no HTTP ...")
             results["kafka-alone"] = asyncio.run(confirmed_publish_alone(settings, args.duration))
-        published = asyncio.run(topic_records(settings)) - (
-            results["kafka-alone"]["requests"] if "kafka-alone" in results else 0
-        )
+        on_topic = asyncio.run(topic_size(settings.kafka_bootstrap, settings.interactions_topic))
+        alone = results["kafka-alone"]["requests"] if "kafka-alone" in results else 0
+        published = on_topic - alone
         report(results, published)
     finally:
         if kafka is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -53,3 +54,19 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records a topic holds: the sum of its partitions' end offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="switchboard-admin")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer.topics()  # refresh metadata once, then ask again
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+    finally:
+        await consumer.stop()

@@ -7,11 +7,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from projections.follower import TimelineFollower
 from services.settings import Settings
 from services.store.open import open_history, open_timeline_view
+from services.topics import topic_size
 
 
 async def eventually(
@@ -93,12 +94,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 async def records_in(settings: Settings) -> int:
     """How many records the interactions topic holds (published, whether read or not)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(settings.interactions_topic, p) for p in range(settings.topic_partitions)
-        ]
-        return sum((await consumer.end_offsets(partitions)).values())
-    finally:
-        await consumer.stop()
+    return await topic_size(settings.kafka_bootstrap, settings.interactions_topic)
+
+
+async def timeline_when_shown(settings: Settings, address: str, count: int) -> list:
+    """The customer's timeline (newest first) once it shows at least ``count`` entries."""
+    follower = timeline_follower(settings)
+    view = open_timeline_view(settings)
+    entries: list = []
+
+    def shown() -> bool:
+        nonlocal entries
+        follower.catch_up()
+        customer_id = view.customer_for_address(address)
+        entries = view.timeline(customer_id) if customer_id else []
+        return len(entries) >= count
+
+    await eventually(shown, timeout=20, what=f"{count} timeline entries for {address}")
+    return entries

@@ -37,7 +37,7 @@ from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
 from services.settings import Settings
 from services.store.open import open_timeline_view
-from tests.helpers import eventually, recorded_refs, timeline_follower
+from tests.helpers import eventually, recorded_refs, timeline_when_shown
 from tests.standins.meta_graph import (
     GraphStandIn,
     messenger_delivery,
@@ -106,18 +106,7 @@ async def post_telegram(
 
 async def timeline_of(settings: Settings, address: str, count: int) -> list[TimelineEntry]:
     """The customer's timeline once it shows ``count`` entries, in recording order."""
-    follower = timeline_follower(settings)
-    view = open_timeline_view(settings)
-    entries: list[TimelineEntry] = []
-
-    def shown() -> bool:
-        nonlocal entries
-        follower.catch_up()
-        customer_id = view.customer_for_address(address)
-        entries = view.timeline(customer_id) if customer_id else []
-        return len(entries) >= count
-
-    await eventually(shown, timeout=20, what=f"{count} timeline entries for {address}")
+    entries = await timeline_when_shown(settings, address, count)
     return sorted(entries, key=lambda e: e.position)
 
 

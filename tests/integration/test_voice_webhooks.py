@@ -22,14 +22,18 @@ from fastapi import FastAPI
 
 from channels.publishing import InteractionPublisher
 from channels.voice import TwilioVoiceConfig, twilio_voice_router
-from projections.timeline import TimelineEntry
 from services.hub import build_recorder
 from services.kafka_local import LocalKafka
 from services.recorder import Recorder
 from services.settings import Settings
 from services.store.open import open_timeline_view
 from services.topics import ensure_topics
-from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
+from tests.helpers import (
+    eventually,
+    recorded_refs,
+    records_in,
+    timeline_when_shown,
+)
 from tests.standins.twilio_api import signed_twilio_request
 
 TOKEN = "twilio-auth-token-for-tests"
@@ -80,22 +84,6 @@ def stamp(moment: datetime) -> str:
     return format_datetime(moment.replace(microsecond=0), usegmt=True)
 
 
-async def timeline(settings: Settings, address: str, count: int) -> list[TimelineEntry]:
-    follower = timeline_follower(settings)
-    view = open_timeline_view(settings)
-    entries: list[TimelineEntry] = []
-
-    def shown() -> bool:
-        nonlocal entries
-        follower.catch_up()
-        customer = view.customer_for_address(address)
-        entries = view.timeline(customer) if customer else []
-        return len(entries) >= count
-
-    await eventually(shown, what=f"{count} timeline entries for {address}")
-    return entries
-
-
 async def test_a_call_rings_is_answered_by_an_agent_and_ends_on_the_timeline(
     hub_settings: Settings,
     running_recorder: Recorder,
@@ -119,7 +107,7 @@ async def test_a_call_rings_is_answered_by_an_agent_and_ends_on_the_timeline(
     assert (await post(twilio, "/webhooks/twilio/voice/status", ended)).status_code == 204
     assert (await post(twilio, "/webhooks/twilio/voice/status", answered)).status_code == 204
 
-    entries = await timeline(hub_settings, CUSTOMER, 3)
+    entries = await timeline_when_shown(hub_settings, CUSTOMER, 3)
     assert [(e.type, e.summary) for e in entries] == [
         ("call.ended.v1", "Call ended after 1m35s"),
         ("call.answered.v1", "Call answered by agent_42"),
@@ -161,7 +149,7 @@ async def test_voicemail_and_an_abandoned_call_reach_the_timeline(
     gone = await post(twilio, "/webhooks/twilio/voice/queue", call("CA201", QueueResult="hangup"))
     assert gone.status_code == 200
 
-    entries = await timeline(hub_settings, CUSTOMER, 4)
+    entries = await timeline_when_shown(hub_settings, CUSTOMER, 4)
     by_type = {e.type: e for e in entries if e.type != "call.ringing.v1"}
     assert by_type["voicemail.recorded.v1"].summary == "Voicemail, 21s"
     assert by_type["voicemail.recorded.v1"].payload["recording_url"] == recording["RecordingUrl"]
