@@ -4,6 +4,8 @@ event store for SQLite's single writer lock)."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +47,28 @@ def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, da
 
 
 class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self._readers = threading.local()
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """A read-only connection of this thread's own, for the caller-lookup hot path.
+
+        The library's pooled transaction costs ~20 µs a query, a plain prepared read ~3 µs;
+        a screen pop looks a caller up on every ring.  WAL lets it read while the follower
+        writes.  None for in-memory databases, which only the pool can share.
+        """
+        db_name = self.datastore.pool.db_name
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return None
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                f"file:{db_name}?mode=ro", uri=True, check_same_thread=False, timeout=5
+            )
+            self._readers.conn = conn
+        return conn
+
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements += [
@@ -161,9 +185,14 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             return [self._entry(row) for row in c.fetchall()]
 
     def customer_for_address(self, address: str) -> UUID | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT customer_id FROM addresses WHERE address = ?", (address,))
-            row = c.fetchone()
+        query = "SELECT customer_id FROM addresses WHERE address = ?"
+        reader = self._reader()
+        if reader is not None:
+            row = reader.execute(query, (address,)).fetchone()
+        else:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(query, (address,))
+                row = c.fetchone()
         return UUID(row[0]) if row else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
