@@ -12,6 +12,7 @@ from contracts.text import HeaderText, Label, Ref
 __all__ = [
     "MAX_ATTACHMENTS",
     "MAX_BODY_CHARS",
+    "MAX_REFERENCES",
     "AttachmentRef",
     "MessageEvent",
     "MessageReceived",
@@ -20,6 +21,8 @@ __all__ = [
 
 MAX_BODY_CHARS = 65_536
 MAX_ATTACHMENTS = 100
+# A long e-mail thread carries its whole ancestry; beyond this only the newest are kept.
+MAX_REFERENCES = 100
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -76,6 +79,32 @@ class MessageEvent(InteractionEvent):
         default_factory=list,
         max_length=MAX_ATTACHMENTS,
         description="Files that came with the message.",
+    )
+    full_body: str | None = Field(
+        default=None,
+        max_length=MAX_BODY_CHARS,
+        description=(
+            "The whole plain text, quoted reply and signature included, when ``body`` is "
+            "shortened (e-mail); absent when ``body`` already is the whole text."
+        ),
+        examples=["Hi, where is my order 4711?\n\n-- \nAnn\n\n> On Monday you wrote: ..."],
+    )
+    references: list[Ref] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description=(
+            "E-mail thread ancestry, oldest first (the References header): a reply to this "
+            "message sends these followed by its provider_ref."
+        ),
+        examples=[["<CAF1root@mail.example.com>", "<CAF1x@mail.example.com>"]],
+    )
+    auto_reply: bool = Field(
+        default=False,
+        description=(
+            "Sent by a machine, not typed by the customer: out-of-office notes and other "
+            "automatic replies (e-mail: Auto-Submitted and similar headers)."
+        ),
+        examples=[False],
     )
 
 

@@ -3,6 +3,8 @@
 #   java + mvn : run the Kafka broker from Maven Central jars
 #   postgresql : throwaway PostgreSQL clusters for tests and benchmarks
 #   wrk        : HTTP load generator for bench/
+#   dovecot    : a real IMAP server for the e-mail tests (throwaway instances, loopback)
+#   openssl    : throwaway certificates for the TLS tests
 set -euo pipefail
 
 missing=()
@@ -10,6 +12,8 @@ command -v java >/dev/null || missing+=(default-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v openssl >/dev/null || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -58,7 +58,8 @@ def _install_stop(stop: asyncio.Event) -> None:
 @app.command()
 def serve(
     service: Annotated[
-        list[str] | None, typer.Argument(help="recorder, timeline, api, outbound (default: all)")
+        list[str] | None,
+        typer.Argument(help="recorder, timeline, api, outbound, email (default: all)"),
     ] = None,
     log_level: str = "INFO",
 ) -> None:

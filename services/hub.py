@@ -24,11 +24,11 @@ from services.recorder import Recorder
 from services.settings import Settings
 from services.store.open import open_history, open_outbound_ledger, open_timeline_view
 from services.topics import ensure_topics
-from services.wiring import build_senders, build_webhook_routers
+from services.wiring import build_email_ingestion, build_senders, build_webhook_routers
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recorder", "timeline", "api", "outbound")
+SERVICES = ("recorder", "timeline", "api", "outbound", "email")
 
 
 def build_dispatcher(settings: Settings, bootstrap: str) -> OutboundDispatcher:
@@ -83,6 +83,12 @@ async def run_hub(
             target=follower.run, args=(follower_stop,), name="timeline", daemon=True
         )
         follower_thread.start()
+    if "email" in services:
+        ingestion = build_email_ingestion(settings, bootstrap)
+        if ingestion is not None:
+            tasks.append(asyncio.create_task(ingestion.run(stop), name="email"))
+        elif services != set(SERVICES):  # asked for explicitly
+            log.warning("email: no mailboxes configured (SWITCHBOARD_EMAIL_MAILBOXES)")
     if "outbound" in services:
         dispatcher = build_dispatcher(settings, bootstrap)
         tasks.append(asyncio.create_task(dispatcher.run(stop), name="outbound"))

@@ -8,6 +8,7 @@ for example ``SWITCHBOARD_STORE=postgresql://user@db:5432/switchboard`` or
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
@@ -44,6 +45,19 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="How providers reach us (behind a proxy), e.g. https://hub.example.com"
     )
+    email_mailboxes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='IMAP mailboxes as JSON: [{"name": "support", "host": "imap.example.com", '
+        '"user": "support@example.com", "password_file": "/run/secrets/imap"}]',
+    )
+    email_smtp_host: str | None = None
+    email_smtp_port: int = 587
+    email_smtp_tls: str = Field("starttls", description="starttls, tls or none")
+    email_smtp_user: str | None = None
+    email_smtp_password: SecretStr | None = None
+    email_smtp_password_file: Path | None = None
+    email_from_address: str | None = None
+    email_domain: str | None = Field(None, description="Right-hand side of our Message-IDs")
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = Field(None, description="Our SMS sender number (E.164)")

@@ -6,11 +6,12 @@ webhooks and no sender (commands for it fail with a clear "no sender configured"
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 from pydantic import SecretStr
 
+from channels.email import EmailIngestion, EmailSender, ImapMailbox, SmtpConfig
 from channels.outbound import Sender
 from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
@@ -37,6 +38,8 @@ def _secret(value: SecretStr | None) -> str:
 
 @dataclass
 class ChannelConfigs:
+    mailboxes: list[ImapMailbox] = field(default_factory=list)
+    smtp: SmtpConfig | None = None
     voice: TwilioVoiceConfig | None = None
     cti: CtiConfig | None = None
     sms: TwilioSmsConfig | None = None
@@ -46,7 +49,20 @@ class ChannelConfigs:
 
 
 def channel_configs(settings: Settings) -> ChannelConfigs:
-    configs = ChannelConfigs()
+    configs = ChannelConfigs(
+        mailboxes=[ImapMailbox.from_mapping(m) for m in settings.email_mailboxes]
+    )
+    if settings.email_smtp_host and settings.email_from_address:
+        configs.smtp = SmtpConfig(
+            host=settings.email_smtp_host,
+            port=settings.email_smtp_port,
+            tls=settings.email_smtp_tls,  # type: ignore[arg-type]
+            user=settings.email_smtp_user,
+            password=_secret(settings.email_smtp_password) or None,
+            password_file=settings.email_smtp_password_file,
+            from_address=settings.email_from_address,
+            domain=settings.email_domain,
+        )
     region = settings.default_region
     if settings.twilio_auth_token is not None and settings.public_base_url:
         configs.voice = TwilioVoiceConfig(
@@ -122,6 +138,8 @@ def build_webhook_routers(
 def build_senders(settings: Settings) -> dict[Channel, Sender]:
     configs = channel_configs(settings)
     senders: dict[Channel, Sender] = {}
+    if configs.smtp:
+        senders[Channel.email] = EmailSender(configs.smtp)
     if configs.sms:
         senders[Channel.sms] = TwilioSmsSender(configs.sms)
     if configs.whatsapp:
@@ -131,3 +149,17 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
     if configs.telegram:
         senders[Channel.telegram] = TelegramSender(configs.telegram)
     return senders
+
+
+def build_email_ingestion(settings: Settings, bootstrap: str) -> EmailIngestion | None:
+    """The IMAP ingester for the configured mailboxes, or None when there are none."""
+    mailboxes = channel_configs(settings).mailboxes
+    if not mailboxes:
+        return None
+    return EmailIngestion(
+        mailboxes,
+        bootstrap=bootstrap,
+        topic=settings.interactions_topic,
+        deadletter_topic=settings.deadletter_topic,
+        data_dir=settings.data_dir,
+    )

@@ -17,7 +17,7 @@ from services.settings import Settings
 from services.store.open import open_history, open_outbound_ledger
 from services.topics import ensure_topics
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures", "tests.mail_fixtures"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -196,6 +196,7 @@ class OutboundDispatcher:
                 subject=command.subject,
                 thread_ref=command.thread_ref,
                 in_reply_to=command.in_reply_to,
+                references=command.references,
             )
         )
         if receipt.status is not DeliveryStatus.sent:

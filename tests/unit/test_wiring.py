@@ -43,3 +43,26 @@ def test_twilio_and_cti_are_wired_with_a_public_url_and_their_secrets() -> None:
     routes = paths(build_webhook_routers(settings, publisher=None, directory=None))  # type: ignore[arg-type]
     assert {"/webhooks/twilio/voice", "/webhooks/twilio/sms", "/webhooks/cti/events"} <= routes
     assert set(build_senders(settings)) == {Channel.sms}
+
+
+def test_email_is_wired_from_json_mailboxes_and_smtp_settings(tmp_path) -> None:
+    from services.wiring import build_email_ingestion
+
+    settings = Settings(
+        data_dir=tmp_path,
+        email_mailboxes=[
+            {
+                "name": "support",
+                "host": "127.0.0.1",
+                "user": "support@example.com",
+                "password": "pw",
+                "port": 143,
+                "tls": "none",
+            }
+        ],
+        email_smtp_host="127.0.0.1",
+        email_from_address="support@example.com",
+    )
+    assert build_email_ingestion(settings, "127.0.0.1:9") is not None
+    assert Channel.email in build_senders(settings)
+    assert build_email_ingestion(Settings(), "127.0.0.1:9") is None

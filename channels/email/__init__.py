@@ -1,0 +1,43 @@
+"""The e-mail channel: IMAP in (``EmailIngestion``), SMTP out (``EmailSender``).
+
+What the composition root needs:
+
+- ``EmailIngestion(mailboxes, bootstrap=, topic=, deadletter_topic=, data_dir=)`` with
+  ``async run(stop)`` and ``await wait_started()``: reads every mailbox into the interactions
+  topic, dead-letters mail it cannot record.
+- ``EmailSender(SmtpConfig(...))``: the ``channels.outbound.Sender`` for ``Channel.email``.
+- ``ImapMailbox.from_mapping(dict)`` builds a mailbox from JSON settings.
+"""
+
+from channels.email.blobs import BlobNotFound, BlobStore, LocalBlobStore
+from channels.email.checkpoints import Checkpoint, CheckpointStore, SQLiteCheckpointStore
+from channels.email.config import ConfigError, ImapMailbox, ImapTiming, MailLimits, SmtpConfig
+from channels.email.errors import MailRejected
+from channels.email.inbound import ImapIngester, IngestStats
+from channels.email.ingestion import EmailIngestion, KafkaMailSink
+from channels.email.outbound import EmailSender, message_id_for
+from channels.email.parsing import MailSource, ParsedMail, parse_mail
+
+__all__ = [
+    "BlobNotFound",
+    "BlobStore",
+    "Checkpoint",
+    "CheckpointStore",
+    "ConfigError",
+    "EmailIngestion",
+    "EmailSender",
+    "ImapIngester",
+    "ImapMailbox",
+    "ImapTiming",
+    "IngestStats",
+    "KafkaMailSink",
+    "LocalBlobStore",
+    "MailLimits",
+    "MailRejected",
+    "MailSource",
+    "ParsedMail",
+    "SQLiteCheckpointStore",
+    "SmtpConfig",
+    "message_id_for",
+    "parse_mail",
+]

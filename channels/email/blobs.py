@@ -1,0 +1,92 @@
+"""Attachment content, stored once under its SHA-256.
+
+Events carry only an attachment's metadata and hash (``contracts.AttachmentRef``); the bytes live
+here. Content addressing makes a store write-once and idempotent: the same file mailed a hundred
+times, or one mail ingested twice after a crash, is stored once. ``BlobStore`` is the interface;
+``LocalBlobStore`` keeps files in a folder. An S3-compatible store implements the same three
+methods (key = the hash, ``If-None-Match: *`` on put).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["BlobNotFound", "BlobStore", "LocalBlobStore", "sha256_hex"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobNotFound(KeyError):
+    """No blob is stored under this hash."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore(Protocol):
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably (if not already there) and return its SHA-256, hex."""
+        ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+
+class LocalBlobStore:
+    """Blobs as files ``<folder>/<ab>/<cd>/<sha256>``; safe for several writers at once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        key = sha256.lower()
+        if not _HEX64.fullmatch(key):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+        # Two levels of 256 folders keep directories small with millions of blobs.
+        return self.folder / key[:2] / key[2:4] / key
+
+    def put(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        target = self.path_for(digest)
+        if target.exists():
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write, fsync, then rename: a reader or a crash never sees a partial blob under the
+        # final name, and the event that references it is published only after this returns.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return digest
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            return self.path_for(sha256).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).exists()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

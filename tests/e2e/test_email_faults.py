@@ -1,0 +1,179 @@
+"""The IMAP ingester SIGKILLed mid-batch and restarted: every mail recorded exactly once.
+
+The ingester runs as its own process (``python -m channels.email ingest``). Its checkpoint
+store is slowed down by the runner below — a slow disk — so that the window in which a batch
+is confirmed by Kafka but not yet checkpointed is wide enough for the test to kill the process
+inside it, on purpose rather than by luck. The restarted ingester publishes that batch again;
+the recorder drops the repeats by Message-ID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from channels.email import ImapMailbox
+from services.recorder import Recorder
+from services.settings import Settings
+from services.topics import ensure_topics
+from tests.helpers import eventually, recorded_refs
+from tests.mail_fixtures import DovecotServer, make_mail
+
+pytestmark = pytest.mark.slow
+
+RUNNER = """
+import sys, time
+from channels.email import checkpoints
+original = checkpoints.SQLiteCheckpointStore.advance
+def slow_advance(self, *args, **kwargs):
+    time.sleep(float(sys.argv[1]))
+    return original(self, *args, **kwargs)
+checkpoints.SQLiteCheckpointStore.advance = slow_advance
+from channels.email.__main__ import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'history.db'}"
+
+
+class IngesterProcess:
+    def __init__(self, config: Path, log: Path, checkpoint_delay_s: float) -> None:
+        self.args = [sys.executable, "-c", RUNNER, str(checkpoint_delay_s)]
+        self.args += ["ingest", "--config", str(config)]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IngesterProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def ingester_processes() -> Iterator[list[IngesterProcess]]:
+    processes: list[IngesterProcess] = []
+    yield processes
+    for process in processes:
+        process.kill()
+
+
+def checkpointed_uid(data_dir: Path, mailbox: str) -> int:
+    path = data_dir / "email-checkpoints.db"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        row = db.execute(
+            "SELECT last_uid FROM imap_checkpoints WHERE mailbox = ?", (mailbox,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        db.close()
+    return row[0] if row else 0
+
+
+async def published_count(settings: Settings) -> int:
+    """Records on the interactions topic (it holds only this test's mails)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(settings.interactions_topic, p) for p in range(settings.topic_partitions)
+        ]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
+    hub_settings: Settings,
+    running_recorder: Recorder,
+    dovecot: DovecotServer,
+    imap_mailbox: ImapMailbox,
+    ingester_processes: list[IngesterProcess],
+    tmp_path: Path,
+) -> None:
+    n = 600
+    await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
+    dovecot.append(imap_mailbox, *[make_mail(body=f"mail {i}") for i in range(n)])
+    config = tmp_path / "email.json"
+    config.write_text(
+        json.dumps(
+            {
+                "bootstrap": hub_settings.kafka_bootstrap,
+                "topic": hub_settings.interactions_topic,
+                "deadletter_topic": hub_settings.deadletter_topic,
+                "data_dir": str(hub_settings.data_dir),
+                "mailboxes": [
+                    {
+                        "name": imap_mailbox.name,
+                        "host": imap_mailbox.host,
+                        "port": imap_mailbox.port,
+                        "tls": "none",
+                        "user": imap_mailbox.user,
+                        "password": imap_mailbox.password,
+                        "address": imap_mailbox.address,
+                    }
+                ],
+                "timing": {"fetch_batch": 50, "read_timeout_s": 5, "backoff_max_s": 1},
+            }
+        )
+    )
+    first = IngesterProcess(config, tmp_path / "ingester-1.log", checkpoint_delay_s=0.4).start()
+    ingester_processes.append(first)
+
+    async def batch_published_not_checkpointed() -> bool:
+        done = checkpointed_uid(hub_settings.data_dir, imap_mailbox.name)
+        # UIDs are 1..n in order, one event each: more events than the checkpoint covers means
+        # a batch is on Kafka and its checkpoint is not yet written.
+        return done >= 100 and await published_count(hub_settings) > done
+
+    await eventually(batch_published_not_checkpointed, timeout=60, what="a batch in flight")
+    first.kill()
+    checkpoint_at_kill = checkpointed_uid(hub_settings.data_dir, imap_mailbox.name)
+    published_at_kill = await published_count(hub_settings)
+    assert checkpoint_at_kill < published_at_kill < n, "the kill must land inside a batch"
+
+    second = IngesterProcess(config, tmp_path / "ingester-2.log", checkpoint_delay_s=0).start()
+    ingester_processes.append(second)
+    await eventually(
+        lambda: checkpointed_uid(hub_settings.data_dir, imap_mailbox.name) == n,
+        timeout=60,
+        what="the restarted ingester to read the rest",
+    )
+    second.stop()
+    # The in-flight batch was published twice; the history holds each mail once.
+    assert await published_count(hub_settings) > n
+    await eventually(
+        lambda: sum(recorded_refs(hub_settings).values()) >= n, timeout=60, what="all recorded"
+    )
+    counts = recorded_refs(hub_settings)
+    assert len(counts) == n and set(counts.values()) == {1}
