@@ -3,7 +3,7 @@
 #   make up DEMO=1   ... and play simulator traffic into it
 #   make test        install everything, run the whole suite (what CI runs)
 #   make test-fast   skip the slow fault-injection tests
-#   make bench       ingest benchmark (SQLite and PostgreSQL)
+#   make bench       the benchmarks (ingest on SQLite and PostgreSQL, webhooks, e-mail)
 
 PYTHON ?= python3
 VENV := .venv
@@ -38,6 +38,8 @@ test-fast: install
 bench: install
 	$(PY) bench/ingest.py --store sqlite
 	$(PY) bench/ingest.py --store postgres
+	$(PY) bench/webhooks.py
+	$(PY) bench/email_ingest.py --n 10000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
