@@ -58,15 +58,18 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
 
 async def topic_size(bootstrap: str, topic: str) -> int:
     """How many records a topic holds: the sum of its partitions' end offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-admin")
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    if not partitions:
+        return 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="switchboard-admin")
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.topics()  # refresh metadata once, then ask again
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
-        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+        return sum((await consumer.end_offsets(partitions)).values())
     finally:
         await consumer.stop()
