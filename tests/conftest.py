@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from channels.publishing import InteractionPublisher
+from contracts import SendMessage, dump_command
 from services.hub import build_recorder
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
@@ -96,3 +98,19 @@ async def start_dispatcher(hub_settings: Settings):
     for stop, task in running:
         stop.set()
         await asyncio.wait_for(task, 30)  # also closes the senders
+
+
+@pytest.fixture
+async def send_command(hub_settings: Settings) -> AsyncIterator:
+    """Publish a SendMessage on the outbound topic, as the agent desk or a campaign would."""
+    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
+    await producer.start()
+
+    async def send(command: SendMessage) -> SendMessage:
+        await producer.send_and_wait(
+            hub_settings.outbound_topic, dump_command(command), key=command.to.encode()
+        )
+        return command
+
+    yield send
+    await producer.stop()

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from channels.email import EmailSender, ImapMailbox, SmtpConfig
-from contracts import Channel, DeliveryStatus, SendMessage, dump_command
+from contracts import Channel, DeliveryStatus, SendMessage
 from services.recorder import Recorder
 from services.settings import Settings
 from tests.helpers import eventually
@@ -34,20 +32,6 @@ from tests.mail_fixtures import (
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'history.db'}"
-
-
-@pytest.fixture
-async def send_command(hub_settings: Settings) -> AsyncIterator:
-    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
-    await producer.start()
-
-    async def send(command: SendMessage) -> None:
-        await producer.send_and_wait(
-            hub_settings.outbound_topic, dump_command(command), key=command.to.encode()
-        )
-
-    yield send
-    await producer.stop()
 
 
 def email_sender(smtp: SmtpServer) -> EmailSender:

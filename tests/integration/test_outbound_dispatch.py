@@ -6,11 +6,9 @@ real channel senders are tested against stand-ins of their providers elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from channels.outbound import (
@@ -20,7 +18,7 @@ from channels.outbound import (
     TransientSendError,
 )
 from channels.publishing import InteractionPublisher
-from contracts import Channel, ConsentChanged, Direction, SendMessage, dump_command
+from contracts import Channel, ConsentChanged, Direction, SendMessage
 from services.settings import Settings
 from services.store.open import open_history
 from tests.helpers import eventually, recorded_refs
@@ -50,31 +48,17 @@ class RecordingSender:
         pass
 
 
-@pytest.fixture
-async def command_producer(hub_settings: Settings) -> AsyncIterator:
-    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
-    await producer.start()
-
-    async def send(command: SendMessage) -> None:
-        await producer.send_and_wait(
-            hub_settings.outbound_topic, dump_command(command), key=command.to.encode()
-        )
-
-    yield send
-    await producer.stop()
-
-
 async def test_a_command_sent_twice_reaches_the_provider_once_and_is_recorded(
     hub_settings: Settings,
     running_recorder,
     start_dispatcher,
-    command_producer,
+    send_command,
 ) -> None:
     sender = RecordingSender(transient_failures=1)  # and the provider is busy at first
     dispatcher = await start_dispatcher({sender.channel: sender})
     command = SendMessage(channel=Channel.sms, to=PHONE, body="Your parcel left the depot")
-    await command_producer(command)
-    await command_producer(command)  # the agent desk retried
+    await send_command(command)
+    await send_command(command)  # the agent desk retried
     await eventually(lambda: dispatcher.stats.consumed == 2, what="both commands handled")
     assert sender.sent == [command.command_id]
     assert dispatcher.stats.skipped == 1
@@ -88,7 +72,7 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
     hub_settings: Settings,
     running_recorder,
     start_dispatcher,
-    command_producer,
+    send_command,
 ) -> None:
     async with InteractionPublisher(
         hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
@@ -123,7 +107,7 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
     sender = RecordingSender()
     dispatcher = await start_dispatcher({sender.channel: sender})
     command = SendMessage(channel=Channel.sms, to=PHONE, body="We miss you! 20% off")
-    await command_producer(command)
+    await send_command(command)
     await eventually(lambda: dispatcher.stats.failed == 1, what="the refusal")
     assert sender.sent == []
     await eventually(
@@ -135,7 +119,7 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
 async def test_rejected_by_provider_and_malformed_commands_do_not_stop_the_dispatcher(
     hub_settings: Settings,
     start_dispatcher,
-    command_producer,
+    send_command,
 ) -> None:
     sender = RecordingSender(reject=True)
     dispatcher = await start_dispatcher({sender.channel: sender})
@@ -145,9 +129,9 @@ async def test_rejected_by_provider_and_malformed_commands_do_not_stop_the_dispa
         await producer.send_and_wait(hub_settings.outbound_topic, b'{"channel": "sms"}', key=b"x")
     finally:
         await producer.stop()
-    await command_producer(SendMessage(channel=Channel.sms, to=PHONE, body="hello"))
+    await send_command(SendMessage(channel=Channel.sms, to=PHONE, body="hello"))
     sender_ok = RecordingSender(channel=Channel.email)
-    await command_producer(SendMessage(channel=Channel.email, to="ann@example.com", body="hi"))
+    await send_command(SendMessage(channel=Channel.email, to="ann@example.com", body="hi"))
     await eventually(lambda: dispatcher.stats.consumed == 3, what="three records handled")
     assert dispatcher.stats.dead_lettered == 1
     assert dispatcher.stats.failed == 2  # rejected by the provider; no e-mail sender configured

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from channels.outbound import (
@@ -22,7 +21,7 @@ from channels.outbound import (
 )
 from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
-from contracts import Channel, DeliveryStatus, SendMessage, dump_command
+from contracts import Channel, DeliveryStatus, SendMessage
 from services.domain import customer_id_for
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
@@ -254,19 +253,11 @@ async def dispatcher(start_dispatcher, sms_config: TwilioSmsConfig) -> OutboundD
 
 
 @pytest.fixture
-async def send_command(hub_settings: Settings) -> AsyncIterator:
-    producer = AIOKafkaProducer(bootstrap_servers=hub_settings.kafka_bootstrap)
-    await producer.start()
-
+def send_sms_command(send_command):
     async def send(body: str, to: str = CUSTOMER) -> SendMessage:
-        message = SendMessage(channel=Channel.sms, to=to, body=body)
-        await producer.send_and_wait(
-            hub_settings.outbound_topic, dump_command(message), key=to.encode()
-        )
-        return message
+        return await send_command(SendMessage(channel=Channel.sms, to=to, body=body))
 
-    yield send
-    await producer.stop()
+    return send
 
 
 async def test_stop_then_an_outbound_sms_is_refused(
@@ -275,14 +266,14 @@ async def test_stop_then_an_outbound_sms_is_refused(
     webhooks: httpx.AsyncClient,
     twilio_api: TwilioApiStandIn,
     dispatcher: OutboundDispatcher,
-    send_command,
+    send_sms_command,
 ) -> None:
     assert (await post(webhooks, sms("SM30", "stop "))).status_code == 200
     await eventually(
         lambda: consent(hub_settings, CUSTOMER).get("sms:service") is False,
         what="the opt-out in the customer history",
     )
-    refused = await send_command("Your invoice is ready")
+    refused = await send_sms_command("Your invoice is ready")
     await eventually(lambda: dispatcher.stats.failed == 1, what="the refusal")
     assert twilio_api.requests == []  # nothing reached the provider
     await eventually(
@@ -297,9 +288,9 @@ async def test_a_sent_sms_stays_delivered_whatever_order_its_callbacks_arrive_in
     webhooks: httpx.AsyncClient,
     twilio_api: TwilioApiStandIn,
     dispatcher: OutboundDispatcher,
-    send_command,
+    send_sms_command,
 ) -> None:
-    await send_command("Your parcel left the depot")
+    await send_sms_command("Your parcel left the depot")
     await eventually(lambda: dispatcher.stats.sent == 1, what="the send")
     sid = twilio_api.message_to(CUSTOMER).sid
     # Twilio's callbacks arrive out of order, one of them twice.
@@ -334,7 +325,7 @@ async def test_stop_after_an_earlier_send_refuses_the_next_sms(
     webhooks: httpx.AsyncClient,
     twilio_api: TwilioApiStandIn,
     dispatcher: OutboundDispatcher,
-    send_command,
+    send_sms_command,
 ) -> None:
     # The customer is known, and the dispatcher reads them for the first send ...
     assert (await post(webhooks, sms("SM39", "Is my parcel on its way?"))).status_code == 200
@@ -342,7 +333,7 @@ async def test_stop_after_an_earlier_send_refuses_the_next_sms(
         lambda: recorded_refs(hub_settings)["message.received.v1|SM39"] == 1,
         what="the customer's first message",
     )
-    await send_command("Your parcel left the depot")
+    await send_sms_command("Your parcel left the depot")
     await eventually(lambda: dispatcher.stats.sent == 1, what="the first send")
     # ... then they text STOP.
     assert (await post(webhooks, sms("SM40", "STOP"))).status_code == 200
@@ -350,7 +341,7 @@ async def test_stop_after_an_earlier_send_refuses_the_next_sms(
         lambda: consent(hub_settings, CUSTOMER).get("sms:service") is False,
         what="the opt-out in the customer history",
     )
-    await send_command("We miss you already")
+    await send_sms_command("We miss you already")
     await eventually(lambda: dispatcher.stats.consumed == 2, what="the second command handled")
     assert len(twilio_api.messages) == 1, "an SMS was sent to a customer who had texted STOP"
     assert dispatcher.stats.failed == 1
