@@ -132,7 +132,9 @@ def summarize(payload: dict[str, Any]) -> str:
     if kind == "voicemail.recorded.v1":
         return f"Voicemail, {int(float(payload.get('duration_s') or 0))}s"
     if kind == "delivery.status.v1":
-        return f"{channel} message {payload.get('message_ref')} {payload.get('status')}"
+        line = f"{channel} message {payload.get('message_ref')} {payload.get('status')}"
+        reason = payload.get("error_message")
+        return f"{line}: {reason}"[:160] if reason else line
     if kind == "consent.changed.v1":
         verb = "Opted in to" if payload.get("granted") else "Opted out of"
         return f"{verb} {payload.get('purpose')} on {channel} via {payload.get('source')}"

@@ -22,6 +22,15 @@ def test_summaries_read_like_an_agent_would_say_them() -> None:
         }
     ) == ("Opted out of marketing on sms via sms-keyword")
     assert len(summarize({"type": "message.received.v1", "body": "x" * 1000})) == 160
+    assert summarize(
+        {
+            "type": "delivery.status.v1",
+            "channel": "sms",
+            "message_ref": "c1",
+            "status": "failed",
+            "error_message": "the customer opted out",
+        }
+    ) == ("sms message c1 failed: the customer opted out")
 
 
 def test_a_late_sent_report_never_overwrites_delivered() -> None:
