@@ -32,7 +32,7 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from contracts import AddressError, Channel, normalize_party
+from contracts import AddressError, Channel, normalize_party, withheld_caller
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -147,6 +147,9 @@ class TwilioForm:
         """
         raw = self.required(name)
         if raw.lower() in WITHHELD_CALLER_IDS:
+            call_sid = self.optional("CallSid")
+            if channel is Channel.voice and call_sid:
+                return withheld_caller(call_sid)  # still a contact: filed under its call
             raise WithheldAddress(f"{name} is withheld ({raw!r})")
         try:
             return normalize_party(channel, raw, default_region)

@@ -4,7 +4,13 @@ This package imports nothing from the rest of the project. The JSON Schemas and 
 document in ``contracts/schemas/`` are generated from it by ``python -m contracts.schema_gen``.
 """
 
-from contracts.addresses import AddressError, normalize_email, normalize_party, normalize_phone
+from contracts.addresses import (
+    AddressError,
+    normalize_email,
+    normalize_party,
+    normalize_phone,
+    withheld_caller,
+)
 from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, VoicemailRecorded
 from contracts.consent import ConsentChanged
 from contracts.deadletter import DeadLetter
@@ -64,4 +70,5 @@ __all__ = [
     "parse_command",
     "parse_interaction",
     "status_advances",
+    "withheld_caller",
 ]

@@ -16,7 +16,13 @@ from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from contracts.enums import Channel
 
-__all__ = ["AddressError", "normalize_email", "normalize_party", "normalize_phone"]
+__all__ = [
+    "AddressError",
+    "normalize_email",
+    "normalize_party",
+    "normalize_phone",
+    "withheld_caller",
+]
 
 # The consumer validates every record and phonenumbers.parse costs tens of microseconds; the set
 # of distinct customers seen in a busy hour fits comfortably (roughly 20 MB at the limit).
@@ -38,6 +44,7 @@ _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TELEGRAM_CHAT_ID = re.compile(r"-?[0-9]{1,20}")
 _MESSENGER_PSID = re.compile(r"[0-9]{1,32}")
+_WITHHELD_CALLER = re.compile(r"anonymous:[A-Za-z0-9._-]{1,64}")
 
 
 class AddressError(ValueError):
@@ -166,8 +173,28 @@ def _normalize_messenger(raw: str, default_region: str | None) -> str:
     return f"messenger:{psid}"
 
 
+def withheld_caller(call_id: str) -> str:
+    """The party of a call whose caller id is withheld: ``anonymous:<call id>``.
+
+    A withheld call is still a contact that must be recorded; filed under its own call it
+    becomes a customer of one call, which an agent can later merge with a known one.
+    """
+    party = f"anonymous:{call_id}"
+    if not _WITHHELD_CALLER.fullmatch(party):
+        raise AddressError(f"{call_id!r} is not a call id (letters, digits, . _ -; at most 64)")
+    return party
+
+
+def _normalize_voice(raw: str, default_region: str | None) -> str:
+    if raw.startswith("anonymous:"):
+        if not _WITHHELD_CALLER.fullmatch(raw):
+            raise AddressError(f"{raw[:80]!r} is not anonymous:<call id>")
+        return raw
+    return normalize_phone(raw, default_region)
+
+
 _NORMALIZERS: dict[Channel, Callable[[str, str | None], str]] = {
-    Channel.voice: normalize_phone,
+    Channel.voice: _normalize_voice,
     Channel.sms: normalize_phone,
     Channel.email: lambda raw, _region: normalize_email(raw),
     Channel.whatsapp: _normalize_whatsapp,

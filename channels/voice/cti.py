@@ -12,8 +12,8 @@ same contract events as the Twilio webhooks:
 
 The customer is ``from`` on inbound calls and ``to`` on outbound ones. A phone system that
 posts the same event twice gets one recorded event (the recorder dedupes ``provider_ref``).
-A withheld caller id is acknowledged (``status: ignored``) and not recorded: see
-``channels.voice.inbound`` for why.
+A withheld caller id is recorded under the party ``anonymous:<call_id>`` (see
+``contracts.withheld_caller``): the call is still a contact.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from contracts import (
     Channel,
     Direction,
     normalize_party,
+    withheld_caller,
 )
 from contracts.calls import CallEvent
 from contracts.text import Label, Ref, UtcDatetime
@@ -149,10 +150,7 @@ def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRout
         if not hmac.compare_digest(given, expected):
             raise HTTPException(403, "missing or wrong bearer token")
         posted = parse_cti_event(await _fields(request))
-        try:
-            event = contract_event(posted, default_region=config.default_region)
-        except _Withheld as why:
-            return CtiAccepted(status="ignored", detail=str(why))
+        event = contract_event(posted, default_region=config.default_region)
         await publish_confirmed(
             publisher, [event], timeout_s=config.publish_timeout_s, provider="cti"
         )
@@ -199,20 +197,17 @@ def parse_cti_event(fields: dict[str, Any]) -> CtiCallEvent:
         raise bad_request("; ".join(parts)) from None
 
 
-class _Withheld(Exception):
-    pass
-
-
 def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallEvent:
     """The contract event a CTI event reports. Pure apart from the default time (now)."""
     inbound = posted.direction == "inbound"
     field, raw, ours = (
         ("from", posted.from_, posted.to) if inbound else ("to", posted.to, posted.from_)
     )
-    if raw.strip().lower() in WITHHELD_CALLER_IDS:
-        raise _Withheld("the caller id is withheld: there is no customer to file the call under")
     try:
-        party = normalize_party(Channel.voice, raw, default_region)
+        if raw.strip().lower() in WITHHELD_CALLER_IDS:
+            party = withheld_caller(posted.call_id)  # still a contact: filed under its call
+        else:
+            party = normalize_party(Channel.voice, raw, default_region)
     except AddressError as exc:
         raise bad_request(f"{field}: {exc}") from None
     common: dict[str, Any] = {

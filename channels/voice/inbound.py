@@ -4,13 +4,11 @@ Every route checks Twilio's signature first (403, nothing published), answers 40
 the field for a malformed request, and answers 2xx only after Kafka confirmed the events
 (503 otherwise, so that Twilio retries or falls back).
 
-Withheld caller ids: a call from a withheld number is answered and routed like any other:
-the caller must be served. But nothing is published for it, because every interaction event
-is filed under the customer its party address names, and a withheld number names nobody
-(``contracts`` rejects ``anonymous`` as a party). Its status and recording callbacks are
-acknowledged the same way. Recording those calls needs a contract for an unidentified party
-(for example ``anonymous:<CallSid>``); until then they are logged and counted in
-``VoiceWebhookStats.withheld``.
+Withheld (or unreadable) caller ids: the call is answered and routed like any other, and
+recorded under the party ``anonymous:<CallSid>`` (``contracts.withheld_caller``): it is a
+contact like any other, filed under its own call until an agent links it to a customer.
+Its status and recording callbacks carry the same CallSid, so they land on the same
+history. Counted in ``VoiceWebhookStats.withheld``.
 """
 
 from __future__ import annotations
@@ -50,7 +48,14 @@ from channels.voice.twiml import (
     take_voicemail,
 )
 from channels.webhooks import publish_confirmed
-from contracts import CallMissed, CallRinging, Channel, Direction, VoicemailRecorded
+from contracts import (
+    CallMissed,
+    CallRinging,
+    Channel,
+    Direction,
+    VoicemailRecorded,
+    withheld_caller,
+)
 from contracts.envelope import InteractionEvent
 
 log = logging.getLogger(__name__)
@@ -131,10 +136,11 @@ def twilio_voice_router(
         try:
             caller = caller_of(form)
         except HTTPException:
-            # A caller id we cannot read still belongs to a person waiting on the line.
+            # A caller id we cannot read still belongs to a person waiting on the line, and
+            # the call is still a contact: filed under the call, like a withheld one.
             log.warning("call %s: unreadable caller id %r", call_sid, form.optional("From"))
             stats.withheld += 1
-            caller = None
+            caller = withheld_caller(call_sid)
         customer_id = await lookup(caller) if caller else None
         if fixed_answer is not None:
             answer = Response(content=fixed_answer, media_type="application/xml")

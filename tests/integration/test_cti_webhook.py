@@ -235,10 +235,9 @@ async def test_bodies_that_are_not_an_event_object(pbx: httpx.AsyncClient) -> No
     assert (await pbx.post(PATH, content=b"event=newCall", headers=plain)).status_code == 415
 
 
-async def test_a_withheld_caller_is_acknowledged_but_not_recorded(
-    hub_settings: Settings, pbx: httpx.AsyncClient
+async def test_a_withheld_callers_call_is_recorded_under_the_call(
+    hub_settings: Settings, running_recorder: Recorder, pbx: httpx.AsyncClient
 ) -> None:
-    await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
     event = {
         "event": "newCall",
         "call_id": "c-9",
@@ -248,8 +247,11 @@ async def test_a_withheld_caller_is_acknowledged_but_not_recorded(
     }
     answer = await pbx.post(PATH, json=event, headers=AUTH)
     assert answer.status_code == 200
-    assert answer.json()["status"] == "ignored"
-    assert await records_in(hub_settings) == 0
+    assert answer.json()["status"] == "recorded"
+    await eventually(
+        lambda: recorded_refs(hub_settings)["call.ringing.v1|c-9:ringing"] == 1,
+        what="the withheld call recorded",
+    )
 
 
 def test_the_openapi_document_describes_json_and_form_bodies_and_the_bearer_token() -> None:

@@ -448,3 +448,14 @@ def test_a_send_command_normalizes_the_recipient_and_needs_a_body_or_template() 
         parse_command(b'{"channel": "sms", "to": "+14155552671"}')
     with pytest.raises(InvalidCommand, match="voice"):
         parse_command(b'{"channel": "voice", "to": "+14155552671", "body": "hi"}')
+
+
+def test_a_withheld_caller_is_a_party_of_its_own_call_on_voice_only() -> None:
+    from contracts import AddressError, normalize_party, withheld_caller
+
+    assert withheld_caller("CA123") == "anonymous:CA123"
+    assert normalize_party("voice", "anonymous:CA123") == "anonymous:CA123"
+    with pytest.raises(AddressError):
+        withheld_caller("bad id!")
+    with pytest.raises(AddressError):
+        normalize_party("sms", "anonymous:CA123")

@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from starlette.datastructures import FormData
 
 from channels.sms.status import delivery_status
-from channels.twilio_signature import TwilioForm, WithheldAddress
+from channels.twilio_signature import TwilioForm
 from channels.voice.status import call_event_from_status
 from contracts import CallAnswered, CallEnded, CallMissed, DeliveryStatus, status_advances
 
@@ -105,9 +105,10 @@ def test_malformed_callbacks_name_the_field(params: dict[str, str], field: str) 
     assert field in caught.value.detail
 
 
-def test_withheld_caller_is_reported_as_such() -> None:
-    with pytest.raises(WithheldAddress):
-        status(CallStatus="completed", CallDuration="5", From="anonymous")
+def test_a_withheld_callers_call_is_filed_under_the_call() -> None:
+    event = status(CallStatus="completed", CallDuration="5", From="anonymous")
+    assert isinstance(event, CallEnded)
+    assert event.party == "anonymous:CA1"
 
 
 def _furthest(reports: list[str]) -> DeliveryStatus | None:

@@ -223,12 +223,14 @@ def test_taskrouter_enqueue_carries_the_customer_in_the_task_attributes() -> Non
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "Restricted", "+266696687", "not-a-number"])
-def test_a_withheld_caller_is_answered_but_nothing_is_published(caller: str) -> None:
+def test_a_withheld_callers_call_is_answered_and_recorded_under_the_call(caller: str) -> None:
     publisher = FakePublisher()
     answer = post(voice_app(publisher), "/webhooks/twilio/voice", call(caller=caller))
     assert answer.status_code == 200
     assert ET.fromstring(answer.content).find("Enqueue") is not None
-    assert publisher.published == []
+    [ringing] = publisher.published
+    assert ringing.type == "call.ringing.v1"
+    assert ringing.party == "anonymous:CA1"
 
 
 def test_leaving_the_queue_offers_voicemail_with_the_caller_in_the_signed_callback() -> None:
