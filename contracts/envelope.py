@@ -87,7 +87,8 @@ class InteractionEvent(BaseModel):
     direction: Direction = Field(description=_DIRECTION_DOC, examples=["inbound"])
     party: Annotated[str, StringConstraints(min_length=1, max_length=320)] = Field(
         description=(
-            "The customer's address, normalized for the channel: E.164 for voice and sms, "
+            "The customer's address, normalized for the channel: E.164 for voice and sms "
+            "(anonymous:<call id> for a withheld caller), "
             "lower-case IDNA e-mail, whatsapp:+<E.164>, telegram:<chat id>, messenger:<psid>. "
             "Also the Kafka record key."
         ),
