@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,8 @@ from imapclient import IMAPClient
 from rich.console import Console
 from rich.table import Table
 
+from channels.email import SQLiteCheckpointStore
+from channels.email.checkpoints import CHECKPOINTS_FILE
 from services.hub import build_recorder
 from services.settings import Settings
 from services.store.open import open_timeline_view
@@ -85,19 +86,7 @@ def raw_fetch(dovecot: DovecotServer, user: str, batch: int = 200) -> tuple[floa
 
 
 def checkpointed(data_dir: Path, mailbox: str) -> int:
-    path = data_dir / "email-checkpoints.db"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=5)
-    try:
-        row = db.execute(
-            "SELECT last_uid FROM imap_checkpoints WHERE mailbox = ?", (mailbox,)
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
-    return row[0] if row else 0
+    return SQLiteCheckpointStore.last_uid(data_dir / CHECKPOINTS_FILE, mailbox)
 
 
 def start_ingester(config: Path, log: Path) -> subprocess.Popen[bytes]:

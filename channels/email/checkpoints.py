@@ -25,6 +25,9 @@ __all__ = ["Checkpoint", "CheckpointStore", "SQLiteCheckpointStore"]
 _SQLITE_MAX_PARAMS = 900  # below SQLite's default limit of 999 host parameters
 
 
+CHECKPOINTS_FILE = "email-checkpoints.db"  # under the hub's data dir
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     uidvalidity: int
@@ -125,6 +128,16 @@ class SQLiteCheckpointStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    @classmethod
+    def last_uid(cls, path: Path, mailbox: str) -> int:
+        """How far ``mailbox`` is checkpointed (0 before the first batch): for watchers."""
+        store = cls(path)
+        try:
+            found = store.load(mailbox)
+        finally:
+            store.close()
+        return found.last_uid if found else 0
 
     def close(self) -> None:
         with self._lock:

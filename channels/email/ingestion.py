@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from channels.email.blobs import BlobStore, LocalBlobStore
-from channels.email.checkpoints import CheckpointStore, SQLiteCheckpointStore
+from channels.email.checkpoints import CHECKPOINTS_FILE, CheckpointStore, SQLiteCheckpointStore
 from channels.email.config import ImapMailbox, ImapTiming, MailLimits
 from channels.email.inbound import ImapIngester, PublishFailed
 from channels.publishing import InteractionPublisher
@@ -114,9 +114,7 @@ class EmailIngestion:
         self.limits = limits or MailLimits()
         self.timing = timing or ImapTiming()
         self.blobs = blobs or LocalBlobStore(Path(data_dir) / "blobs")
-        self.checkpoints = checkpoints or SQLiteCheckpointStore(
-            Path(data_dir) / "email-checkpoints.db"
-        )
+        self.checkpoints = checkpoints or SQLiteCheckpointStore(Path(data_dir) / CHECKPOINTS_FILE)
         self.client_id = client_id
         self.ingesters: list[ImapIngester] = []
         self._started = asyncio.Event()

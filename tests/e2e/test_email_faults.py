@@ -10,22 +10,19 @@ the recorder drops the repeats by Message-ID.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from channels.email import ImapMailbox
+from channels.email import ImapMailbox, SQLiteCheckpointStore
+from channels.email.checkpoints import CHECKPOINTS_FILE
 from services.recorder import Recorder
 from services.settings import Settings
 from services.topics import ensure_topics
-from tests.helpers import eventually, recorded_refs
+from tests.e2e.processes import ChildProcess
+from tests.helpers import eventually, recorded_refs, records_in
 from tests.mail_fixtures import DovecotServer, make_mail
 
 pytestmark = pytest.mark.slow
@@ -48,32 +45,12 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'history.db'}"
 
 
-class IngesterProcess:
+class IngesterProcess(ChildProcess):
+    """`python -m channels.email ingest`, checkpointing ``checkpoint_delay_s`` late."""
+
     def __init__(self, config: Path, log: Path, checkpoint_delay_s: float) -> None:
-        self.args = [sys.executable, "-c", RUNNER, str(checkpoint_delay_s)]
-        self.args += ["ingest", "--config", str(config)]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> IngesterProcess:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        args = [sys.executable, "-c", RUNNER, str(checkpoint_delay_s)]
+        super().__init__([*args, "ingest", "--config", str(config)], log)
 
 
 @pytest.fixture
@@ -85,32 +62,7 @@ def ingester_processes() -> Iterator[list[IngesterProcess]]:
 
 
 def checkpointed_uid(data_dir: Path, mailbox: str) -> int:
-    path = data_dir / "email-checkpoints.db"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=5)
-    try:
-        row = db.execute(
-            "SELECT last_uid FROM imap_checkpoints WHERE mailbox = ?", (mailbox,)
-        ).fetchone()
-    except sqlite3.OperationalError:  # the table is not created yet
-        return 0
-    finally:
-        db.close()
-    return row[0] if row else 0
-
-
-async def published_count(settings: Settings) -> int:
-    """Records on the interactions topic (it holds only this test's mails)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(settings.interactions_topic, p) for p in range(settings.topic_partitions)
-        ]
-        return sum((await consumer.end_offsets(partitions)).values())
-    finally:
-        await consumer.stop()
+    return SQLiteCheckpointStore.last_uid(data_dir / CHECKPOINTS_FILE, mailbox)
 
 
 async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
@@ -154,12 +106,12 @@ async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
         done = checkpointed_uid(hub_settings.data_dir, imap_mailbox.name)
         # UIDs are 1..n in order, one event each: more events than the checkpoint covers means
         # a batch is on Kafka and its checkpoint is not yet written.
-        return done >= 100 and await published_count(hub_settings) > done
+        return done >= 100 and await records_in(hub_settings) > done
 
     await eventually(batch_published_not_checkpointed, timeout=60, what="a batch in flight")
     first.kill()
     checkpoint_at_kill = checkpointed_uid(hub_settings.data_dir, imap_mailbox.name)
-    published_at_kill = await published_count(hub_settings)
+    published_at_kill = await records_in(hub_settings)
     assert checkpoint_at_kill < published_at_kill < n, "the kill must land inside a batch"
 
     second = IngesterProcess(config, tmp_path / "ingester-2.log", checkpoint_delay_s=0).start()
@@ -171,7 +123,7 @@ async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
     )
     second.stop()
     # The in-flight batch was published twice; the history holds each mail once.
-    assert await published_count(hub_settings) > n
+    assert await records_in(hub_settings) > n
     await eventually(
         lambda: sum(recorded_refs(hub_settings).values()) >= n, timeout=60, what="all recorded"
     )

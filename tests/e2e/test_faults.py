@@ -18,7 +18,7 @@ from contracts import Channel, MessageReceived
 from services.hub import build_recorder
 from services.settings import Settings
 from services.topics import ensure_topics
-from tests.e2e.recorder_process import RecorderProcess
+from tests.e2e.processes import RecorderProcess
 from tests.helpers import eventually, recorded_refs
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Run `switchboard serve recorder` as a child process that a test can SIGKILL."""
+"""Hub processes as children a test can SIGKILL and restart, stopped by PID at the end."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from services.settings import Settings
 from tests.helpers import settings_env
 
 
-class RecorderProcess:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
+class ChildProcess:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> RecorderProcess:
-        env = {**os.environ, **settings_env(self.settings)}
+    def start(self) -> ChildProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services", "serve", "recorder", "--log-level", "INFO"],
-                env=env,
+                self.args,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -43,6 +43,17 @@ class RecorderProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class RecorderProcess(ChildProcess):
+    """`switchboard serve recorder` with the test's settings."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(
+            [sys.executable, "-m", "services", "serve", "recorder", "--log-level", "INFO"],
+            log_path,
+            env={**os.environ, **settings_env(settings)},
+        )
 
     def assignments(self) -> list[str]:
         return [
