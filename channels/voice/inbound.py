@@ -26,7 +26,6 @@ from channels.publishing import InteractionPublisher
 from channels.twilio_signature import (
     TwilioForm,
     TwilioWebhook,
-    WithheldAddress,
     bad_request,
     invalid_event,
     twiml,
@@ -105,12 +104,11 @@ def twilio_voice_router(
             publisher, events, timeout_s=config.publish_timeout_s, provider="twilio-voice"
         )
 
-    def caller_of(form: TwilioForm, field: str = "From") -> str | None:
-        try:
-            return form.address(field, Channel.voice, default_region=config.default_region)
-        except WithheldAddress:
+    def caller_of(form: TwilioForm, field: str = "From") -> str:
+        caller = form.address(field, Channel.voice, default_region=config.default_region)
+        if caller.startswith("anonymous:"):
             stats.withheld += 1
-            return None
+        return caller
 
     async def lookup(caller: str) -> UUID | None:
         if directory is None:
@@ -141,7 +139,7 @@ def twilio_voice_router(
             log.warning("call %s: unreadable caller id %r", call_sid, form.optional("From"))
             stats.withheld += 1
             caller = withheld_caller(call_sid)
-        customer_id = await lookup(caller) if caller else None
+        customer_id = await lookup(caller)
         if fixed_answer is not None:
             answer = Response(content=fixed_answer, media_type="application/xml")
         else:
@@ -155,19 +153,18 @@ def twilio_voice_router(
                     agent_status_url=webhook.url(TWILIO_VOICE_STATUS_PATH),
                 )
             )
-        if caller is not None:
-            try:
-                ringing = CallRinging(
-                    direction=Direction.inbound,
-                    party=caller,
-                    endpoint=dialled,
-                    call_id=call_sid,
-                    provider_ref=f"{call_sid}:ringing",
-                    occurred_at=datetime.now(UTC),
-                )
-            except ValidationError as exc:
-                raise invalid_event(exc) from None
-            await publish([ringing])
+        try:
+            ringing = CallRinging(
+                direction=Direction.inbound,
+                party=caller,
+                endpoint=dialled,
+                call_id=call_sid,
+                provider_ref=f"{call_sid}:ringing",
+                occurred_at=datetime.now(UTC),
+            )
+        except ValidationError as exc:
+            raise invalid_event(exc) from None
+        await publish([ringing])
         stats.calls += 1
         return webhook.remember(form, answer)
 
@@ -178,9 +175,6 @@ def twilio_voice_router(
             return answer
         try:
             event = call_event_from_status(form, default_region=config.default_region)
-        except WithheldAddress:
-            stats.withheld += 1
-            event = None
         except ValidationError as exc:
             raise invalid_event(exc) from None
         if event is not None:
@@ -208,7 +202,7 @@ def twilio_voice_router(
             )
             return webhook.remember(form, answer)
         caller = caller_of(form)
-        if result == "hangup" and caller is not None:
+        if result == "hangup":
             try:
                 missed = CallMissed(
                     direction=Direction.inbound,
@@ -248,21 +242,20 @@ def twilio_voice_router(
                 idempotency_token=form.idempotency_token,
             )
         caller = caller_of(form)
-        if caller is not None:
-            try:
-                voicemail = VoicemailRecorded(
-                    direction=Direction.inbound,
-                    party=caller,
-                    call_id=call_sid,
-                    recording_url=form.required("RecordingUrl"),
-                    duration_s=form.number("RecordingDuration", required=True),
-                    transcript=form.optional("TranscriptionText"),
-                    provider_ref=recording_sid,
-                    occurred_at=form.timestamp("RecordingStartTime") or datetime.now(UTC),
-                )
-            except ValidationError as exc:
-                raise invalid_event(exc) from None
-            await publish([voicemail])
+        try:
+            voicemail = VoicemailRecorded(
+                direction=Direction.inbound,
+                party=caller,
+                call_id=call_sid,
+                recording_url=form.required("RecordingUrl"),
+                duration_s=form.number("RecordingDuration", required=True),
+                transcript=form.optional("TranscriptionText"),
+                provider_ref=recording_sid,
+                occurred_at=form.timestamp("RecordingStartTime") or datetime.now(UTC),
+            )
+        except ValidationError as exc:
+            raise invalid_event(exc) from None
+        await publish([voicemail])
         return webhook.remember(form, Response(status_code=204))
 
     return router

@@ -53,8 +53,8 @@ def occurred_at(form: TwilioForm) -> datetime:
 def call_event_from_status(form: TwilioForm, *, default_region: str | None) -> CallEvent | None:
     """The event one status callback reports, or None when it reports nothing we record.
 
-    Raises HTTPException 400 naming the field for malformed callbacks, and
-    WithheldAddress when the customer's number is withheld.
+    Raises HTTPException 400 naming the field for malformed callbacks; a withheld caller's
+    call is filed under ``anonymous:<CallSid>``.
     """
     call_sid = form.required("CallSid")
     status = form.required("CallStatus").lower()
