@@ -67,8 +67,13 @@ async def test_recorder_killed_mid_stream_and_restarted_loses_and_doubles_nothin
 ) -> None:
     n = 1500
     await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-    stream = asyncio.create_task(publish_stream(hub_settings, n, rate=400))
     first = RecorderProcess(hub_settings, tmp_path / "recorder-1.log").start()
+    # Traffic starts once the recorder consumes, so it records at the publishing pace and the
+    # kill lands mid-stream even when a loaded machine makes the process slow to start.
+    await eventually(
+        lambda: bool(first.assignments()), timeout=60, what="the recorder's partitions"
+    )
+    stream = asyncio.create_task(publish_stream(hub_settings, n, rate=400))
     await eventually(
         lambda: total_recorded(hub_settings) > 200,
         timeout=60,
