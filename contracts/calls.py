@@ -6,11 +6,12 @@ from pydantic import Field
 
 from contracts.enums import Channel
 from contracts.envelope import InteractionEvent, channel_field
-from contracts.text import Label, Ref, Url
+from contracts.text import Label, Ref, Text, Url
 
 __all__ = ["CallAnswered", "CallEnded", "CallEvent", "CallMissed", "VoicemailRecorded"]
 
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# A week is far longer than any call or voicemail; the bound keeps nonsense out of the sums.
+Seconds = Annotated[float, Field(ge=0, le=604_800, allow_inf_nan=False)]
 
 
 class CallEvent(InteractionEvent):
@@ -76,7 +77,7 @@ class VoicemailRecorded(CallEvent):
         examples=["https://api.twilio.com/2010-04-01/Accounts/AC123/Recordings/RE123"],
     )
     duration_s: Seconds = Field(description="Length of the recording in seconds.", examples=[21.0])
-    transcript: str | None = Field(
+    transcript: Text | None = Field(
         default=None,
         max_length=65_536,
         description="The provider's transcription, when there is one.",

@@ -31,8 +31,10 @@ class DeadLetter(BaseModel):
     source_topic: Label = Field(
         description="Topic of the failed record.", examples=["sb.interactions.v1"]
     )
-    source_partition: int = Field(ge=0, description="Its partition.", examples=[3])
-    source_offset: int = Field(ge=0, description="Its offset in that partition.", examples=[81723])
+    source_partition: int = Field(ge=0, le=2**31 - 1, description="Its partition.", examples=[3])
+    source_offset: int = Field(
+        ge=0, le=2**63 - 1, description="Its offset in that partition.", examples=[81723]
+    )
     reason: str = Field(
         max_length=4000,
         description="What was wrong, for people: 'field.path: message; ...'.",

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from contracts.enums import Channel, Direction
 from contracts.envelope import InteractionEvent, direction_field
-from contracts.text import Label, Ref
+from contracts.text import Label, Ref, Text
 
 __all__ = ["DeliveryStatus", "DeliveryStatusChanged", "status_advances"]
 
@@ -82,7 +82,7 @@ class DeliveryStatusChanged(InteractionEvent):
         description="The provider's error code for failed or undelivered.",
         examples=["30003"],
     )
-    error_message: str | None = Field(
+    error_message: Text | None = Field(
         default=None,
         max_length=2000,
         description="The provider's explanation, as given.",

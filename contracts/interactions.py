@@ -1,6 +1,6 @@
 """The union of all interaction events, and the one fast way in and out of bytes."""
 
-from typing import Annotated, get_args
+from typing import Annotated, TypeVar, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
@@ -18,6 +18,7 @@ __all__ = [
     "InvalidInteraction",
     "dump_interaction",
     "parse_interaction",
+    "parse_payload",
 ]
 
 Interaction = Annotated[
@@ -44,6 +45,8 @@ _MAX_REASON_CHARS = 1000
 
 _ADAPTER: TypeAdapter[Interaction] = TypeAdapter(Interaction)
 
+T = TypeVar("T")
+
 
 class InvalidInteraction(ValueError):
     """A payload that is not a valid interaction event; the consumer dead-letters it.
@@ -59,19 +62,28 @@ class InvalidInteraction(ValueError):
 
 def parse_interaction(raw: bytes | str) -> Interaction:
     """Validate one JSON payload into its event class, or raise InvalidInteraction."""
+    return parse_payload(_ADAPTER, raw, InvalidInteraction)
+
+
+def parse_payload(adapter: TypeAdapter[T], raw: bytes | str, error: type[InvalidInteraction]) -> T:
+    """Bytes from Kafka -> a contract, or ``error``: nothing else ever escapes.
+
+    Strict: on the wire a time is a string and a flag a boolean, as the JSON Schemas say;
+    ``"yes"`` or a number of seconds is refused rather than guessed at.
+    """
     if isinstance(raw, str):
         try:
             raw = raw.encode()
         except UnicodeEncodeError as exc:
-            raise InvalidInteraction(f"payload is not valid UTF-8: {exc}", b"") from None
+            raise error(f"payload is not valid UTF-8: {exc}", b"") from None
     if len(raw) > MAX_PAYLOAD_BYTES:
-        raise InvalidInteraction(
-            f"payload is {len(raw)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit", raw
-        )
+        raise error(f"payload is {len(raw)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit", raw)
     try:
-        return _ADAPTER.validate_json(raw)
+        return adapter.validate_json(raw, strict=True)
     except ValidationError as exc:
-        raise InvalidInteraction(_summarize(exc), raw) from None
+        raise error(_summarize(exc), raw) from None
+    except Exception as exc:  # a validator's own bug must cost one record, not the consumer
+        raise error(f"payload could not be read: {type(exc).__name__}: {exc}", raw) from None
 
 
 def dump_interaction(event: InteractionEvent) -> bytes:

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from contracts.enums import Channel, Direction
 from contracts.envelope import InteractionEvent, direction_field
-from contracts.text import HeaderText, Label, Ref
+from contracts.text import HeaderText, Label, Ref, Text
 
 __all__ = [
     "MAX_ATTACHMENTS",
@@ -38,7 +38,7 @@ class AttachmentRef(BaseModel):
     content_type: Label = Field(
         description="MIME type as declared by the sender.", examples=["application/pdf"]
     )
-    size: int = Field(ge=0, description="Size in bytes.", examples=[48213])
+    size: int = Field(ge=0, le=2**53 - 1, description="Size in bytes.", examples=[48213])
     sha256: Annotated[
         str,
         StringConstraints(pattern=_SHA256.pattern),
@@ -55,7 +55,7 @@ class MessageEvent(InteractionEvent):
 
     allowed_channels: ClassVar[frozenset[Channel]] = frozenset(Channel) - {Channel.voice}
 
-    body: str = Field(
+    body: Text = Field(
         max_length=MAX_BODY_CHARS,
         description="Plain-text body (for e-mail: the new text with quotes stripped).",
         examples=["Hi, where is my order 4711?"],
@@ -80,7 +80,7 @@ class MessageEvent(InteractionEvent):
         max_length=MAX_ATTACHMENTS,
         description="Files that came with the message.",
     )
-    full_body: str | None = Field(
+    full_body: Text | None = Field(
         default=None,
         max_length=MAX_BODY_CHARS,
         description=(

@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -26,9 +25,9 @@ from pydantic_core import PydanticCustomError
 
 from contracts.addresses import AddressError, normalize_party
 from contracts.enums import Channel
-from contracts.interactions import MAX_PAYLOAD_BYTES, InvalidInteraction, _summarize
+from contracts.interactions import InvalidInteraction, parse_payload
 from contracts.messages import MAX_BODY_CHARS
-from contracts.text import HeaderText, Label, Ref, UtcDatetime
+from contracts.text import HeaderText, Label, Ref, Text, UtcDatetime
 
 __all__ = [
     "InvalidCommand",
@@ -50,7 +49,7 @@ class MessageTemplate(BaseModel):
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")] = Field(
         description="Template language code.", examples=["en_US", "de"]
     )
-    parameters: list[Annotated[str, StringConstraints(max_length=1024)]] = Field(
+    parameters: list[Annotated[Text, StringConstraints(max_length=1024)]] = Field(
         default_factory=list,
         max_length=20,
         description="Body parameters {{1}}, {{2}}, … in order.",
@@ -82,7 +81,7 @@ class SendMessage(BaseModel):
         "service",
         description="service: an answer the customer asked for; marketing: needs opt-in.",
     )
-    body: str = Field("", max_length=MAX_BODY_CHARS, description="Plain-text body.")
+    body: Text = Field("", max_length=MAX_BODY_CHARS, description="Plain-text body.")
     subject: HeaderText | None = Field(None, description="Subject (e-mail only).")
     in_reply_to: Ref | None = Field(
         None, description="provider_ref (e.g. Message-ID) of the message this answers."
@@ -133,16 +132,8 @@ _ADAPTER: TypeAdapter[SendMessage] = TypeAdapter(SendMessage)
 
 
 def parse_command(raw: bytes | str) -> SendMessage:
-    if isinstance(raw, str):
-        raw = raw.encode()
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise InvalidCommand(
-            f"payload is {len(raw)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit", raw
-        )
-    try:
-        return _ADAPTER.validate_json(raw)
-    except ValidationError as exc:
-        raise InvalidCommand(_summarize(exc), raw) from None
+    """Validate one outbound command, or raise InvalidCommand."""
+    return parse_payload(_ADAPTER, raw, InvalidCommand)
 
 
 def dump_command(command: SendMessage) -> bytes:

@@ -7,11 +7,20 @@ from typing import Annotated
 from pydantic import AfterValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
-__all__ = ["HeaderText", "Label", "Ref", "Url", "UtcDatetime"]
+__all__ = ["EARLIEST", "LATEST", "HeaderText", "Label", "Ref", "Text", "Url", "UtcDatetime"]
 
 # C0, DEL and C1: invisible in logs and UIs, and a way to smuggle line breaks into headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LINE_BREAK = re.compile(r"[\r\n]")
+# NUL has no meaning in text and PostgreSQL's text and jsonb cannot hold it; a lone surrogate
+# cannot be encoded as UTF-8 at all (Python code can make one, e.g. with surrogateescape).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+# A contact happens in the lifetime of a phone system, not at the edge of datetime's range,
+# where converting an offset to UTC (or adding a day) overflows.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _reject_control(value: str) -> str:
@@ -39,7 +48,23 @@ def _aware_to_utc(value: datetime) -> datetime:
             "timezone_aware",
             "must carry a UTC offset such as 'Z' or '+02:00': a naive time is ambiguous",
         )
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise PydanticCustomError(
+            "datetime_range",
+            "must lie between {earliest} and {latest} (UTC)",
+            {"earliest": EARLIEST.isoformat(), "latest": LATEST.isoformat()},
+        )
+    return utc
+
+
+def _storable(value: str) -> str:
+    # Replace rather than refuse: a customer's message must not be bounced over one
+    # invisible character, and U+FFFD shows where something was.
+    return _UNSTORABLE.sub(REPLACEMENT, value) if _UNSTORABLE.search(value) else value
 
 
 Ref = Annotated[
@@ -59,8 +84,17 @@ Url = Annotated[
 ]
 """An absolute http(s) URL, such as where a provider keeps a recording."""
 
-HeaderText = Annotated[str, StringConstraints(max_length=998), AfterValidator(_reject_line_breaks)]
+HeaderText = Annotated[
+    str,
+    StringConstraints(max_length=998),
+    AfterValidator(_reject_line_breaks),
+    AfterValidator(_storable),
+]
 """Text that ends up in a mail header (RFC 5322 caps a line at 998 characters)."""
 
+Text = Annotated[str, AfterValidator(_storable)]
+"""Free text (a message body, a transcript): any Unicode; NUL and lone surrogates become U+FFFD."""
+
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_to_utc)]
-"""An aware datetime converted to UTC; naive values are rejected because their zone is a guess."""
+"""An aware datetime converted to UTC, between 1900 and 2200; naive values are rejected because
+their zone is a guess."""

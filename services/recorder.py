@@ -7,6 +7,15 @@ partition is assigned we seek to that stored position.  That needs the consumer'
 ``seek`` inside the rebalance callback, which FastStream's subscriber hides.  Kafka
 offsets are still committed after each store commit, for lag monitoring only.
 
+No batch is recorded for a partition before its position has been taken from the
+store: aiokafka starts fetching from Kafka's committed offset as soon as a partition is
+assigned, before the rebalance callback has sought.  A record from such a fetch, on an
+empty or restored store, would commit a tracking position past a gap that is then never
+read.  So each partition's position carries an epoch, set when it was sought from the
+store; a batch fetched while the partition had no epoch, or under an older one, is dropped
+unread (the seek has already moved the consumer back to where the store says).  A
+partition the store has never seen is read from the start of Kafka's retention.
+
 Per batch and partition:
   1. parse every record; the unparseable ones go to the dead-letter topic (confirmed
      by the broker) with the reason and the original bytes;
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +38,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from contracts import DeadLetter, InvalidInteraction, parse_interaction
@@ -43,6 +54,7 @@ class RecorderStats:
     duplicates: int = 0
     dead_lettered: int = 0
     conflicts: int = 0
+    unpositioned: int = 0  # records dropped unread because their fetch preceded a seek
     last_notification_id: int = 0
     assigned: list[int] = field(default_factory=list)
 
@@ -52,13 +64,17 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         self.recorder = recorder
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.recorder.forget_positions(revoked)
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Before any await: a batch fetched from Kafka's committed offset may be returned
+        # while we read the store below, and must not be taken for a positioned one.
+        self.recorder.forget_positions(assigned)
         # Another member may have written these partitions while we did not own them.
         self.recorder.history.forget_cached_customers()
         for tp in assigned:
-            await self.recorder.seek_to_stored(tp)
+            await self.recorder.reseek(tp)
         self.recorder.stats.assigned = sorted(tp.partition for tp in assigned)
         log.info("partitions assigned: %s", self.recorder.stats.assigned)
 
@@ -103,30 +119,71 @@ class Recorder:
             max_request_size=4 * 1024 * 1024,  # a dead letter carries its payload in base64
         )
         self._started = asyncio.Event()
+        # Per partition: the epoch of the seek that took its position from the store.
+        self._epochs: dict[TopicPartition, int] = {}
+        self._next_epoch = itertools.count(1)
+
+    def forget_positions(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._epochs.pop(tp, None)
 
     async def seek_to_stored(self, tp: TopicPartition) -> None:
+        """Move the consumer to where the store says this partition continues."""
+        self._epochs.pop(tp, None)
         offset = await asyncio.to_thread(self.history.tracked_offset, tp.topic, tp.partition)
-        if offset is not None:
-            self.consumer.seek(tp, offset)
-        elif await self.consumer.committed(tp) is not None:
-            # Kafka remembers a position this store never recorded (a new, empty store):
-            # read the partition again from the start of its retention.
-            await self.consumer.seek_to_beginning(tp)
-        # else: a new group on an empty store starts at the beginning (auto_offset_reset)
+        if tp not in self.consumer.assignment():
+            return  # revoked meanwhile: its new owner seeks it
+        try:
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+            else:
+                # The store never recorded this partition (a new or emptied store), whatever
+                # Kafka's committed offset says: read it from the start of its retention.
+                await self.consumer.seek_to_beginning(tp)
+        except IllegalStateError:
+            log.info("%s was revoked while seeking it; its new owner seeks it", tp)
+            return
+        self._epochs[tp] = next(self._next_epoch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
-        self._started.set()
         try:
+            await self.producer.start()
+            await self.consumer.start()
+            self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
+            self._started.set()
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+                # No await between getmany and this: the epochs the batches were fetched under.
+                fetched_under = {tp: self._epochs.get(tp) for tp in batches}
                 for tp, records in batches.items():
-                    await self._handle(tp, records)
+                    if await self._positioned(tp, fetched_under[tp], records):
+                        await self._handle(tp, records)
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+
+    async def _positioned(
+        self, tp: TopicPartition, epoch: int | None, records: Sequence[ConsumerRecord]
+    ) -> bool:
+        """Whether this batch starts where the store says the partition continues."""
+        if epoch is not None and epoch == self._epochs.get(tp):
+            return True
+        self.stats.unpositioned += len(records)
+        log.debug("dropping %d records of %s fetched before its seek", len(records), tp)
+        if epoch is None and tp not in self._epochs and tp in self.consumer.assignment():
+            # No seek is known to have run (the rebalance callback failed, say): seek now,
+            # or this partition would be read on from wherever Kafka left it.
+            await self.reseek(tp)
+        return False
+
+    async def reseek(self, tp: TopicPartition) -> None:
+        """Seek to the stored position; if the store does not answer, the partition stays
+        unpositioned (its batches are dropped unread) and the next batch tries again."""
+        try:
+            await self.seek_to_stored(tp)
+        except Exception as e:
+            log.warning("could not read the stored position of %s (%r); retrying", tp, e)
+            await asyncio.sleep(1.0)
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -146,12 +203,12 @@ class Recorder:
             self.stats.conflicts += 1
             log.warning("batch on %s conflicts with stored state (%s); re-seeking", tp, e)
             self.history.forget_cached_customers()
-            await self.seek_to_stored(tp)
+            await self.reseek(tp)
             return
         except OperationalError:
             log.exception("store unavailable while recording %s; retrying", tp)
             await asyncio.sleep(1.0)
-            await self.seek_to_stored(tp)
+            await self.reseek(tp)
             return
         except Exception:
             log.exception("unexpected error recording %s; isolating the bad record", tp)
@@ -170,13 +227,13 @@ class Recorder:
                     self.history.record_interactions, [interaction], trackings=[tracking]
                 )
             except IntegrityError:
-                await self.seek_to_stored(tp)
+                await self.reseek(tp)
                 return
             except Exception as e:
                 if not await self._store_answers():
                     log.exception("store failing; retrying %s from the stored offset", tp)
                     await asyncio.sleep(1.0)
-                    await self.seek_to_stored(tp)
+                    await self.reseek(tp)
                     return
                 # The store works and this record alone fails: dead-letter it (first, so a
                 # crash in between repeats the dead letter rather than losing the record),

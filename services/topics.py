@@ -56,8 +56,8 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
         await admin.close()
 
 
-async def topic_size(bootstrap: str, topic: str) -> int:
-    """How many records a topic holds: the sum of its partitions' end offsets."""
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset (the offset the next record will get)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-admin")
     await admin.start()
     try:
@@ -66,10 +66,16 @@ async def topic_size(bootstrap: str, topic: str) -> int:
         await admin.close()
     partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
     if not partitions:
-        return 0
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="switchboard-admin")
     await consumer.start()
     try:
-        return sum((await consumer.end_offsets(partitions)).values())
+        ends = await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records a topic holds: the sum of its partitions' end offsets."""
+    return sum((await end_offsets(bootstrap, topic)).values())

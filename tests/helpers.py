@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from projections.follower import TimelineFollower
 from services.settings import Settings
 from services.store.open import open_history, open_timeline_view
-from services.topics import topic_size
+from services.topics import end_offsets, topic_size
 
 
 async def eventually(
@@ -112,3 +112,22 @@ async def timeline_when_shown(settings: Settings, address: str, count: int) -> l
 
     await eventually(shown, timeout=20, what=f"{count} timeline entries for {address}")
     return entries
+
+
+async def recorded_to_end(settings: Settings, *, timeout: float = 60.0) -> None:
+    """Wait until the store's positions reach the interactions topic's end offsets, as they
+    stand now: everything published so far has been handled (recorded, deduplicated or
+    dead-lettered), so counting after this sees anything lost or doubled."""
+    ends = await end_offsets(settings.kafka_bootstrap, settings.interactions_topic)
+    history = open_history(settings)
+    try:
+
+        def at_end() -> bool:
+            return all(
+                (history.tracked_offset(settings.interactions_topic, p) or 0) >= end
+                for p, end in ends.items()
+            )
+
+        await eventually(at_end, timeout=timeout, what="the store to reach the topic's end")
+    finally:
+        history.close()
