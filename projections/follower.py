@@ -4,6 +4,11 @@ The library's ProjectionRunner applies one event per transaction and needs a pus
 subscription, which its SQLite store lacks.  This follower polls the log (cheap:
 one indexed range query), applies a batch of events and its tracking position in
 one transaction, and so works the same on SQLite and PostgreSQL.
+
+A view never stops on one event: a batch that fails while the view answers is applied
+again one event at a time, and an event that fails on its own is recorded as skipped (with
+its reason, in the same transaction as the tracking position) and logged.  While the view
+does not answer at all, the batch is retried: then nothing is wrong with the events.
 """
 
 from __future__ import annotations
@@ -55,14 +60,45 @@ class TimelineFollower:
         )
         if not notifications:
             return 0
-        to_domain = self.source.mapper.to_domain_event
-        changes = changes_for([(n.id, to_domain(n)) for n in notifications])
+        try:
+            self._apply(notifications)
+        except Exception as e:
+            if not self._view_answers():
+                raise
+            log.warning(
+                "timeline batch after %s failed (%r); applying it event by event", self._position, e
+            )
+            for notification in notifications:
+                self._apply_or_skip(notification)
         last = notifications[-1].id
-        self.view.apply(changes, Tracking(self.source.name, last))
         with self._progress:
             self._position = last
             self._progress.notify_all()
         return len(notifications)
+
+    def _apply(self, notifications: list[Any]) -> None:
+        to_domain = self.source.mapper.to_domain_event
+        changes = changes_for([(n.id, to_domain(n)) for n in notifications])
+        self.view.apply(changes, Tracking(self.source.name, notifications[-1].id))
+
+    def _apply_or_skip(self, notification: Any) -> None:
+        try:
+            self._apply([notification])
+        except Exception as e:
+            if not self._view_answers():
+                raise
+            reason = f"{type(e).__name__}: {e}"[:1000]
+            log.error(
+                "timeline skips stored event %s, which it cannot apply: %s", notification.id, reason
+            )
+            self.view.skip(notification.id, reason, Tracking(self.source.name, notification.id))
+
+    def _view_answers(self) -> bool:
+        try:
+            self.view.max_tracking_id(self.source.name)
+        except Exception:
+            return False
+        return True
 
     def catch_up(self) -> int:
         """Apply everything stored so far (a rebuild from zero after ``view.reset()``)."""

@@ -9,7 +9,7 @@ rebuilt from the event store at any time.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +59,15 @@ class DeliveryReport:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class SkippedEvent:
+    """A stored event the view could not apply: recorded, so it is never skipped silently."""
+
+    notification_id: int
+    reason: str
+    skipped_at: datetime
+
+
 @dataclass
 class TimelineChanges:
     """What one batch of stored events does to the view."""
@@ -87,6 +96,14 @@ class TimelineView(TrackingRecorder):
     """The view's interface; SQLite and PostgreSQL implement it."""
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
+        raise NotImplementedError
+
+    def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
+        """Record that a stored event cannot be applied, and move past it (one transaction)."""
+        raise NotImplementedError
+
+    def skipped(self) -> list[SkippedEvent]:
+        """The stored events this view could not apply, oldest first."""
         raise NotImplementedError
 
     def timeline(
@@ -208,5 +225,33 @@ def _delivery_report(event: Customer.InteractionRecorded) -> DeliveryReport | No
     )
 
 
+def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, datetime, str]]:
+    """Per customer: how many new contacts, and the latest one's time and channel."""
+    rollup: dict[UUID, tuple[int, datetime, str]] = {}
+    for e in entries:
+        count, last, channel = rollup.get(e.customer_id, (0, e.occurred_at, e.channel))
+        if e.occurred_at >= last:
+            last, channel = e.occurred_at, e.channel
+        rollup[e.customer_id] = (count + 1, last, channel)
+    return rollup
+
+
 def payload_json(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    if "\\u0000" in text:  # json.dumps always escapes NUL; PostgreSQL's jsonb refuses it
+        text = json.dumps(storable(payload), separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def storable(value: Any) -> Any:
+    """``value`` with NUL in every string replaced by U+FFFD: what PostgreSQL's text holds.
+
+    The contracts replace NUL since they were tightened; events stored before still have it.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value

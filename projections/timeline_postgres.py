@@ -13,13 +13,15 @@ from contracts import DeliveryStatus
 from projections.timeline import (
     CustomerSummary,
     DeliveryReport,
+    SkippedEvent,
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    contact_rollup,
     fold_delivery_reports,
     payload_json,
+    storable,
 )
-from projections.timeline_sqlite import contact_rollup
 
 
 class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
@@ -28,7 +30,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         schema = Identifier(self.datastore.schema)
         self._t = {
             name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
-            for name in ("entries", "customers", "addresses", "deliveries")
+            for name in ("entries", "customers", "addresses", "deliveries", "skipped")
         }
         t = self._t
         self.sql_create_statements += [
@@ -58,6 +60,11 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "message_ref text PRIMARY KEY, customer_id uuid NOT NULL, channel text NOT NULL, "
                 "status text NOT NULL, updated_at timestamptz NOT NULL)"
             ).format(t["deliveries"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "notification_id bigint PRIMARY KEY, reason text NOT NULL, "
+                "skipped_at timestamptz NOT NULL DEFAULT now())"
+            ).format(t["skipped"]),
         ]
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
@@ -69,14 +76,17 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     SQL(
                         "INSERT INTO {0} VALUES (%s, %s, %s, 0, NULL, NULL) ON CONFLICT DO NOTHING"
                     ).format(t["customers"]),
-                    [(s.customer_id, s.first_address, s.first_seen) for s in changes.new_customers],
+                    [
+                        (s.customer_id, storable(s.first_address), s.first_seen)
+                        for s in changes.new_customers
+                    ],
                 )
             if changes.addresses:
                 curs.executemany(
                     SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
                         t["addresses"]
                     ),
-                    changes.addresses,
+                    [(storable(address), cid) for address, cid in changes.addresses],
                 )
             if changes.entries:
                 with curs.copy(SQL("COPY {0} FROM STDIN").format(t["entries"])) as copy:
@@ -86,12 +96,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                                 e.position,
                                 e.customer_id,
                                 e.occurred_at,
-                                e.type,
-                                e.channel,
-                                e.direction,
-                                e.party,
-                                e.provider_ref,
-                                e.summary,
+                                *storable([e.type, e.channel, e.direction, e.party]),
+                                *storable([e.provider_ref, e.summary]),
                                 payload_json(e.payload),
                             )
                         )
@@ -126,10 +132,34 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
                 ).format(t),
                 [
-                    (r.message_ref, r.customer_id, r.channel, str(r.status), r.occurred_at)
+                    (
+                        storable(r.message_ref),
+                        r.customer_id,
+                        r.channel,
+                        str(r.status),
+                        r.occurred_at,
+                    )
                     for r in winners
                 ],
             )
+
+    def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} (notification_id, reason) VALUES (%s, %s) "
+                    "ON CONFLICT (notification_id) DO UPDATE SET reason = excluded.reason"
+                ).format(self._t["skipped"]),
+                (notification_id, storable(reason)),
+            )
+
+    def skipped(self) -> list[SkippedEvent]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {0} ORDER BY notification_id").format(self._t["skipped"])
+            )
+            return [SkippedEvent(**row) for row in curs.fetchall()]
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
         with self.datastore.transaction(commit=False) as curs:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -18,11 +17,14 @@ from contracts import DeliveryStatus
 from projections.timeline import (
     CustomerSummary,
     DeliveryReport,
+    SkippedEvent,
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    contact_rollup,
     fold_delivery_reports,
     payload_json,
+    storable,
 )
 
 
@@ -33,17 +35,6 @@ def _ts(dt: datetime) -> str:
 
 def _dt(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if text else None
-
-
-def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, datetime, str]]:
-    """Per customer: how many new contacts, and the latest one's time and channel."""
-    rollup: dict[UUID, tuple[int, datetime, str]] = {}
-    for e in entries:
-        count, last, channel = rollup.get(e.customer_id, (0, e.occurred_at, e.channel))
-        if e.occurred_at >= last:
-            last, channel = e.occurred_at, e.channel
-        rollup[e.customer_id] = (count + 1, last, channel)
-    return rollup
 
 
 class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
@@ -89,6 +80,8 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "CREATE TABLE IF NOT EXISTS deliveries ("
             "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
             "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS skipped ("
+            "notification_id INTEGER PRIMARY KEY, reason TEXT NOT NULL, skipped_at TEXT NOT NULL)",
         ]
         return statements
 
@@ -118,7 +111,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                         e.direction,
                         e.party,
                         e.provider_ref,
-                        e.summary,
+                        storable(e.summary),
                         payload_json(e.payload),
                     )
                     for e in changes.entries
@@ -136,6 +129,22 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 ],
             )
             self._apply_deliveries(c, changes.deliveries)
+
+    def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            c.execute(
+                "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)",
+                (notification_id, reason, _ts(datetime.now(UTC))),
+            )
+
+    def skipped(self) -> list[SkippedEvent]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM skipped ORDER BY notification_id")
+            return [
+                SkippedEvent(row[0], row[1], _dt(row[2]))  # type: ignore[arg-type]
+                for row in c.fetchall()
+            ]
 
     def _apply_deliveries(self, c: Any, reports: list[DeliveryReport]) -> None:
         if not reports:
@@ -212,7 +221,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for table in ("timeline", "customers", "addresses", "deliveries"):
+            for table in ("timeline", "customers", "addresses", "deliveries", "skipped"):
                 c.execute(f"DELETE FROM {table}")
             c.execute(
                 "DELETE FROM tracking WHERE application_name != ?",

@@ -1,0 +1,97 @@
+"""A view never stops on one event, on SQLite and PostgreSQL.
+
+An agent's timeline that silently stops updating is worse than one with a gap that says so:
+an event the view cannot apply is recorded as skipped, with its reason, and everything after
+it still shows.  When the view's database does not answer, nothing is skipped: the batch
+waits and is applied once it answers again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contracts import Channel, MessageReceived
+from projections.follower import TimelineFollower
+from services.settings import Settings
+from services.store.open import open_history, open_timeline_view
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+PARTY = "+493055501234"
+
+
+def sms(ref: str, body: str, minutes: int = 0) -> MessageReceived:
+    return MessageReceived(
+        channel=Channel.sms,
+        party=PARTY,
+        provider_ref=ref,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        body=body,
+    )
+
+
+def test_a_body_stored_with_nul_shows_on_the_timeline_with_a_replacement_character(
+    hub_settings: Settings,
+) -> None:
+    history = open_history(hub_settings)
+    # Stored before the contracts replaced NUL: the store holds it, PostgreSQL's text cannot.
+    legacy = sms("SM-nul", "x").model_copy(update={"body": "order\x00 4711"})
+    history.record_interactions([legacy, sms("SM-after", "thanks", minutes=1)])
+    view = open_timeline_view(hub_settings)
+    TimelineFollower(history, view).catch_up()
+
+    entries = view.timeline(view.customer_for_address(PARTY))
+    assert [e.summary for e in entries] == ["thanks", "order\ufffd 4711"]
+    assert entries[1].payload["body"] == "order\ufffd 4711"
+    assert view.skipped() == []
+
+
+def test_an_event_the_view_cannot_apply_is_skipped_with_its_reason_and_later_ones_show(
+    hub_settings: Settings,
+) -> None:
+    history = open_history(hub_settings)
+    history.record_interactions(
+        [sms("SM-1", "first"), sms("SM-poison", "cannot be shown", 1), sms("SM-3", "third", 2)]
+    )
+    view = open_timeline_view(hub_settings)
+    apply = view.apply
+
+    def apply_unless_poisoned(changes, tracking):
+        if any(e.provider_ref == "SM-poison" for e in changes.entries):
+            raise ValueError("this view has a bug for this event")
+        apply(changes, tracking)
+
+    view.apply = apply_unless_poisoned  # type: ignore[method-assign]
+    follower = TimelineFollower(history, view)
+    follower.catch_up()
+
+    customer = view.customer_for_address(PARTY)
+    assert [e.summary for e in view.timeline(customer)] == ["third", "first"]
+    (skipped,) = view.skipped()
+    assert "this view has a bug for this event" in skipped.reason
+    assert follower.position == history.recorder.max_notification_id()
+    # the skip is durable: a restarted follower does not try it again
+    assert TimelineFollower(history, view).position == follower.position
+
+
+def test_a_view_that_does_not_answer_is_retried_not_skipped(hub_settings: Settings) -> None:
+    history = open_history(hub_settings)
+    history.record_interactions([sms("SM-a", "hello")])
+    view = open_timeline_view(hub_settings)
+    follower = TimelineFollower(history, view)
+    apply, answers = view.apply, view.max_tracking_id
+
+    def down(*args, **kwargs):
+        raise ConnectionError("database is down")
+
+    view.apply = down  # type: ignore[method-assign]
+    view.max_tracking_id = down  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        follower.run_once()
+    view.apply, view.max_tracking_id = apply, answers  # type: ignore[method-assign]
+
+    follower.run_once()
+    assert follower.position == history.recorder.max_notification_id()
+    assert view.skipped() == []
+    assert [e.summary for e in view.timeline(view.customer_for_address(PARTY))] == ["hello"]
