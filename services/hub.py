@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 
 import uvicorn
@@ -23,6 +23,7 @@ from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
 from services.settings import Settings
 from services.store.open import open_history, open_outbound_ledger, open_timeline_view
+from services.supervision import supervise
 from services.topics import ensure_topics
 from services.wiring import build_email_ingestion, build_senders, build_webhook_routers
 
@@ -67,16 +68,28 @@ async def run_hub(
     *,
     services: Iterable[str] = SERVICES,
 ) -> None:
+    """Run the chosen services until ``stop`` is set.
+
+    Each Kafka service is supervised: when Kafka or the store is unavailable, or a service
+    fails, it is logged and restarted with back-off while the others (the API above all,
+    which answers webhooks 503 meanwhile) keep running.  Only the API failing to serve
+    (its port is taken, say) ends the hub.
+    """
     services = set(services)
-    await ensure_topics(settings, bootstrap)
     tasks: list[asyncio.Task] = []
     follower_stop = threading.Event()
     follower_thread: threading.Thread | None = None
     server: uvicorn.Server | None = None
 
+    def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+        async def with_topics() -> None:
+            await ensure_topics(settings, bootstrap)
+            await run()
+
+        tasks.append(asyncio.create_task(supervise(name, with_topics, stop), name=name))
+
     if "recorder" in services:
-        recorder = build_recorder(settings, bootstrap)
-        tasks.append(asyncio.create_task(recorder.run(stop), name="recorder"))
+        supervised("recorder", lambda: build_recorder(settings, bootstrap).run(stop))
     if "timeline" in services:
         follower = TimelineFollower(open_history(settings), open_timeline_view(settings))
         follower_thread = threading.Thread(
@@ -84,19 +97,30 @@ async def run_hub(
         )
         follower_thread.start()
     if "email" in services:
-        ingestion = build_email_ingestion(settings, bootstrap)
-        if ingestion is not None:
-            tasks.append(asyncio.create_task(ingestion.run(stop), name="email"))
+        if build_email_ingestion(settings, bootstrap) is not None:
+
+            async def ingest_mail() -> None:
+                ingestion = build_email_ingestion(settings, bootstrap)
+                assert ingestion is not None
+                await ingestion.run(stop)
+
+            supervised("email", ingest_mail)
         elif services != set(SERVICES):  # asked for explicitly
             log.warning("email: no mailboxes configured (SWITCHBOARD_EMAIL_MAILBOXES)")
     if "outbound" in services:
-        dispatcher = build_dispatcher(settings, bootstrap)
-        tasks.append(asyncio.create_task(dispatcher.run(stop), name="outbound"))
+        supervised("outbound", lambda: build_dispatcher(settings, bootstrap).run(stop))
     webhook_publisher: InteractionPublisher | None = None
+    api_task: asyncio.Task | None = None
     if "api" in services:
         view = open_timeline_view(settings)
         webhook_publisher = InteractionPublisher(bootstrap, topic=settings.interactions_topic)
-        await webhook_publisher.start()
+        # Webhooks answer 503 (the provider retries) until the publisher has connected.
+        tasks.append(
+            asyncio.create_task(
+                supervise("webhook publisher", _connected(webhook_publisher, stop), stop),
+                name="webhook publisher",
+            )
+        )
         routers = build_webhook_routers(settings, publisher=webhook_publisher, directory=view)
         api = create_api(view=view, default_region=settings.default_region, routers=routers)
         config = uvicorn.Config(
@@ -108,8 +132,8 @@ async def run_hub(
         )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        tasks.append(asyncio.create_task(server.serve(), name="api"))
-        log.info("API on http://%s:%s (OpenAPI at /docs)", settings.http_host, settings.http_port)
+        api_task = asyncio.create_task(_serve(server, settings), name="api")
+        tasks.append(api_task)
 
     # Everything long-lived exists now: keep it out of the cyclic GC's full collections,
     # which otherwise put 40 ms pauses into webhook answers (measured in bench/webhooks.py).
@@ -133,3 +157,35 @@ async def run_hub(
             follower_thread.join(timeout=10)
         if webhook_publisher is not None:
             await webhook_publisher.stop()
+
+
+def _connected(
+    publisher: InteractionPublisher, stop: asyncio.Event
+) -> Callable[[], Awaitable[None]]:
+    async def connect_and_hold() -> None:
+        try:
+            await publisher.start()
+        except Exception:
+            with suppress(Exception):
+                await publisher.stop()  # the half-made connection, before the next try
+            raise
+        log.info("webhooks publish to Kafka")
+        await stop.wait()
+
+    return connect_and_hold
+
+
+async def _serve(server: uvicorn.Server, settings: Settings) -> None:
+    """Serve the API; say where only once it listens (a taken port fails instead)."""
+    serving = asyncio.create_task(server.serve())
+    # uvicorn has no "listening" event to wait on; this poll lasts only while it starts.
+    while not server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if server.started:
+        log.info("API on http://%s:%s (OpenAPI at /docs)", settings.http_host, settings.http_port)
+    await serving
+    if not server.started:
+        raise RuntimeError(
+            f"the API could not listen on {settings.http_host}:{settings.http_port} "
+            "(is the port taken? set SWITCHBOARD_HTTP_PORT)"
+        )

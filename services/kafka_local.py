@@ -38,6 +38,8 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from services.ports import free_ports, port_in_use
+
 log = logging.getLogger(__name__)
 
 DEPLOY_DIR: Path = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
@@ -249,28 +251,6 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all sockets stay open until every port is chosen)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-def _port_in_use(port: int) -> bool:
-    # SO_REUSEADDR like the JVM's server sockets: TIME_WAIT leftovers of a last run don't count.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return True
-    return False
-
-
 # --------------------------------------------------------------------------- readiness probe
 # A TCP connect is not enough to call the broker ready, and a port could belong to another
 # broker: ask it for its metadata (cluster id and broker list) with aiokafka's admin client.
@@ -437,7 +417,7 @@ class LocalKafka:
         self._choose_ports(reuse)
         assert self.port is not None and self.controller_port is not None
         for port in (self.port, self.controller_port):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise KafkaLaunchError(f"port {LOOPBACK}:{port} is already in use")
 
         self.config_file.write_text(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from services.ports import free_port
 
 
 def _pg_bin() -> Path:
@@ -27,12 +28,6 @@ def _pg_bin() -> Path:
     if found:
         return Path(found).parent
     raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

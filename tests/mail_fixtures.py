@@ -38,6 +38,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from channels.email import EmailIngestion, ImapMailbox, ImapTiming
+from services.ports import free_port
 from services.settings import Settings
 from services.store.open import open_timeline_view
 from services.topics import ensure_topics
@@ -45,12 +46,6 @@ from tests.helpers import timeline_follower
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 PASSWORD = "secret-for-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -102,10 +102,10 @@ class OutboundDispatcher:
         await self._started.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.interactions.start()
-        await self.consumer.start()
-        self._started.set()
         try:
+            await self.interactions.start()
+            await self.consumer.start()
+            self._started.set()
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=100)
                 for tp, records in batches.items():

@@ -19,7 +19,7 @@ from services.hub import build_recorder
 from services.settings import Settings
 from services.topics import ensure_topics
 from tests.e2e.processes import RecorderProcess
-from tests.helpers import eventually, recorded_refs
+from tests.helpers import eventually, recorded_refs, recorded_to_end
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ async def test_recorder_killed_mid_stream_and_restarted_loses_and_doubles_nothin
             timeout=90,
             what=f"all {n} recorded after the restart",
         )
-        await asyncio.sleep(1.0)  # anything doubled would show up now
+        await recorded_to_end(hub_settings)  # handled to the end: anything doubled shows
     finally:
         second.stop()
     assert killed_at < n, "the kill came after everything was recorded: not mid-stream"
@@ -129,9 +129,12 @@ async def test_two_recorders_share_partitions_and_the_survivor_takes_over_a_kill
             timeout=90,
             what="the survivor to record the rest",
         )
-        await asyncio.sleep(1.0)
+        await recorded_to_end(settings)
         # After the session timeout the survivor owns all six partitions.
-        assert "[0, 1, 2, 3, 4, 5]" in b.assignments()[-1]
+        await eventually(
+            lambda: "[0, 1, 2, 3, 4, 5]" in b.assignments()[-1],
+            what="the survivor to own all six partitions",
+        )
     finally:
         a.kill()
         b.stop()
@@ -161,7 +164,7 @@ async def test_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
         )
         await asyncio.to_thread(restartable_kafka.stop)  # mid-stream
         stopped_at = total_recorded(settings)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the outage: the recorder keeps trying meanwhile
         await asyncio.to_thread(restartable_kafka.start)
         # The producer side: interactions published after the broker came back.
         async with InteractionPublisher(
@@ -174,7 +177,7 @@ async def test_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
             timeout=120,
             what="everything recorded after the broker restart",
         )
-        await asyncio.sleep(1.0)
+        await recorded_to_end(settings)
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)

@@ -17,7 +17,13 @@ from services.recorder import Recorder
 from services.settings import Settings
 from services.store.open import open_timeline_view
 from services.topics import ensure_topics
-from tests.helpers import eventually, read_topic, recorded_refs, timeline_follower
+from tests.helpers import (
+    eventually,
+    read_topic,
+    recorded_refs,
+    recorded_to_end,
+    timeline_follower,
+)
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -120,7 +126,7 @@ async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecordin
         await eventually(
             lambda: sum(recorded_refs(hub_settings).values()) >= 20, what="20 recorded"
         )
-        await asyncio.sleep(0.5)
+        await recorded_to_end(hub_settings)
         stop.set()
         await asyncio.wait_for(task, 30)
     counts = recorded_refs(hub_settings)

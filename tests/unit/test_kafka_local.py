@@ -21,7 +21,6 @@ from services.kafka_local import (
     KafkaLaunchError,
     LocalKafka,
     ensure_jars,
-    free_ports,
     missing_jars,
     new_cluster_id,
     parse_properties,
@@ -29,6 +28,7 @@ from services.kafka_local import (
     render_config,
     set_properties,
 )
+from services.ports import ephemeral_range, free_ports
 
 # --------------------------------------------------------------------------- config
 
@@ -226,9 +226,11 @@ def test_new_cluster_id_is_kafka_uuid_shaped_and_never_starts_with_dash(
         assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", cluster_id)
 
 
-def test_free_ports_are_distinct_and_bindable_on_loopback() -> None:
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> None:
     ports = free_ports(2)
     assert len(set(ports)) == 2
+    low, high = ephemeral_range()
+    assert not any(low <= port <= high for port in ports), "a client socket could take it"
     for port in ports:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))

@@ -1,0 +1,60 @@
+"""Keep a long-running service alive: a failure is logged with its cause and the service
+restarted with back-off, so one broken part (Kafka down, a store that does not answer)
+never takes the rest of the hub, its API included, down with it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka.errors import KafkaConnectionError
+
+log = logging.getLogger(__name__)
+
+# Expected while a broker restarts or is not up yet: one line, no traceback.
+_OUTAGES = (KafkaConnectionError, ConnectionError, TimeoutError)
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    first_delay: float = 1.0,
+    max_delay: float = 30.0,
+    healthy_after: float = 60.0,
+) -> None:
+    """Run ``run()`` until ``stop`` is set, restarting it whenever it fails or returns early.
+
+    The delay doubles from ``first_delay`` up to ``max_delay`` and starts over once a run
+    has lasted ``healthy_after`` seconds.
+    """
+    delay = first_delay
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except _OUTAGES as exc:
+            log.warning("%s cannot run: %s; retrying in %.0fs", name, _cause(exc), delay)
+        except Exception as exc:
+            log.error("%s failed: %s; restarting in %.0fs", name, _cause(exc), delay, exc_info=True)
+        else:
+            if stop.is_set():
+                return
+            log.warning("%s stopped by itself; restarting in %.0fs", name, delay)
+        if time.monotonic() - started >= healthy_after:
+            delay = first_delay
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, max_delay)
+
+
+def _cause(exc: BaseException) -> str:
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
