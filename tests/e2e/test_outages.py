@@ -91,9 +91,7 @@ async def test_hub_started_while_kafka_is_down_serves_and_records_once_kafka_is_
                         body=f"after the outage {i}",
                     )
                 )
-        await eventually(
-            lambda: len(recorded_refs(settings)) >= 21, timeout=90, what="21 recorded"
-        )
+        await eventually(lambda: len(recorded_refs(settings)) >= 21, timeout=90, what="21 recorded")
         await recorded_to_end(settings)
         assert set(recorded_refs(settings).values()) == {1}
         entries = await timeline_when_shown(settings, "+493055512345", 21)
