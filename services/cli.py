@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
@@ -22,6 +24,8 @@ from rich.table import Table
 
 from services.settings import Settings
 
+T = TypeVar("T")
+
 app = typer.Typer(
     name="switchboard",
     help="Switchboard: an event-sourced multichannel communication hub.",
@@ -29,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 try:  # the local broker launcher (services/kafka_cli.py)
     from services.kafka_cli import kafka_app
@@ -46,6 +50,21 @@ def _settings() -> Settings:
 def _fail(message: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(1)
+
+
+def _with_kafka(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; an unreachable broker is one line saying what to do, not a traceback."""
+    from aiokafka.errors import KafkaConnectionError
+
+    # The client library's own connection log lines would only repeat the one below.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(work)
+    except KafkaConnectionError:
+        raise _fail(
+            f"Kafka is not reachable at {bootstrap}: start the hub with `make up` "
+            "(or set SWITCHBOARD_KAFKA_BOOTSTRAP to your cluster)"
+        ) from None
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -150,6 +169,7 @@ async def _run_simulation(
     duration: float,
     stop: asyncio.Event | None = None,
     progress: bool = True,
+    seed: int | None = None,
 ) -> int:
     from channels.publishing import InteractionPublisher
     from services.simulator import simulate
@@ -179,6 +199,7 @@ async def _run_simulation(
                     customers=customers,
                     rate=rate,
                     duration=duration,
+                    seed=seed,
                     on_progress=lambda n: bar.advance(task, n),
                 )
             )
@@ -197,12 +218,18 @@ def simulate(
     customers: Annotated[int, typer.Option(min=1)] = 100,
     rate: Annotated[float, typer.Option(min=0.1, help="records per second")] = 50.0,
     duration: Annotated[float, typer.Option(min=0.1, help="seconds")] = 10.0,
+    seed: Annotated[
+        int | None, typer.Option(help="replay the traffic of an earlier run (default: new traffic)")
+    ] = None,
 ) -> None:
     """Publish realistic mixed traffic (with some duplicates and malformed records) to Kafka."""
     settings = _settings()
     bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
-    published = asyncio.run(
-        _run_simulation(bootstrap, settings, customers=customers, rate=rate, duration=duration)
+    published = _with_kafka(
+        bootstrap,
+        _run_simulation(
+            bootstrap, settings, customers=customers, rate=rate, duration=duration, seed=seed
+        ),
     )
     out.print(f"published {published} records to {settings.interactions_topic} on {bootstrap}")
 
@@ -214,9 +241,13 @@ def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
 
     view = open_timeline_view(settings)
     try:
-        return UUID(target), view
+        customer_id = UUID(target)
     except ValueError:
         pass
+    else:
+        if view.summary(customer_id) is None:
+            raise _fail(f"no customer {customer_id} (try an address: switchboard lookup +4930…)")
+        return customer_id, view
     try:
         address = parse_any_address(target, default_region=settings.default_region)
     except AddressError as e:
@@ -307,15 +338,15 @@ def send(
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
         )
-        await producer.start()
         try:
+            await producer.start()
             await producer.send_and_wait(
                 settings.outbound_topic, dump_command(command), key=command.to.encode()
             )
         finally:
             await producer.stop()
 
-    asyncio.run(publish())
+    _with_kafka(bootstrap, publish())
     out.print(f"queued command {command.command_id} ({command.channel} to {command.to})")
 
 

@@ -124,6 +124,9 @@ class TrafficGenerator:
     ) -> None:
         self.customers = customers
         self.rng = random.Random(seed)
+        # In every provider ref: a second run with another seed makes new contacts rather
+        # than repeating the first run's, which the recorder would drop as provider retries.
+        self.run_tag = f"{seed & 0xFFFFFFFF:08x}"
         self.duplicate_rate = duplicate_rate
         self.malformed_rate = malformed_rate
         self.clock = datetime.now(UTC) - timedelta(hours=1)
@@ -161,7 +164,7 @@ class TrafficGenerator:
     def _next(self) -> tuple[str, datetime]:
         self.seq += 1
         self.clock += timedelta(milliseconds=self.rng.randint(10, 2000))
-        return f"{self.seq:010d}", self.clock
+        return f"{self.run_tag}{self.seq:010d}", self.clock
 
     def _call(self, c: SimCustomer) -> list[InteractionEvent]:
         ref, at = self._next()
@@ -322,15 +325,19 @@ async def simulate(
     customers: int,
     rate: float,
     duration: float,
-    seed: int = 7,
+    seed: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     max_in_flight: int = 2000,
 ) -> SimulationResult:
     """Publish ``rate`` records/s for ``duration`` s.
 
     ``publish(value, key)`` hands a record to the producer and returns its delivery future.
+    The customers are always the same population; the traffic is new on every run unless
+    ``seed`` replays an earlier one.
     """
-    gen = TrafficGenerator(make_customers(customers, seed), seed=seed).records()
+    if seed is None:
+        seed = random.SystemRandom().getrandbits(32)
+    gen = TrafficGenerator(make_customers(customers), seed=seed).records()
     total = int(rate * duration)
     start = time.monotonic()
     in_flight: list[asyncio.Future] = []

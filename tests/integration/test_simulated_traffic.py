@@ -73,3 +73,12 @@ async def test_simulated_mix_is_recorded_once_each_and_bad_records_are_dead_lett
     assert json.dumps(after[0].payload, sort_keys=True) == json.dumps(
         before[0].payload, sort_keys=True
     )
+
+
+def test_two_simulator_runs_make_new_contacts_unless_a_seed_replays_one() -> None:
+    def refs(seed: int) -> set[bytes]:
+        gen = TrafficGenerator(make_customers(5), seed=seed, malformed_rate=0).records()
+        return {next(gen)[1].split(b'"provider_ref":')[1][:60] for _ in range(50)}
+
+    assert refs(1).isdisjoint(refs(2))
+    assert refs(3) == refs(3)

@@ -39,3 +39,28 @@ def test_an_invalid_recipient_is_refused_before_anything_is_published(tmp_path: 
 def test_serve_rejects_an_unknown_service() -> None:
     result = runner.invoke(app, ["serve", "fax"], env={"SWITCHBOARD_KAFKA_BOOTSTRAP": "x:1"})
     assert result.exit_code == 2
+
+
+def test_an_unknown_customer_id_exits_1_like_the_api_answers_404(tmp_path: Path) -> None:
+    for command in ("timeline", "lookup"):
+        result = runner.invoke(
+            app,
+            [command, "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"],
+            env={"SWITCHBOARD_DATA_DIR": str(tmp_path)},
+        )
+        assert result.exit_code == 1, result.output
+        assert "no customer 5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_an_unreachable_broker_is_one_line_saying_how_to_start_it(tmp_path: Path) -> None:
+    env = {"SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1", "SWITCHBOARD_DATA_DIR": str(tmp_path)}
+    for args in (
+        ["send", "--channel", "sms", "--to", "+493012345678", "--body", "x"],
+        ["simulate", "--duration", "1"],
+    ):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 1, result.output
+        assert "Kafka is not reachable at 127.0.0.1:1" in result.output
+        assert "make up" in result.output
+        assert "Traceback" not in result.output
