@@ -6,7 +6,7 @@ webhooks and no sender (commands for it fail with a clear "no sender configured"
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter
 from pydantic import SecretStr
@@ -63,6 +63,13 @@ def channel_configs(settings: Settings) -> ChannelConfigs:
             from_address=settings.email_from_address,
             domain=settings.email_domain,
         )
+        # A bounce is ours when it names a Message-ID our sender made: tell every mailbox
+        # that has not been told otherwise which domain that is.
+        domain = configs.smtp.message_id_domain
+        configs.mailboxes = [
+            m if m.message_id_domains else replace(m, message_id_domains=(domain,))
+            for m in configs.mailboxes
+        ]
     region = settings.default_region
     if settings.twilio_auth_token is not None and settings.public_base_url:
         configs.voice = TwilioVoiceConfig(

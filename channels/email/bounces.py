@@ -2,21 +2,38 @@
 
 A standard bounce is a DSN (RFC 3464): ``multipart/report; report-type=delivery-status`` with a
 ``message/delivery-status`` part (Final-Recipient, Action, Status, Diagnostic-Code per recipient)
-and the original message or its headers. Older mailers send a plain text notice from
-MAILER-DAEMON with the original attached; that is recognised too when it names the original.
+and the original message or its headers. It is recognised by that part as well as by the
+``report-type`` parameter, which some mailers leave out. Older mailers send a plain text notice
+from MAILER-DAEMON with the original attached; that is recognised too when it names the original.
+
+A report is attributed to the original's Message-ID, which must be one of ours
+(``<command_id@our domain>``, see ``refs.sent_by_us``): a report about mail the hub never sent
+(backscatter from spam forged with our address, a colleague's own mail) is rejected as
+``UnattributableBounce`` like every report we cannot attribute, so it is dead-lettered with the
+reason and never turns its recipient into a customer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from email.utils import collapse_rfc2231_value
 
 from channels.email.errors import UnattributableBounce
-from channels.email.mime import decode_header_text, first_address, header, leaf_parts, msg_ids
+from channels.email.mime import (
+    decode_header_text,
+    first_address,
+    header,
+    leaf_parts,
+    msg_ids,
+    sub_parts,
+)
+from channels.email.refs import sent_by_us
 from contracts import AddressError, Channel, DeliveryStatus, DeliveryStatusChanged, normalize_party
 
 __all__ = ["BounceSource", "delivery_report", "is_bounce"]
@@ -35,6 +52,7 @@ _FAILURE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers")
+_STATUS_TYPE = "message/delivery-status"
 _MAX_DIAGNOSTIC_CHARS = 2000
 
 
@@ -43,11 +61,12 @@ class BounceSource:
     provider_ref: str  # the bounce's own Message-ID (else its mailbox:uidvalidity:uid)
     endpoint: str
     occurred_at: datetime
+    our_domains: Collection[str] = ()  # of our outbound Message-IDs; empty: unknown, take any
 
 
 def is_bounce(message: Message) -> bool:
-    if message.get_content_type() == "multipart/report":
-        return (message.get_param("report-type") or "").lower() == "delivery-status"
+    if message.get_content_type() == "multipart/report" and _reports_delivery(message):
+        return True
     raw_from = header(message, "From") or ""
     if not _DAEMON_HINT.search(raw_from):  # cheap test first: almost no mail is from a daemon
         return False
@@ -64,14 +83,7 @@ def delivery_report(message: Message, source: BounceSource) -> DeliveryStatusCha
         return None
     status = _ACTION_STATUS.get(action, DeliveryStatus.failed)
     original = _original_headers(message)
-    original_id = (msg_ids(header(original, "Message-ID")) if original else []) or (
-        msg_ids(header(message, "In-Reply-To")) or msg_ids(header(message, "References"))[-1:]
-    )
-    if not original_id:
-        raise UnattributableBounce(
-            "delivery report names no original Message-ID (no message/rfc822 or "
-            "text/rfc822-headers part, no In-Reply-To or References)"
-        )
+    original_id = _our_original_id(message, original, source.our_domains)
     recipient = _address_after_type(recipient_fields.get("final-recipient")) or _address_after_type(
         recipient_fields.get("original-recipient")
     )
@@ -91,24 +103,51 @@ def delivery_report(message: Message, source: BounceSource) -> DeliveryStatusCha
         occurred_at=source.occurred_at,
         endpoint=source.endpoint,
         status=status,
-        message_ref=original_id[0],
+        message_ref=original_id,
         error_code=(recipient_fields.get("status") or "").strip()[:40] or None,
         error_message=decode_header_text(diagnostic)[:_MAX_DIAGNOSTIC_CHARS] or None,
     )
 
 
+def _reports_delivery(report: Message) -> bool:
+    # An RFC 2231 encoded parameter comes back as a (charset, language, value) tuple.
+    report_type = collapse_rfc2231_value(report.get_param("report-type") or "")
+    if str(report_type).strip().lower() == "delivery-status":
+        return True
+    return any(part.get_content_type() == _STATUS_TYPE for part in leaf_parts(report))
+
+
+def _our_original_id(message: Message, original: Message | None, ours: Collection[str]) -> str:
+    """The Message-ID of our mail the report is about, or UnattributableBounce."""
+    candidates = msg_ids(header(original, "Message-ID"))[:1] if original is not None else []
+    if not candidates:
+        # No copy of the original: the report's own thread headers, the parent first.
+        candidates = msg_ids(header(message, "In-Reply-To"))[:1] + list(
+            reversed(msg_ids(header(message, "References")))
+        )
+    if not candidates:
+        raise UnattributableBounce(
+            "delivery report names no original Message-ID (no message/rfc822 or "
+            "text/rfc822-headers part, no In-Reply-To or References)"
+        )
+    found = next((c for c in candidates if sent_by_us(c, ours)), None)
+    if found is None:
+        raise UnattributableBounce(
+            f"delivery report is about {candidates[0][:260]}, which the hub did not send (our "
+            f"Message-IDs end in @{', @'.join(sorted(ours))}; set the mailbox's "
+            "message_id_domains if replies use another domain)"
+        )
+    return found
+
+
 def _recipient_fields(message: Message) -> dict[str, str]:
     """The first per-recipient block of the DSN, preferring a failed one; names lower-cased."""
     for part in leaf_parts(message):
-        if part.get_content_type() != "message/delivery-status":
-            continue
-        blocks = part.get_payload()
-        if not isinstance(blocks, list):
+        if part.get_content_type() != _STATUS_TYPE:
             continue
         recipients = [
             {name.lower(): header(block, name) or "" for name, _ in block.raw_items()}
-            for block in blocks[1:]
-            if isinstance(block, Message)
+            for block in sub_parts(part)[1:]  # the first block is about the whole message
         ]
         failed = [r for r in recipients if r.get("action", "").lower().strip() == "failed"]
         if failed or recipients:
@@ -121,9 +160,9 @@ def _original_headers(message: Message) -> Message | None:
         kind = part.get_content_type()
         if kind not in _ORIGINAL_TYPES:
             continue
-        payload = part.get_payload()
-        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-            return payload[0]
+        attached = sub_parts(part)
+        if attached:
+            return attached[0]
         data = part.get_payload(decode=True)
         if isinstance(data, bytes):
             # Bounded by the mail's own limits already; headers only, nothing else is needed.

@@ -6,6 +6,11 @@ hash). A restart resumes after the checkpoint; a changed UIDVALIDITY (the server
 mailbox) makes every UID meaningless, so the mailbox is read again from the start and the seen
 keys keep mails already published from being published twice.
 
+It also remembers, for all mailboxes together, which mail holds each Message-ID: the content
+digest of the first mail seen with it. A later mail with that Message-ID and the same digest is
+the same mail (its provider_ref is the Message-ID, the recorder keeps one); a different digest is
+a different mail reusing the Message-ID, recorded under a variant ref (see ``refs``).
+
 ``CheckpointStore`` is the interface; ``SQLiteCheckpointStore`` keeps it in one SQLite file under
 the hub's data dir.
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +53,14 @@ class CheckpointStore(Protocol):
         """
         ...
 
+    def claim_message_ids(self, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """For each (Message-ID, content digest), in order, the digest that holds the Message-ID.
+
+        The first claim of a Message-ID wins, durably and across mailboxes; later claims only
+        learn the holder. Claiming again what one holds is harmless (a replayed batch).
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -77,6 +90,10 @@ class SQLiteCheckpointStore:
                 mailbox TEXT NOT NULL,
                 key TEXT NOT NULL,
                 PRIMARY KEY (mailbox, key)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS message_id_holders (
+                message_id TEXT PRIMARY KEY,
+                digest TEXT NOT NULL
             ) WITHOUT ROWID;
             """
         )
@@ -128,6 +145,32 @@ class SQLiteCheckpointStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def claim_message_ids(self, claims: Sequence[tuple[str, str]]) -> dict[str, str]:
+        ids = list(dict.fromkeys(message_id for message_id, _ in claims))
+        holders: dict[str, str] = {}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO message_id_holders (message_id, digest) VALUES (?, ?)",
+                    claims,
+                )
+                for start in range(0, len(ids), _SQLITE_MAX_PARAMS):
+                    chunk = ids[start : start + _SQLITE_MAX_PARAMS]
+                    marks = ",".join("?" * len(chunk))
+                    holders.update(
+                        self._db.execute(
+                            "SELECT message_id, digest FROM message_id_holders "
+                            f"WHERE message_id IN ({marks})",
+                            chunk,
+                        ).fetchall()
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return holders
 
     @classmethod
     def last_uid(cls, path: Path, mailbox: str) -> int:

@@ -54,7 +54,9 @@ class ImapMailbox:
     ``name`` is the stable key of its checkpoint and of provider refs of mail without a
     Message-ID: renaming it makes the mailbox look new (everything is read again and deduplicated
     by Message-ID). ``address`` is our side of the contact (the event's endpoint); it defaults to
-    ``user`` when that is an e-mail address.
+    ``user`` when that is an e-mail address. ``message_id_domains``: the right-hand sides of the
+    Message-IDs our replies carry (``SmtpConfig.domain``); a bounce about any other mail is
+    dead-lettered. Empty: the domain of ``address``.
     """
 
     name: str
@@ -67,9 +69,17 @@ class ImapMailbox:
     folder: str = "INBOX"
     address: str | None = None
     ca_file: Path | None = None  # a private CA; None means the system's trust store
+    message_id_domains: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         what = f"mailbox {self.name!r}"
+        domains = self.message_id_domains
+        if isinstance(domains, str) or not all(
+            isinstance(d, str) and d.strip() and not any(c in d for c in "@<> \t\r\n")
+            for d in domains
+        ):
+            raise ConfigError(f"{what}: message_id_domains must be a list of domain names")
+        object.__setattr__(self, "message_id_domains", tuple(d.strip().lower() for d in domains))
         if not self.name or any(c in self.name for c in ":\r\n"):
             raise ConfigError(f"{what}: name must be non-empty, without ':' or line breaks")
         _check_tls(self.tls, what)
@@ -94,6 +104,11 @@ class ImapMailbox:
     @property
     def endpoint(self) -> str:
         return self.address or self.user
+
+    @property
+    def our_message_id_domains(self) -> frozenset[str] | None:
+        """The configured domains, or None: then the endpoint's domain decides."""
+        return frozenset(self.message_id_domains) or None
 
 
 @dataclass(frozen=True)

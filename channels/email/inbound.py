@@ -9,7 +9,8 @@ notifications arriving; they only make new mail show up sooner.
 Each batch of mails is parsed, attachments stored, events and dead letters handed to the sink,
 which returns only when Kafka confirmed them all; only then does the checkpoint move past the
 batch. A crash in between publishes the batch again on restart, and the recorder drops the
-repeats by provider_ref (the Message-ID), so a mail is recorded once.
+repeats by provider_ref (the Message-ID), so a mail is recorded once. A different mail reusing a
+Message-ID that another mail holds is recorded under a variant ref (``refs``), with a warning.
 
 Network failures of every kind (refused, reset, TLS, timeouts, a connection that went quiet
 while IDLE) end the session; the ingester reconnects with exponential backoff.
@@ -36,7 +37,7 @@ from channels.email.blobs import BlobStore
 from channels.email.checkpoints import Checkpoint, CheckpointStore
 from channels.email.config import ImapMailbox, ImapTiming, MailLimits
 from channels.email.errors import MailRejected, MailTooLarge
-from channels.email.parsing import MailSource, parse_mail, raw_dedupe_key
+from channels.email.parsing import MailSource, ParsedMail, parse_mail, raw_dedupe_key
 from contracts import DeadLetter, InteractionEvent
 
 __all__ = ["ConnectionLost", "ImapIngester", "IngestStats", "MailSink", "PublishFailed"]
@@ -74,6 +75,7 @@ class IngestStats:
     dead_lettered: int = 0
     already_seen: int = 0
     skipped: int = 0
+    reused_message_ids: int = 0  # different mails recorded under a variant ref
     last_uid: int = 0
     last_error: str | None = None
     idle_wakeups: int = 0
@@ -85,6 +87,7 @@ class _Outcome:
     key: str
     event: InteractionEvent | None = None
     dead_letter: DeadLetter | None = None
+    parsed: ParsedMail | None = None
 
 
 class ImapIngester:
@@ -249,7 +252,7 @@ class ImapIngester:
         elif stored is not None:
             log.warning(
                 "mailbox %s: UIDVALIDITY changed from %s to %s; reading it all again, "
-                "deduplicated by Message-ID",
+                "deduplicated by Message-ID and content",
                 self.mailbox.name,
                 stored.uidvalidity,
                 uidvalidity,
@@ -313,6 +316,7 @@ class ImapIngester:
                 continue
             seen.add(outcome.key)  # the same mail twice within one batch
             fresh.append(outcome)
+        self._hold_message_ids(fresh)
         events = [o.event for o in fresh if o.event is not None]
         letters = [o.dead_letter for o in fresh if o.dead_letter is not None]
         self.sink.deliver(events, letters)
@@ -328,7 +332,12 @@ class ImapIngester:
         if received is not None and received.tzinfo is None:
             received = None  # a naive time's zone is a guess: let the Date header decide
         source = MailSource(
-            self.mailbox.name, self.mailbox.endpoint, uidvalidity, uid, received_at=received
+            self.mailbox.name,
+            self.mailbox.endpoint,
+            uidvalidity,
+            uid,
+            received_at=received,
+            message_id_domains=self.mailbox.our_message_id_domains,
         )
         try:
             parsed = parse_mail(raw, source, self.limits)
@@ -341,7 +350,35 @@ class ImapIngester:
             self.blobs.put(attachment.content)
         if parsed.event is None:
             self.stats.skipped += 1
-        return _Outcome(uid, parsed.dedupe_key, event=parsed.event)
+        return _Outcome(uid, parsed.dedupe_key, event=parsed.event, parsed=parsed)
+
+    def _hold_message_ids(self, fresh: list[_Outcome]) -> None:
+        """The first mail seen with a Message-ID holds it; a different one gets a variant ref."""
+        claiming = [
+            (outcome, outcome.parsed)
+            for outcome in fresh
+            if outcome.event is not None
+            and outcome.parsed is not None
+            and outcome.parsed.message_id
+            and outcome.parsed.content_digest
+        ]
+        if not claiming:
+            return
+        holders = self.checkpoints.claim_message_ids(
+            [(p.message_id or "", p.content_digest or "") for _, p in claiming]
+        )
+        for outcome, parsed in claiming:
+            if holders.get(parsed.message_id or "") in (None, parsed.content_digest):
+                continue
+            outcome.event = parsed.under_variant_ref().event
+            self.stats.reused_message_ids += 1
+            log.warning(
+                "mailbox %s: UID %s reuses Message-ID %s, held by a different mail; recorded as %s",
+                self.mailbox.name,
+                outcome.uid,
+                parsed.message_id,
+                outcome.event.provider_ref if outcome.event else None,
+            )
 
     def _too_large(self, uid: int, size: int, data: dict) -> _Outcome:
         head = bytes(data.get(b"BODY[HEADER]") or b"")

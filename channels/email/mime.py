@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from email import policy
 from email.header import decode_header
 from email.message import Message
@@ -34,9 +34,11 @@ __all__ = [
     "decode_text_part",
     "first_address",
     "header",
+    "header_items",
     "leaf_parts",
     "msg_ids",
     "parse_mime",
+    "sub_parts",
 ]
 
 _CONTAINER_MARKER = re.compile(rb"boundary\s*=|content-type:\s*message/")
@@ -98,9 +100,7 @@ def _check_tree(message: Message, limits: MailLimits) -> None:
         if parts > limits.max_mime_parts:
             raise MimeTooComplex(f"more than {limits.max_mime_parts} MIME parts")
         _check_headers(part, limits)
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            stack.extend((child, depth + 1) for child in payload if isinstance(child, Message))
+        stack.extend((child, depth + 1) for child in sub_parts(part))
 
 
 def _check_headers(part: Message, limits: MailLimits) -> None:
@@ -127,19 +127,37 @@ def leaf_parts(message: Message) -> Iterator[Message]:
     stack = [message]
     while stack:
         part = stack.pop()
-        payload = part.get_payload()
-        if part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+        if part.get_content_maintype() == "multipart" and part.is_multipart():
+            stack.extend(reversed(sub_parts(part)))
         else:
             yield part
 
 
+def sub_parts(part: Message) -> list[Message]:
+    """The parts of a multipart or the message inside a message/*; [] for a leaf.
+
+    Never ``get_payload()`` to find out: on a leaf compat32 decodes the text with the declared
+    charset, and a declared ``idna`` or ``punycode`` raises there.
+    """
+    if not part.is_multipart():
+        return []
+    return [child for child in part.get_payload() if isinstance(child, Message)]
+
+
 def header(part: Message, name: str) -> str | None:
     """A header's raw value, unfolded, 8-bit bytes read as UTF-8 (else Latin-1); None if absent."""
+    wanted = name.lower()
     for key, value in part.raw_items():
-        if key.lower() == name.lower():
+        if key.lower() == wanted:
             return _unfold(_eight_bit_as_text(value))
     return None
+
+
+def header_items(part: Message, names: Collection[str]) -> Iterator[tuple[str, str]]:
+    """The fields named in ``names`` (lower-case), in order, read as ``header`` reads them."""
+    for key, value in part.raw_items():
+        if key.lower() in names:
+            yield key, _unfold(_eight_bit_as_text(value))
 
 
 def decode_header_text(raw: str) -> str:

@@ -7,7 +7,6 @@ command sent again after a crash carries the same Message-ID and mail clients sh
 
 from __future__ import annotations
 
-import hashlib
 import re
 import ssl
 from email.message import EmailMessage
@@ -16,24 +15,19 @@ from email.utils import formatdate
 import aiosmtplib
 
 from channels.email.config import SmtpConfig
+from channels.email.refs import message_id_of, outbound_message_id
 from channels.outbound import PermanentSendError, Recipient, SendReceipt, TransientSendError
 from contracts import Channel, SendMessage
 
 __all__ = ["EmailSender", "message_id_for"]
 
 _MSG_ID = re.compile(r"<[^<>\s@]{1,250}@[^<>\s@]{1,250}>")
-_ID_SAFE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _LINE_BREAK = re.compile(r"[\r\n]")
 
 
 def message_id_for(command_id: str, domain: str) -> str:
     """The Message-ID of the mail that carries ``command_id``: the same one on every resend."""
-    local = command_id if _ID_SAFE.fullmatch(command_id) else _digest(command_id)
-    return f"<{local}@{domain}>"
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
+    return outbound_message_id(command_id, domain)
 
 
 class EmailSender:
@@ -59,8 +53,10 @@ class EmailSender:
             if _LINE_BREAK.search(value):
                 # Validated upstream already; a line break here would be header injection.
                 raise PermanentSendError(f"{name} contains a line break", code="header-injection")
-        parents = [r for r in command.references if _MSG_ID.fullmatch(r)]
-        in_reply_to = command.in_reply_to if _is_msg_id(command.in_reply_to) else None
+        # The desk names a mail by its provider_ref; the header needs the Message-ID behind it.
+        parents = [message_id_of(r) for r in command.references if _is_msg_id(r)]
+        in_reply_to = message_id_of(command.in_reply_to or "")
+        in_reply_to = in_reply_to if _is_msg_id(in_reply_to) else None
         if in_reply_to and (not parents or parents[-1] != in_reply_to):
             parents.append(in_reply_to)  # RFC 5322 3.6.4: References ends with the parent
         mail = EmailMessage()
@@ -111,9 +107,9 @@ class EmailSender:
         """Nothing held between sends."""
 
 
-def _is_msg_id(value: str | None) -> bool:
+def _is_msg_id(ref: str) -> bool:
     # Inbound mail without a Message-ID has a provider_ref like "support:7:42": not a header value.
-    return bool(value) and bool(_MSG_ID.fullmatch(value or ""))
+    return bool(_MSG_ID.fullmatch(message_id_of(ref)))
 
 
 def _by_code(code: int, message: str) -> TransientSendError | PermanentSendError:

@@ -2,12 +2,15 @@
 
 - A customer's mail becomes ``MessageReceived``: party = the From address, endpoint = our
   mailbox, provider_ref = its Message-ID (else ``<mailbox>:<uidvalidity>:<uid>``), so a mail
-  seen twice is recorded once. ``body`` is the new text (quoted reply and signature stripped),
-  ``full_body`` the whole text when that differs. Threading: ``in_reply_to`` and ``references``
-  as sent, ``thread_ref`` the root of the thread (first References entry, else In-Reply-To, else
-  the mail itself). Attachments are returned with their content for the blob store; the event
-  carries their metadata and hash. Auto-replies (out of office) are flagged.
-- A bounce becomes ``DeliveryStatusChanged`` of the original outbound mail (see ``bounces``).
+  seen twice is recorded once. ``content_digest`` tells copies of one mail from different mails
+  that reuse a Message-ID; the ingester gives the latter a variant ref (``refs``). ``body`` is
+  the new text (quoted reply and signature stripped), ``full_body`` the whole text when that
+  differs. Threading: ``in_reply_to`` and ``references`` as sent, ``thread_ref`` the root of
+  the thread (first References entry, else In-Reply-To, else the mail's own Message-ID).
+  Attachments are returned with their content for the blob store; the event carries their
+  metadata and hash. Auto-replies (out of office) are flagged.
+- A bounce becomes ``DeliveryStatusChanged`` of the original outbound mail (see ``bounces``);
+  a bounce of a mail we did not send is rejected (``UnattributableBounce``), never a customer.
 - A delay notice yields no event: the final report follows.
 
 Pure: no I/O. The caller stores attachment content before it publishes the event.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -35,7 +38,9 @@ from channels.email.mime import (
     leaf_parts,
     msg_ids,
     parse_mime,
+    sub_parts,
 )
+from channels.email.refs import content_digest, variant_ref
 from channels.email.text import html_to_text, latest_reply, tidy_text
 from contracts import (
     AddressError,
@@ -71,10 +76,20 @@ class MailSource:
     uidvalidity: int
     uid: int
     received_at: datetime | None = None  # INTERNALDATE, aware
+    # Right-hand sides of our outbound Message-IDs; None: the endpoint's domain.
+    message_id_domains: frozenset[str] | None = None
 
     @property
     def fallback_ref(self) -> str:
         return f"{self.mailbox}:{self.uidvalidity}:{self.uid}"
+
+    @property
+    def our_domains(self) -> frozenset[str]:
+        """Whose bounces are ours; empty when unknown (then every bounce is taken as ours)."""
+        if self.message_id_domains is not None:
+            return self.message_id_domains
+        _, at, domain = self.endpoint.rpartition("@")
+        return frozenset({domain.lower()}) if at and domain else frozenset()
 
 
 @dataclass(frozen=True)
@@ -86,9 +101,20 @@ class Attachment:
 @dataclass(frozen=True)
 class ParsedMail:
     event: MessageReceived | DeliveryStatusChanged | None
-    dedupe_key: str  # the Message-ID, else sha256 of the raw mail: stable across UIDVALIDITY
+    # Message-ID#digest, else sha256 of the raw mail: stable across UIDVALIDITY, and different
+    # for different mails that share a Message-ID.
+    dedupe_key: str
     attachments: tuple[Attachment, ...] = ()
     skipped_because: str | None = None
+    message_id: str | None = None
+    content_digest: str | None = None  # of what the author wrote, see refs.content_digest
+
+    def under_variant_ref(self) -> ParsedMail:
+        """This mail recorded as a variant: its Message-ID is held by a different mail."""
+        if self.event is None or self.message_id is None or self.content_digest is None:
+            return self
+        ref = variant_ref(self.message_id, self.content_digest)
+        return replace(self, event=self.event.model_copy(update={"provider_ref": ref}))
 
 
 def raw_dedupe_key(raw: bytes) -> str:
@@ -101,18 +127,21 @@ def parse_mail(raw: bytes, source: MailSource, limits: MailLimits | None = None)
     message = parse_mime(raw, limits)
     own_ids = msg_ids(header(message, "Message-ID"))
     message_id = own_ids[0] if own_ids else None
-    dedupe_key = message_id or raw_dedupe_key(raw)
     provider_ref = message_id or source.fallback_ref
     occurred_at = source.received_at or _date_header(message) or datetime.now(UTC)
     try:
+        digest = content_digest(message, raw)
+        dedupe_key = variant_ref(message_id, digest) if message_id else raw_dedupe_key(raw)
         if is_bounce(message):
-            bounce = BounceSource(provider_ref, source.endpoint, occurred_at)
+            bounce = BounceSource(provider_ref, source.endpoint, occurred_at, source.our_domains)
             report = delivery_report(message, bounce)
             if report is None:
                 return ParsedMail(None, dedupe_key, skipped_because="delivery delayed notice")
-            return ParsedMail(report, dedupe_key)
+            return ParsedMail(report, dedupe_key, message_id=message_id, content_digest=digest)
         event, attachments = _customer_mail(message, source, limits, provider_ref, occurred_at)
-        return ParsedMail(event, dedupe_key, tuple(attachments))
+        return ParsedMail(
+            event, dedupe_key, tuple(attachments), message_id=message_id, content_digest=digest
+        )
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
@@ -227,11 +256,10 @@ def _attachment(part: Message, kind: str, filename: str | None, number: int) -> 
 
 
 def _part_bytes(part: Message) -> bytes:
-    payload = part.get_payload()
-    if isinstance(payload, list):  # an attached message: its own bytes, re-serialised
-        inner = payload[0] if payload and isinstance(payload[0], Message) else None
+    if part.is_multipart():  # an attached message: its own bytes, re-serialised
+        inner = sub_parts(part)
         try:
-            return inner.as_bytes() if inner is not None else b""
+            return inner[0].as_bytes() if inner else b""
         except (LookupError, UnicodeError, ValueError, TypeError):
             return b""
     data = part.get_payload(decode=True)

@@ -190,6 +190,42 @@ async def test_a_uidvalidity_change_rereads_the_mailbox_without_duplicates(
     checkpoint.close()
 
 
+async def test_two_different_mails_with_one_message_id_are_both_recorded_and_a_copy_once(
+    hub_settings: Settings,
+    running_recorder: Recorder,
+    dovecot: DovecotServer,
+    imap_mailbox: ImapMailbox,
+    start_ingestion: StartIngestion,
+) -> None:
+    reused = "<resent-draft@mail.example.com>"
+    draft = make_mail(message_id=reused, body="First draft, sent by accident.")
+    final = make_mail(message_id=reused, body="The text I meant to send.")
+    # The same mail again, as a second server delivered it: only transport headers differ.
+    copy = b"Received: from mx2.example.net by imap.example.org\r\nX-Spam-Score: 0.1\r\n" + draft
+    dovecot.append(imap_mailbox, draft, final, copy)
+    run = await start_ingestion(imap_mailbox)
+    entries, _ = timeline_of(hub_settings, "ann@example.com")
+    await eventually(lambda: len(entries()) == 2, what="both different mails on the timeline")
+    by_ref = {e.provider_ref: e.payload for e in entries()}
+    [variant] = [ref for ref in by_ref if ref != reused]
+    assert by_ref[reused]["body"] == "First draft, sent by accident."  # the first holds the id
+    assert variant.startswith(f"{reused}#")
+    assert by_ref[variant]["body"] == "The text I meant to send."
+    assert by_ref[variant]["thread_ref"] == reused  # replies still name the real Message-ID
+    assert run.stats.reused_message_ids == 1 and run.stats.already_seen == 1
+    await run.stop()
+
+    # The mailbox rebuilt (new UIDVALIDITY): all three are read again, none recorded again.
+    dovecot.rebuild_mailbox(imap_mailbox)
+    again = await start_ingestion(imap_mailbox)
+    await eventually(lambda: again.stats.last_uid == 3, what="the rebuilt mailbox read")
+    assert again.stats.already_seen == 3 and again.stats.published == 0
+    assert recorded_refs(hub_settings) == {
+        f"message.received.v1|{reused}": 1,
+        f"message.received.v1|{variant}": 1,
+    }
+
+
 @pytest.mark.parametrize("failure", ["cut", "freeze"])
 async def test_a_connection_dropped_during_idle_recovers_and_records_what_arrived_meanwhile(
     failure: str,

@@ -22,8 +22,12 @@ _HEAD = (
 EXPECTED_FROM_FILES = {
     "bad_message_id": "recorded",
     "broken_boundary": "recorded",
+    "classic_bounce_for_mail_we_never_sent": "UnattributableBounce",
     "dsn_delayed": "skipped",
+    "dsn_for_mail_we_never_sent": "UnattributableBounce",
+    "dsn_rfc2231_report_type": "recorded",
     "dsn_without_original": "UnattributableBounce",
+    "dsn_without_report_type": "recorded",
     "garbage_encoded_words": "recorded",
     "header_injection": "recorded",
     "html_with_script": "recorded",

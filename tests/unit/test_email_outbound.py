@@ -91,3 +91,28 @@ def test_configuration_errors_name_the_field(tmp_path) -> None:
     assert box.secret() == "s3cret" and box.endpoint == "u@x.org"
     with pytest.raises(ConfigError, match="unknown keys"):
         ImapMailbox.from_mapping({"name": "x", "host": "h", "user": "u", "pasword": "typo"})
+
+
+def test_a_reply_to_a_mail_recorded_under_a_variant_ref_names_its_real_message_id() -> None:
+    # A different mail that reused a Message-ID is recorded as "<id>#<digest>"; the desk answers
+    # it by that provider_ref, but the headers must carry the Message-ID the client knows.
+    mail = EmailSender(CONFIG).build(
+        command(
+            in_reply_to="<reused@mail.example.com>#0123456789abcdef",
+            references=["<root@x.org>#fedcba9876543210"],
+        )
+    )
+    assert mail["In-Reply-To"] == "<reused@mail.example.com>"
+    assert mail["References"] == "<root@x.org> <reused@mail.example.com>"
+
+
+def test_a_mailbox_knows_the_domains_of_our_message_ids() -> None:
+    box = ImapMailbox.from_mapping(
+        {"name": "s", "host": "h", "user": "u", "password": "p", "message_id_domains": ["A.org"]}
+    )
+    assert box.our_message_id_domains == frozenset({"a.org"})
+    assert ImapMailbox(name="s", host="h", user="u", password="p").our_message_id_domains is None
+    with pytest.raises(ConfigError, match="message_id_domains"):
+        ImapMailbox(name="s", host="h", user="u", password="p", message_id_domains="a.org")
+    with pytest.raises(ConfigError, match="message_id_domains"):
+        ImapMailbox(name="s", host="h", user="u", password="p", message_id_domains=("x@a.org",))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from channels.email.errors import MailRejected, MailTooLarge
+from channels.email.errors import MailRejected, MailTooLarge, UnattributableBounce
 from channels.email.parsing import MailSource, ParsedMail, parse_mail
 from contracts import (
     DeliveryStatus,
@@ -122,6 +123,25 @@ def test_a_bounce_is_a_failed_delivery_of_our_mail_not_a_new_customer() -> None:
     assert "User unknown" in (report.error_message or "")
 
 
+def test_a_bounce_of_a_mail_the_hub_never_sent_is_unattributable_not_a_customer() -> None:
+    foreign = make_bounce("<CAF1x@mail.example.com>", "victim@example.net")
+    with pytest.raises(UnattributableBounce, match="the hub did not send"):
+        parse_mail(foreign, SOURCE)
+    # Replies sent under another domain (SmtpConfig.domain) are ours once the mailbox says so.
+    other = dataclasses.replace(SOURCE, message_id_domains=frozenset({"mail.example.com"}))
+    assert parse_mail(foreign, other).event.message_ref == "<CAF1x@mail.example.com>"
+
+
+def test_a_report_without_report_type_is_a_bounce_when_it_carries_a_delivery_status() -> None:
+    dsn = make_bounce("<cmd-2@support.example.org>", "bob@example.com").replace(
+        b"multipart/report; report-type=delivery-status;", b"multipart/report;"
+    )
+    report = parse_mail(dsn, SOURCE).event
+    assert isinstance(report, DeliveryStatusChanged)
+    assert report.message_ref == "<cmd-2@support.example.org>"
+    assert report.party == "bob@example.com"
+
+
 def test_a_delay_notice_records_nothing() -> None:
     parsed = parse_mail(
         make_bounce("<cmd-1@support.example.org>", "bob@example.com", action="delayed"), SOURCE
@@ -174,3 +194,31 @@ def test_header_injection_never_reaches_reply_headers() -> None:
     assert event.subject == "Hello Bcc: victim@example.net injected"
     assert event.in_reply_to == "<parent@example.org>"
     assert event.references == ["<root@example.org>", "<evil@example.org>", "<parent@example.org>"]
+
+
+def test_copies_of_one_mail_are_one_mail_whatever_the_transport_added() -> None:
+    mail = make_mail(message_id="<same@mail.example.com>")
+    copy = (
+        b"Received: from mx2.example.net by imap.example.org; Tue, 24 Nov 2026 10:01:00 +0100\r\n"
+        b"Delivered-To: other@support.example.org\r\nX-Spam-Score: 0.3\r\n" + mail
+    ).replace(b"\r\n", b"\n")  # and stored with LF line ends by another server
+    first, second = parse_mail(mail, SOURCE), parse_mail(copy, SOURCE)
+    assert first.content_digest == second.content_digest
+    assert first.dedupe_key == second.dedupe_key
+    assert first.event.provider_ref == second.event.provider_ref == "<same@mail.example.com>"
+
+
+def test_two_different_mails_with_one_message_id_are_told_apart_by_their_content() -> None:
+    first = parse_mail(make_mail(message_id="<reused@x.org>", body="first draft"), SOURCE)
+    second = parse_mail(make_mail(message_id="<reused@x.org>", body="final text"), SOURCE)
+    assert first.message_id == second.message_id == "<reused@x.org>"
+    assert first.content_digest != second.content_digest
+    assert first.dedupe_key != second.dedupe_key  # so the ingester does not skip the second
+
+
+def test_a_mail_recorded_under_a_variant_ref_keeps_its_message_id_for_threading() -> None:
+    parsed = parse_mail(make_mail(message_id="<reused@x.org>", body="final text"), SOURCE)
+    variant = parsed.under_variant_ref().event
+    assert variant.provider_ref == f"<reused@x.org>#{parsed.content_digest[:16]}"
+    assert variant.thread_ref == "<reused@x.org>"  # what replies to it will reference
+    assert parse_interaction(dump_interaction(variant)) == variant

@@ -83,3 +83,19 @@ def test_unknown_or_malformed_blob_keys_are_refused(tmp_path: Path) -> None:
         blobs.get("0" * 64)
     with pytest.raises(ValueError, match="not a SHA-256"):
         blobs.get("../../etc/passwd")
+
+
+def test_the_first_mail_seen_with_a_message_id_holds_it_across_mailboxes_and_reopening(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteCheckpointStore(tmp_path / "cp.db")
+    held = store.claim_message_ids([("<a@x>", "digest-1"), ("<a@x>", "digest-2")])
+    assert held == {"<a@x>": "digest-1"}  # the second claim, in the same batch, only learns it
+    store.close()
+    reopened = SQLiteCheckpointStore(tmp_path / "cp.db")
+    assert reopened.claim_message_ids([("<a@x>", "digest-3"), ("<b@x>", "digest-4")]) == {
+        "<a@x>": "digest-1",
+        "<b@x>": "digest-4",
+    }
+    assert reopened.claim_message_ids([("<a@x>", "digest-1")]) == {"<a@x>": "digest-1"}
+    reopened.close()

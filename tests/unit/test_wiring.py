@@ -66,3 +66,24 @@ def test_email_is_wired_from_json_mailboxes_and_smtp_settings(tmp_path) -> None:
     assert build_email_ingestion(settings, "127.0.0.1:9") is not None
     assert Channel.email in build_senders(settings)
     assert build_email_ingestion(Settings(), "127.0.0.1:9") is None
+
+
+def test_mailboxes_attribute_bounces_to_the_domain_our_replies_are_sent_from(tmp_path) -> None:
+    from services.wiring import channel_configs
+
+    mailbox = {
+        "name": "support",
+        "host": "127.0.0.1",
+        "user": "support@example.com",
+        "password": "x",
+    }
+    settings = Settings(
+        data_dir=tmp_path,
+        email_mailboxes=[mailbox, {**mailbox, "name": "sales", "message_id_domains": ["b.org"]}],
+        email_smtp_host="127.0.0.1",
+        email_from_address="support@example.com",
+        email_domain="replies.example.net",
+    )
+    support, sales = channel_configs(settings).mailboxes
+    assert support.message_id_domains == ("replies.example.net",)
+    assert sales.message_id_domains == ("b.org",)  # said explicitly: kept
