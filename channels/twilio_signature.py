@@ -20,9 +20,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, Response
+from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from twilio.request_validator import (
@@ -36,13 +38,18 @@ from contracts import AddressError, Channel, normalize_party, withheld_caller
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "SIGNATURE_SCHEME",
+    "TWIML_ANSWER",
+    "WEBHOOK_RESPONSES",
     "WITHHELD_CALLER_IDS",
     "TwilioForm",
     "TwilioWebhook",
     "WithheldAddress",
     "bad_request",
+    "form_body",
     "invalid_event",
     "twiml",
+    "withheld_call_party",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,51 @@ WITHHELD_CALLER_IDS = frozenset(
 )
 
 
+# -- what the OpenAPI document says about every Twilio webhook --------------------------------
+# The scheme only documents the header (auto_error off): verified_form checks it, after the
+# body is read, because the signature covers the form parameters.
+SIGNATURE_SCHEME = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="TwilioSignature",
+    auto_error=False,
+    description="Twilio's signature of the public URL and the form parameters "
+    "(twilio.request_validator.RequestValidator).",
+)
+WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed request; the detail names the field."},
+    403: {"description": "Missing or wrong X-Twilio-Signature; nothing was published."},
+    413: {"description": f"The body is over {MAX_BODY_BYTES} bytes: not Twilio."},
+    503: {"description": "Kafka did not confirm; Twilio should retry."},
+}
+TWIML_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "TwiML: what Twilio does next.",
+        "content": {"application/xml": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def form_body(
+    fields: dict[str, str],
+    *,
+    required: tuple[str, ...] = (),
+    enums: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """``openapi_extra`` for a Twilio form: the fields we read (Twilio sends more, all kept)."""
+    properties: dict[str, Any] = {
+        name: {"type": "string", "description": description} for name, description in fields.items()
+    }
+    for name, values in (enums or {}).items():
+        properties[name]["enum"] = values
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
+
+
 class WithheldAddress(Exception):
     """The customer's address is withheld: the contact cannot be filed under anyone."""
 
@@ -76,6 +128,15 @@ def invalid_event(exc: ValidationError) -> HTTPException:
         for error in exc.errors(include_url=False, include_input=False)
     ]
     return bad_request("the request does not make a valid event: " + "; ".join(parts))
+
+
+def withheld_call_party(call_sid: str) -> str:
+    """The party a call with no readable caller id is filed under; 400 naming CallSid when
+    the call id itself cannot be one."""
+    try:
+        return withheld_caller(call_sid)
+    except AddressError as exc:
+        raise bad_request(f"CallSid: {exc}") from None
 
 
 def twiml(document: object) -> Response:
@@ -149,7 +210,7 @@ class TwilioForm:
         if raw.lower() in WITHHELD_CALLER_IDS:
             call_sid = self.optional("CallSid")
             if channel is Channel.voice and call_sid:
-                return withheld_caller(call_sid)  # still a contact: filed under its call
+                return withheld_call_party(call_sid)  # still a contact: filed under its call
             raise WithheldAddress(f"{name} is withheld ({raw!r})")
         try:
             return normalize_party(channel, raw, default_region)

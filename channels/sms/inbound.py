@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from pydantic import ValidationError
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -28,21 +28,40 @@ from channels.sms.keywords import Keyword, consent_changes, keyword_in
 from channels.sms.paths import TWILIO_SMS_PATH, TWILIO_SMS_STATUS_PATH
 from channels.sms.status import INBOUND_MESSAGE_STATUSES, TWILIO_MESSAGE_STATUS, delivery_status
 from channels.twilio_signature import (
+    SIGNATURE_SCHEME,
+    TWIML_ANSWER,
+    WEBHOOK_RESPONSES,
     TwilioForm,
     TwilioWebhook,
     WithheldAddress,
     bad_request,
+    form_body,
     invalid_event,
     twiml,
 )
 from channels.webhooks import publish_confirmed
 from contracts import Channel, DeliveryStatusChanged, InteractionEvent, MessageReceived
 
-_RESPONSES = {
-    400: {"description": "Malformed request; the detail names the field."},
-    403: {"description": "Missing or wrong X-Twilio-Signature; nothing was published."},
-    503: {"description": "Kafka did not confirm; Twilio should retry."},
+# The request bodies as the OpenAPI document shows them. MessageSid or its older name SmsSid
+# (and MessageStatus or SmsStatus) must be there: JSON Schema's "required" cannot say "either".
+_MESSAGE = {
+    "MessageSid": "The message.",
+    "SmsSid": "The message (older name).",
+    "From": "The sender.",
+    "To": "The recipient.",
 }
+_INCOMING_FORM = form_body(
+    {**_MESSAGE, "Body": "The text; STOP, START and HELP are keywords."}, required=("From",)
+)
+_STATUS_FORM = form_body(
+    {
+        **_MESSAGE,
+        "MessageStatus": "How far the message got (case does not matter).",
+        "SmsStatus": "How far the message got (older name).",
+        "ErrorCode": "Twilio's error code of a failure.",
+        "ErrorMessage": "Its text.",
+    }
+)
 
 
 def channel_of(address: str) -> Channel:
@@ -131,9 +150,19 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
         public_base_url=config.public_base_url,
         shared_key_secret=config.shared_key_secret,
     )
-    router = APIRouter(tags=["webhooks: Twilio Messaging"], responses=_RESPONSES)
+    router = APIRouter(
+        tags=["webhooks: Twilio Messaging"],
+        responses=WEBHOOK_RESPONSES,
+        dependencies=[Security(SIGNATURE_SCHEME)],
+    )
 
-    @router.post(TWILIO_SMS_PATH, summary="Incoming SMS: record it; STOP/START/HELP keywords")
+    @router.post(
+        TWILIO_SMS_PATH,
+        summary="Incoming SMS: record it; STOP/START/HELP keywords",
+        response_class=Response,
+        responses=TWIML_ANSWER,
+        openapi_extra=_INCOMING_FORM,
+    )
     async def incoming_message(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:
@@ -152,7 +181,13 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
         )
         return webhook.remember(form, twiml(reply))
 
-    @router.post(TWILIO_SMS_STATUS_PATH, status_code=204, summary="Message status callback")
+    @router.post(
+        TWILIO_SMS_STATUS_PATH,
+        status_code=204,
+        summary="Message status callback",
+        response_class=Response,
+        openapi_extra=_STATUS_FORM,
+    )
     async def message_status(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:

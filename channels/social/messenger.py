@@ -52,6 +52,7 @@ def messenger_router(*, publisher: InteractionPublisher, config: MessengerConfig
     return meta_router(
         path=WEBHOOK_PATH,
         provider="Messenger",
+        object_name=_OBJECT,
         config=config,
         parse=messenger_events,
         publisher=publisher,

@@ -12,13 +12,20 @@ import hashlib
 import hmac
 from typing import Any, Protocol
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader
 from starlette.datastructures import Headers
 
 from channels.publishing import InteractionPublisher
 from channels.social.payload import MalformedPayload, objects, required
-from channels.social.webhook import ParseEvents, receive
+from channels.social.webhook import (
+    DELIVERY_RESPONSES,
+    PUBLISHED,
+    ParseEvents,
+    json_body,
+    receive,
+)
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -31,6 +38,41 @@ __all__ = [
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
+
+# Documents the header only (auto_error off): the signature covers the raw body, so it is
+# checked once that is read (channels.social.webhook.receive).
+SIGNATURE_SCHEME = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="MetaSignature",
+    auto_error=False,
+    description="sha256=<hex HMAC-SHA256 of the raw body under the app secret>.",
+)
+# The handshake's parameter names contain dots, which FastAPI's query parameters cannot
+# express; they are read from the query string and documented here.
+_HANDSHAKE = {
+    "parameters": [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": {"type": "string"},
+        }
+        for name, description in (
+            ("hub.mode", "Always subscribe."),
+            ("hub.verify_token", "The verify token configured for this webhook."),
+            ("hub.challenge", "What to echo back."),
+        )
+    ]
+}
+_HANDSHAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The challenge, echoed.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    400: {"description": "hub.challenge is missing."},
+    403: {"description": "hub.mode is not subscribe, or hub.verify_token does not match."},
+}
 
 
 def meta_signature(raw_body: bytes, app_secret: str) -> str:
@@ -86,6 +128,7 @@ def meta_router(
     *,
     path: str,
     provider: str,
+    object_name: str,
     config: MetaWebhookConfig,
     parse: ParseEvents,
     publisher: InteractionPublisher,
@@ -102,9 +145,14 @@ def meta_router(
             return f"{SIGNATURE_HEADER} does not match the body (wrong app secret, or altered)"
         return None
 
-    @router.get(path, response_class=PlainTextResponse, summary=f"{provider} webhook handshake")
+    @router.get(
+        path,
+        response_class=PlainTextResponse,
+        summary=f"{provider} webhook handshake",
+        responses=_HANDSHAKE_RESPONSES,
+        openapi_extra=_HANDSHAKE,
+    )
     async def handshake(request: Request) -> PlainTextResponse:
-        # The parameter names contain dots, which FastAPI's query parameters cannot express.
         query = request.query_params
         challenge = handshake_answer(
             mode=query.get("hub.mode"),
@@ -114,7 +162,24 @@ def meta_router(
         )
         return PlainTextResponse(challenge)
 
-    @router.post(path, summary=f"{provider} webhook deliveries")
+    delivery = json_body(
+        {
+            "type": "object",
+            "properties": {
+                "object": {"type": "string", "enum": [object_name]},
+                "entry": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["object", "entry"],
+        }
+    )
+
+    @router.post(
+        path,
+        summary=f"{provider} webhook deliveries",
+        responses={**PUBLISHED, **DELIVERY_RESPONSES},
+        dependencies=[Security(SIGNATURE_SCHEME)],
+        openapi_extra=delivery,
+    )
     async def deliveries(request: Request) -> JSONResponse:
         return await receive(
             request,

@@ -23,8 +23,9 @@ import hmac
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from starlette.datastructures import Headers
 
 from channels.publishing import InteractionPublisher
@@ -37,7 +38,7 @@ from channels.social.payload import (
     optional,
     required,
 )
-from channels.social.webhook import receive
+from channels.social.webhook import DELIVERY_RESPONSES, PUBLISHED, json_body, receive
 from contracts import Channel, InteractionEvent, MessageReceived
 
 __all__ = ["SECRET_HEADER", "WEBHOOK_PATH", "telegram_events", "telegram_router"]
@@ -46,6 +47,27 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+# Documents the header only (auto_error off): a wrong or missing one answers 403 like every
+# other refused delivery, after the body's size is checked.
+SECRET_SCHEME = APIKeyHeader(
+    name=SECRET_HEADER,
+    scheme_name="TelegramSecretToken",
+    auto_error=False,
+    description="The secret_token given to setWebhook.",
+)
+_MESSAGE = {"type": "object", "description": "A Telegram Message: chat.id, message_id, date."}
+_UPDATE = json_body(
+    {
+        "type": "object",
+        "properties": {
+            "update_id": {"type": "integer"},
+            "message": _MESSAGE,
+            "edited_message": _MESSAGE,
+        },
+        "required": ["update_id"],
+    }
+)
 
 # Content without text, in the order it is looked for; shown as "[photo] caption".
 _CONTENT = ("photo", "video", "animation", "audio", "voice", "video_note", "document", "sticker")
@@ -64,7 +86,13 @@ def telegram_router(*, publisher: InteractionPublisher, config: TelegramConfig) 
             return f"{SECRET_HEADER} does not match the configured secret token"
         return None
 
-    @router.post(WEBHOOK_PATH, summary="Telegram webhook updates")
+    @router.post(
+        WEBHOOK_PATH,
+        summary="Telegram webhook updates",
+        responses={**PUBLISHED, **DELIVERY_RESPONSES},
+        dependencies=[Security(SECRET_SCHEME)],
+        openapi_extra=_UPDATE,
+    )
     async def updates(request: Request) -> JSONResponse:
         return await receive(
             request,

@@ -21,13 +21,50 @@ from channels.social.payload import MalformedPayload, describe_validation_error,
 from channels.webhooks import publish_confirmed
 from contracts import InteractionEvent
 
-__all__ = ["MAX_BODY_BYTES", "Authenticate", "ParseEvents", "receive"]
+__all__ = [
+    "DELIVERY_RESPONSES",
+    "MAX_BODY_BYTES",
+    "PUBLISHED",
+    "Authenticate",
+    "ParseEvents",
+    "json_body",
+    "receive",
+]
 
 log = logging.getLogger(__name__)
 
 # Meta and Telegram updates are a few kilobytes; the cap is checked before the signature, so
 # an unauthenticated caller cannot make us buffer and hash megabytes.
 MAX_BODY_BYTES = 1024 * 1024
+
+# What the OpenAPI document says every social POST answers besides 200.
+DELIVERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed payload; the detail names the field by its path."},
+    403: {"description": "Not authenticated as the provider; nothing was published."},
+    413: {"description": f"The body is over {MAX_BODY_BYTES} bytes."},
+    503: {"description": "Kafka did not confirm; the provider should retry."},
+}
+PUBLISHED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Kafka confirmed every event of the delivery.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"published": {"type": "integer", "minimum": 0}},
+                    "required": ["published"],
+                }
+            }
+        },
+    }
+}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a provider's JSON delivery. The body is read as JSON whatever its
+    content type says (providers are not consistent), but JSON is what they send."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
 
 # (raw body, headers) -> None if genuine, else why not (answered with 403).
 Authenticate = Callable[[bytes, Headers], str | None]

@@ -53,6 +53,7 @@ def whatsapp_router(*, publisher: InteractionPublisher, config: WhatsAppConfig) 
     return meta_router(
         path=WEBHOOK_PATH,
         provider="WhatsApp",
+        object_name=_OBJECT,
         config=config,
         parse=whatsapp_events,
         publisher=publisher,

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from channels.publishing import InteractionPublisher
 from channels.twilio_signature import (
@@ -52,6 +60,7 @@ from contracts.calls import CallEvent
 from contracts.text import Label, Ref, UtcDatetime
 
 MAX_BODY_BYTES = 64 * 1024
+_NUMERIC = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 class CtiCallEvent(BaseModel):
@@ -103,6 +112,25 @@ class CtiCallEvent(BaseModel):
         examples=["busy"],
     )
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_8601_only(cls, value: Any) -> Any:
+        # pydantic would also read a number (or a numeric string, as every form value is) as
+        # Unix seconds; the document promises ISO 8601, so that is all a time may be.
+        if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.match(value)):
+            raise ValueError("must be an ISO 8601 time with an offset, not a number")
+        return value
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _a_number_in_json(cls, value: Any, info: ValidationInfo) -> Any:
+        # A form has only strings, so "183.4" must do there; JSON has numbers, and the
+        # document says a number, so pydantic's lax "183.4" or false is refused.
+        typed = bool(info.context and info.context.get("typed"))
+        if typed and value is not None and isinstance(value, bool | str):
+            raise ValueError("must be a number of seconds")
+        return value
+
 
 class CtiAccepted(BaseModel):
     status: Literal["recorded", "ignored"] = Field(
@@ -113,13 +141,25 @@ class CtiAccepted(BaseModel):
     detail: str | None = Field(None, examples=["the caller id is withheld"])
 
 
+def _form_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body's schema for a form, where a blank value stands for an absent field
+    (``_fields`` drops them: a form cannot say null)."""
+    blank = {"type": "string", "pattern": r"^\s*$"}
+    optional = set(schema["properties"]) - set(schema.get("required", ()))
+    properties = {
+        name: {"anyOf": [prop, blank]} if name in optional else prop
+        for name, prop in schema["properties"].items()
+    }
+    return {**schema, "properties": properties}
+
+
 _SCHEMA = CtiCallEvent.model_json_schema(by_alias=True)
 _REQUEST_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": _SCHEMA},
-            "application/x-www-form-urlencoded": {"schema": _SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": _form_schema(_SCHEMA)},
         },
     }
 }
@@ -137,7 +177,8 @@ def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRout
         openapi_extra=_REQUEST_BODY,
         responses={
             400: {"description": "Malformed event; the detail names the field."},
-            403: {"description": "Missing or wrong bearer token; nothing was published."},
+            401: {"description": "Missing or wrong bearer token; nothing was published."},
+            413: {"description": f"The body is over {MAX_BODY_BYTES} bytes."},
             415: {"description": "Neither JSON nor form-encoded."},
             503: {"description": "Kafka did not confirm; post the event again."},
         },
@@ -148,8 +189,13 @@ def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRout
     ) -> CtiAccepted:
         given = credentials.credentials.encode() if credentials else b""
         if not hmac.compare_digest(given, expected):
-            raise HTTPException(403, "missing or wrong bearer token")
-        posted = parse_cti_event(await _fields(request))
+            # 401, not 403: the caller has not authenticated (RFC 9110 15.5.2), and the
+            # challenge tells it how to.
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        fields, typed = await _fields(request)
+        posted = parse_cti_event(fields, typed=typed)
         event = contract_event(posted, default_region=config.default_region)
         await publish_confirmed(
             publisher, [event], timeout_s=config.publish_timeout_s, provider="cti"
@@ -159,7 +205,8 @@ def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRout
     return router
 
 
-async def _fields(request: Request) -> dict[str, Any]:
+async def _fields(request: Request) -> tuple[dict[str, Any], bool]:
+    """The posted fields, and whether they are typed (JSON) rather than all strings (a form)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -171,14 +218,14 @@ async def _fields(request: Request) -> dict[str, Any]:
             raise bad_request(f"the body is not valid JSON: {exc}") from None
         if not isinstance(fields, dict):
             raise bad_request("the JSON body must be an object with the event's fields")
-        return fields
+        return fields, True
     if content_type == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError) as exc:
             raise bad_request(f"the form body is not valid UTF-8 form encoding: {exc}") from None
         # An empty form field means "not given", as it would be absent in JSON.
-        return {name: value for name, value in pairs if value.strip()}
+        return {name: value for name, value in pairs if value.strip()}, False
     raise HTTPException(
         415,
         "send application/json or application/x-www-form-urlencoded, "
@@ -186,9 +233,10 @@ async def _fields(request: Request) -> dict[str, Any]:
     )
 
 
-def parse_cti_event(fields: dict[str, Any]) -> CtiCallEvent:
+def parse_cti_event(fields: dict[str, Any], *, typed: bool = True) -> CtiCallEvent:
+    """The event in the posted fields; ``typed`` for JSON, whose numbers must be numbers."""
     try:
-        return CtiCallEvent.model_validate(fields)
+        return CtiCallEvent.model_validate(fields, context={"typed": typed})
     except ValidationError as exc:
         parts = [
             f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
@@ -205,6 +253,7 @@ def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallE
     )
     try:
         if raw.strip().lower() in WITHHELD_CALLER_IDS:
+            field = "call_id"  # the party is made from it, so it is what can be wrong
             party = withheld_caller(posted.call_id)  # still a contact: filed under its call
         else:
             party = normalize_party(Channel.voice, raw, default_region)

@@ -18,17 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response, Security
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from channels.publishing import InteractionPublisher
 from channels.twilio_signature import (
+    SIGNATURE_SCHEME,
+    TWIML_ANSWER,
+    WEBHOOK_RESPONSES,
     TwilioForm,
     TwilioWebhook,
     bad_request,
+    form_body,
     invalid_event,
     twiml,
+    withheld_call_party,
 )
 from channels.voice.config import TwilioVoiceConfig
 from channels.voice.directory import CallerDirectory
@@ -53,21 +58,60 @@ from contracts import (
     Channel,
     Direction,
     VoicemailRecorded,
-    withheld_caller,
 )
 from contracts.envelope import InteractionEvent
 
 log = logging.getLogger(__name__)
 
 _TAGS = ["webhooks: Twilio Voice"]
-_RESPONSES = {
-    400: {"description": "Malformed request; the detail names the field."},
-    403: {"description": "Missing or wrong X-Twilio-Signature; nothing was published."},
-    503: {"description": "Kafka did not confirm; Twilio should retry."},
-}
 # Enqueue's action request: the caller left the queue without reaching an agent.
 _VOICEMAIL_RESULTS = frozenset({"leave", "queue-full", "error", "system-error"})
 _QUEUE_RESULTS = _VOICEMAIL_RESULTS | {"hangup", "bridged", "bridging-in-process", "redirected"}
+
+# The request bodies as the OpenAPI document shows them: the fields each route reads.
+_CALL = {"CallSid": "The call.", "From": "The caller.", "To": "The number dialled."}
+_INCOMING_FORM = form_body(_CALL, required=("CallSid", "From", "To"))
+_STATUS_FORM = form_body(
+    {
+        **_CALL,
+        "CallStatus": "Where the call is (case does not matter).",
+        "Direction": "inbound, outbound-api or outbound-dial.",
+        "ParentCallSid": "The customer's call, on an agent's leg.",
+        "CallDuration": "completed: seconds the call lasted.",
+        "Timestamp": "RFC 2822 time of the status.",
+        "SequenceNumber": "Order of the callbacks of one call.",
+    },
+    required=("CallSid", "CallStatus"),
+)
+_QUEUE_FORM = form_body(
+    {**_CALL, "QueueResult": "Why the caller left the queue."},
+    required=("CallSid", "QueueResult"),
+    enums={"QueueResult": sorted(_QUEUE_RESULTS)},
+)
+_RECORDING_FORM = {
+    **form_body(
+        {
+            "RecordingSid": "The recording.",
+            "CallSid": "The call.",
+            "RecordingStatus": "completed, absent or failed.",
+            "RecordingUrl": "completed: where Twilio keeps it.",
+            "RecordingDuration": "completed: its length in seconds.",
+            "RecordingStartTime": "RFC 2822 time it began.",
+            "TranscriptionText": "Its transcript, when transcribed.",
+            "From": "The caller (else the From query parameter).",
+        },
+        required=("RecordingSid", "CallSid"),
+    ),
+    "parameters": [
+        {
+            "name": "From",
+            "in": "query",
+            "required": False,
+            "description": "The caller, as our TwiML puts it on the callback URL.",
+            "schema": {"type": "string"},
+        }
+    ],
+}
 
 
 @dataclass
@@ -89,7 +133,9 @@ def twilio_voice_router(
         shared_key_secret=config.shared_key_secret,
     )
     stats = VoiceWebhookStats()
-    router = APIRouter(tags=_TAGS, responses=_RESPONSES)
+    router = APIRouter(
+        tags=_TAGS, responses=WEBHOOK_RESPONSES, dependencies=[Security(SIGNATURE_SCHEME)]
+    )
     router.stats = stats  # type: ignore[attr-defined]  # read by tests and metrics
 
     # Until inbound routing exists, a plain queue answer is the same for every call.
@@ -123,7 +169,13 @@ def twilio_voice_router(
             log.exception("caller lookup failed for %s", caller)
             return None
 
-    @router.post(TWILIO_VOICE_PATH, summary="Incoming call: route it and record the ringing")
+    @router.post(
+        TWILIO_VOICE_PATH,
+        summary="Incoming call: route it and record the ringing",
+        response_class=Response,
+        responses=TWIML_ANSWER,
+        openapi_extra=_INCOMING_FORM,
+    )
     async def incoming_call(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:
@@ -138,7 +190,7 @@ def twilio_voice_router(
             # the call is still a contact: filed under the call, like a withheld one.
             log.warning("call %s: unreadable caller id %r", call_sid, form.optional("From"))
             stats.withheld += 1
-            caller = withheld_caller(call_sid)
+            caller = withheld_call_party(call_sid)
         customer_id = await lookup(caller)
         if fixed_answer is not None:
             answer = Response(content=fixed_answer, media_type="application/xml")
@@ -168,7 +220,13 @@ def twilio_voice_router(
         stats.calls += 1
         return webhook.remember(form, answer)
 
-    @router.post(TWILIO_VOICE_STATUS_PATH, status_code=204, summary="Call status callback")
+    @router.post(
+        TWILIO_VOICE_STATUS_PATH,
+        status_code=204,
+        summary="Call status callback",
+        response_class=Response,
+        openapi_extra=_STATUS_FORM,
+    )
     async def call_status(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:
@@ -181,7 +239,13 @@ def twilio_voice_router(
             await publish([event])
         return webhook.remember(form, Response(status_code=204))
 
-    @router.post(TWILIO_VOICE_QUEUE_PATH, summary="Enqueue action: the caller left the queue")
+    @router.post(
+        TWILIO_VOICE_QUEUE_PATH,
+        summary="Enqueue action: the caller left the queue",
+        response_class=Response,
+        responses=TWIML_ANSWER,
+        openapi_extra=_QUEUE_FORM,
+    )
     async def queue_result(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:
@@ -218,7 +282,13 @@ def twilio_voice_router(
             await publish([missed])
         return webhook.remember(form, twiml(hang_up()))
 
-    @router.post(TWILIO_VOICE_RECORDING_PATH, status_code=204, summary="Voicemail recorded")
+    @router.post(
+        TWILIO_VOICE_RECORDING_PATH,
+        status_code=204,
+        summary="Voicemail recorded",
+        response_class=Response,
+        openapi_extra=_RECORDING_FORM,
+    )
     async def recording_status(request: Request) -> Response:
         form = await webhook.verified_form(request)
         if (answer := webhook.replayed(form)) is not None:

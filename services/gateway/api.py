@@ -7,12 +7,20 @@ from dataclasses import asdict
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from contracts import AddressError
 from projections.timeline import TimelineView
 from services.addressing import parse_any_address
-from services.gateway.schemas import CustomerLookup, Delivery, Problem, Timeline, TimelineItem
+from services.gateway.problems import install_problem_handlers, problem_documented_openapi
+from services.gateway.schemas import CustomerLookup, Delivery, Timeline, TimelineItem
+
+# The largest offset both stores take (SQLite and PostgreSQL bind it as a 64-bit integer);
+# far beyond any customer's history, and a bound the document can state.
+MAX_OFFSET = 2**31 - 1
+# A provider's message id, as the contracts accept one (contracts.text.Ref).
+MESSAGE_REF_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
 def create_api(
@@ -34,16 +42,30 @@ def create_api(
     @api.get(
         "/v1/lookup",
         response_model=CustomerLookup,
-        responses={404: {"model": Problem}, 422: {"model": Problem}},
+        responses={
+            404: {"description": "No customer has this address."},
+            422: {"description": "The address is missing or is no address we can read."},
+        },
         tags=["customers"],
     )
     def lookup(
-        address: Annotated[str, Query(description="Phone number, e-mail or social id")],
+        address: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=320,
+                description="Phone number, e-mail or social id",
+                examples=["+4930123456789"],
+            ),
+        ],
     ) -> CustomerLookup:
         try:
             normalized = parse_any_address(address, default_region=default_region)
         except AddressError as e:
-            raise HTTPException(422, str(e)) from None
+            # The same answer as any other refused field: 422 naming it.
+            raise RequestValidationError(
+                [{"type": "address", "loc": ("query", "address"), "msg": str(e)}]
+            ) from None
         customer_id = view.customer_for_address(normalized)
         summary = view.summary(customer_id) if customer_id else None
         if summary is None:
@@ -53,13 +75,13 @@ def create_api(
     @api.get(
         "/v1/customers/{customer_id}/timeline",
         response_model=Timeline,
-        responses={404: {"model": Problem}},
+        responses={404: {"description": "No such customer."}},
         tags=["customers"],
     )
     def timeline(
         customer_id: UUID,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Timeline:
         if view.summary(customer_id) is None:
             raise HTTPException(404, f"no customer {customer_id}")
@@ -73,10 +95,14 @@ def create_api(
     @api.get(
         "/v1/deliveries/{message_ref}",
         response_model=Delivery,
-        responses={404: {"model": Problem}},
+        responses={404: {"description": "No outbound message has this id."}},
         tags=["messages"],
     )
-    def delivery(message_ref: str) -> Delivery:
+    def delivery(
+        message_ref: Annotated[
+            str, Path(min_length=1, max_length=512, pattern=MESSAGE_REF_PATTERN)
+        ],
+    ) -> Delivery:
         """How far an outbound message got: sent, delivered, read, or failed (forward only)."""
         report = view.delivery_status(message_ref)
         if report is None:
@@ -91,4 +117,6 @@ def create_api(
 
     for router in routers:  # the channels' webhooks
         api.include_router(router)
+    install_problem_handlers(api)
+    api.openapi = problem_documented_openapi(api)  # type: ignore[method-assign]
     return api

@@ -1,4 +1,7 @@
-"""HTTP response shapes (the OpenAPI document is generated from these)."""
+"""HTTP response shapes (the OpenAPI document is generated from these).
+
+Error bodies are ``services.gateway.problems``: one shape for every route.
+"""
 
 from __future__ import annotations
 
@@ -36,10 +39,6 @@ class CustomerLookup(BaseModel):
     contact_count: int
     last_contact_at: datetime | None
     last_channel: str | None
-
-
-class Problem(BaseModel):
-    detail: str
 
 
 class Delivery(BaseModel):

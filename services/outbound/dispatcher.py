@@ -111,6 +111,7 @@ class OutboundDispatcher:
                 for tp, records in batches.items():
                     for record in records:
                         await self._handle(record)
+                        self.stats.consumed += 1  # handled, so a reader may count outcomes
                         await self.consumer.commit({tp: record.offset + 1})
         finally:
             await self.consumer.stop()
@@ -119,7 +120,6 @@ class OutboundDispatcher:
                 await sender.close()
 
     async def _handle(self, record: ConsumerRecord) -> None:
-        self.stats.consumed += 1
         try:
             command = parse_command(record.value or b"")
         except InvalidCommand as e:

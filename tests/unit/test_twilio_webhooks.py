@@ -318,3 +318,25 @@ def test_malformed_sms_webhooks_are_400s_naming_the_field(
     assert answer.status_code == 400
     assert field in answer.json()["detail"]
     assert publisher.published == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # An unreadable caller id is filed under the call, which needs a usable CallSid.
+        ("/webhooks/twilio/voice", {"CallSid": "{", "From": "0", "To": HOTLINE}),
+        ("/webhooks/twilio/voice", {"CallSid": "CA 1", "From": "anonymous", "To": HOTLINE}),
+        (
+            "/webhooks/twilio/voice/status",
+            {"CallSid": "ÿ", "CallStatus": "completed", "From": "anonymous", "CallDuration": "3"},
+        ),
+    ],
+)
+def test_a_withheld_caller_on_an_unusable_call_sid_is_a_400_naming_call_sid(
+    path: str, params: dict[str, str]
+) -> None:
+    publisher = FakePublisher()
+    answer = post(voice_app(publisher), path, params)
+    assert answer.status_code == 400, answer.text
+    assert "CallSid" in answer.json()["detail"]
+    assert publisher.published == []
