@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 kafka-jars: $(STAMP)
-	@$(PY) -c "from services.kafka_local import ensure_jars; ensure_jars()"
+	@$(PY) -c "from deploy.kafka_local import ensure_jars; ensure_jars()"
 
 up: install
 	$(VENV)/bin/switchboard up $(if $(DEMO),--demo)

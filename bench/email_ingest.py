@@ -38,10 +38,9 @@ from rich.table import Table
 
 from channels.email import SQLiteCheckpointStore
 from channels.email.checkpoints import CHECKPOINTS_FILE
-from services.hub import build_recorder
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from tests.mail_fixtures import PASSWORD, DovecotServer, make_mail
 
 console = Console(stderr=True)
@@ -105,8 +104,8 @@ def make_work_dir() -> Path:
 
 
 async def pipeline(settings: Settings, config: Path, mailbox: str, n: int) -> dict[str, float]:
-    recorder = build_recorder(settings, settings.kafka_bootstrap)
-    view = open_timeline_view(settings)
+    recorder = bootstrap(settings).recorder()
+    view = bootstrap(settings).timeline_view()
     env = {**os.environ}
     env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v})
     stop = asyncio.Event()
@@ -160,7 +159,7 @@ async def main() -> None:
     try:
         bootstrap = os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP")
         if not bootstrap:
-            from services.kafka_local import LocalKafka
+            from deploy.kafka_local import LocalKafka
 
             kafka = LocalKafka(work_dir=work / "kafka").start()
             cleanups.append(kafka.stop)

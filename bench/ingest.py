@@ -32,13 +32,12 @@ from rich.table import Table
 
 from channels.publishing import InteractionPublisher
 from contracts import parse_interaction
+from deploy.simulator import TrafficGenerator, make_customers
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.domain import Customer, customer_id_for
-from services.hub import build_recorder
-from services.settings import Settings
-from services.simulator import TrafficGenerator, make_customers
-from services.store.history import interaction_fields
-from services.store.open import open_history, open_timeline_view
-from services.topics import ensure_topics
+from services.history.customers import interaction_fields
 
 console = Console(stderr=True)
 
@@ -100,7 +99,7 @@ async def raw_consume(settings: Settings, n: int) -> float:
 
 def raw_save(settings: Settings, records: list[tuple[str, bytes]], batch: int = 100) -> float:
     """Floor 2: the library's batched save of the same interactions (no Kafka, no dedupe)."""
-    history = open_history(settings)
+    history = bootstrap(settings).history()
     events = [parse_interaction(value) for _, value in records]
     start = time.perf_counter()
     customers: dict = {}
@@ -122,8 +121,8 @@ def raw_save(settings: Settings, records: list[tuple[str, bytes]], batch: int = 
 async def pipeline(settings: Settings, n: int) -> tuple[float, float]:
     """The recorder (here) and the timeline service (its own process, as in production,
     so the two use both cores), until the timeline shows all n."""
-    recorder = build_recorder(settings, settings.kafka_bootstrap)
-    view = open_timeline_view(settings)
+    recorder = bootstrap(settings).recorder()
+    view = bootstrap(settings).timeline_view()
     env = {
         **os.environ,
         **{
@@ -184,7 +183,7 @@ async def main() -> None:
     try:
         bootstrap = os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP")
         if not bootstrap:
-            from services.kafka_local import LocalKafka
+            from deploy.kafka_local import LocalKafka
 
             kafka = LocalKafka(work_dir=work / "kafka").start()
             cleanups.append(kafka.stop)
@@ -198,7 +197,7 @@ async def main() -> None:
             return args.store
 
         if args.store == "postgres":
-            from services.pg_local import start_throwaway_cluster
+            from deploy.pg_local import start_throwaway_cluster
 
             cluster = start_throwaway_cluster()
             cleanups.append(cluster.stop)

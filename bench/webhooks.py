@@ -50,10 +50,10 @@ from twilio.request_validator import RequestValidator
 
 from channels.publishing import InteractionPublisher
 from contracts import CallRinging, Direction, InteractionEvent
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics, topic_size
 from services.domain import customer_id_for
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics, topic_size
 
 console = Console(stderr=True)
 
@@ -119,7 +119,7 @@ def serve(args: argparse.Namespace) -> None:
             public_base_url=PUBLIC,
             lookup_in_threadpool=args.app.startswith("voice-thread"),
         )
-        directory = open_timeline_view(settings)
+        directory = bootstrap(settings).timeline_view()
         app.include_router(
             twilio_voice_router(publisher=publisher, config=config, directory=directory)
         )
@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def build_directory(settings: Settings, customers: int) -> None:
     """A timeline view with ``customers`` callers, written directly (the view's own tables)."""
-    view = open_timeline_view(settings)  # creates the schema
+    view = bootstrap(settings).timeline_view()  # creates the schema
     del view
     seen = datetime(2026, 1, 1, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     db = sqlite3.connect(settings.sqlite_path("views"))
@@ -359,7 +359,7 @@ def bench(args: argparse.Namespace) -> None:
     try:
         bootstrap = os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP")
         if not bootstrap:
-            from services.kafka_local import LocalKafka
+            from deploy.kafka_local import LocalKafka
 
             console.print("starting the local Kafka broker ...")
             kafka = LocalKafka(work_dir=work / "kafka").start()

@@ -1,4 +1,5 @@
-"""What every channel's webhook does last: publish its events, confirmed by Kafka, or 503.
+"""What every channel's webhook does: 400 naming the field, and last, publish its events,
+confirmed by Kafka, or 503.
 
 A provider may be answered 2xx only once its contact is safely in Kafka; anything else
 answers 503 (with Retry-After) so the provider retries, and the recorder deduplicates a
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterable
 
 from fastapi import HTTPException
+from pydantic import ValidationError
 
 from channels.publishing import InteractionPublisher
 from contracts import InteractionEvent
@@ -20,6 +22,26 @@ from contracts import InteractionEvent
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "5"
+
+
+def bad_request(message: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=message)
+
+
+def refused_values(exc: ValidationError, *, whole: str) -> str:
+    """``field: reason; ...`` for each value pydantic refused; ``whole`` names a refusal of
+    the whole model (it has no field)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or whole}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
+
+
+def invalid_event(exc: ValidationError) -> HTTPException:
+    """400 for a request whose values do not make a valid contract event."""
+    return bad_request(
+        "the request does not make a valid event: " + refused_values(exc, whole="event")
+    )
 
 
 async def publish_confirmed(

@@ -18,6 +18,7 @@ from contracts.enums import Channel
 
 __all__ = [
     "AddressError",
+    "is_withheld_caller",
     "normalize_email",
     "normalize_party",
     "normalize_phone",
@@ -29,8 +30,11 @@ __all__ = [
 _CACHE_SIZE = 100_000
 _MAX_RAW_LENGTH = 320
 
-# Caller-id values that carriers and Twilio send when the number is withheld.
-_WITHHELD = frozenset({"anonymous", "restricted", "private", "unknown", "unavailable", "blocked"})
+# Caller-id values that carriers and Twilio send when the number is withheld. Twilio also
+# uses "+266696687" (a number in Lesotho that is never assigned) for anonymous callers.
+_WITHHELD = frozenset(
+    {"anonymous", "restricted", "private", "unknown", "unavailable", "blocked", "+266696687"}
+)
 _PARSE_FAILURES = {
     NumberParseException.INVALID_COUNTRY_CODE: (
         "it has no valid country code (write it as +<country code>... or pass default_region)"
@@ -80,7 +84,7 @@ def _cached_e164(raw: str, default_region: str | None) -> str:
     lowered = text.lower()
     if not text:
         raise AddressError(f"{_shown(raw)} is not a phone number: it is empty")
-    if lowered in _WITHHELD:
+    if is_withheld_caller(text):
         raise AddressError(f"{_shown(raw)} is not a phone number: the caller id is withheld")
     if lowered.startswith(("client:", "sip:", "sips:")):
         raise AddressError(f"{_shown(raw)} is not a phone number: it is a client or SIP identity")
@@ -171,6 +175,15 @@ def _normalize_messenger(raw: str, default_region: str | None) -> str:
     if not _MESSENGER_PSID.fullmatch(psid):
         raise AddressError(f"{_shown(raw)} is not a Messenger page-scoped id: expected digits only")
     return f"messenger:{psid}"
+
+
+def is_withheld_caller(caller_id: str) -> bool:
+    """Whether a caller id says that the number is withheld, rather than being a number.
+
+    The one place that decides it: the phone normalizer refuses such an id, and the call
+    adapters file the call under ``withheld_caller`` instead.
+    """
+    return caller_id.strip().lower() in _WITHHELD
 
 
 def withheld_caller(call_id: str) -> str:

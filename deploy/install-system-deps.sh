@@ -5,6 +5,7 @@
 #   wrk        : HTTP load generator for bench/
 #   dovecot    : a real IMAP server for the e-mail tests (throwaway instances, loopback)
 #   openssl    : throwaway certificates for the TLS tests
+#   chromium   : browser tests (tests/browser; Playwright drives this browser, no download)
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,3 +1,3 @@
-from services.cli import app
+from services.bootstrap.cli import app
 
 app(prog_name="switchboard")

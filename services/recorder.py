@@ -42,7 +42,7 @@ from aiokafka.errors import IllegalStateError
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from contracts import DeadLetter, InvalidInteraction, parse_interaction
-from services.store.history import CustomerHistory, tracking_name
+from services.history.customers import CustomerHistory, tracking_name
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,10 @@ from aiokafka import AIOKafkaProducer
 
 from channels.publishing import InteractionPublisher
 from contracts import SendMessage, dump_command
-from services.hub import build_recorder
-from services.outbound.dispatcher import OutboundDispatcher
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_history, open_outbound_ledger
-from services.topics import ensure_topics
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures", "tests.mail_fixtures"]
 
@@ -52,7 +50,7 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
 @pytest.fixture
 async def running_recorder(hub_settings: Settings) -> AsyncIterator[Recorder]:
     await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-    recorder = build_recorder(hub_settings, hub_settings.kafka_bootstrap)
+    recorder = bootstrap(hub_settings).recorder()
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     await recorder.wait_started()
@@ -63,9 +61,7 @@ async def running_recorder(hub_settings: Settings) -> AsyncIterator[Recorder]:
 
 @pytest.fixture
 async def publisher(hub_settings: Settings) -> AsyncIterator[InteractionPublisher]:
-    async with InteractionPublisher(
-        hub_settings.kafka_bootstrap, topic=hub_settings.interactions_topic
-    ) as pub:
+    async with bootstrap(hub_settings).publisher() as pub:
         yield pub
 
 
@@ -76,18 +72,7 @@ async def start_dispatcher(hub_settings: Settings):
 
     async def start(senders, *, retry_delays: tuple[float, ...] = (0.05, 0.05)):
         await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-        dispatcher = OutboundDispatcher(
-            open_history(hub_settings, cached=False),
-            ledger=open_outbound_ledger(hub_settings),
-            senders=senders,
-            bootstrap=hub_settings.kafka_bootstrap,
-            topic=hub_settings.outbound_topic,
-            interactions_topic=hub_settings.interactions_topic,
-            deadletter_topic=hub_settings.deadletter_topic,
-            group_id=hub_settings.outbound_group,
-            retry_delays=retry_delays,
-            session_timeout_ms=3000,
-        )
+        dispatcher = bootstrap(hub_settings, senders=senders).dispatcher(retry_delays=retry_delays)
         stop = asyncio.Event()
         task = asyncio.create_task(dispatcher.run(stop))
         await dispatcher.wait_started()

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer
 
 from projections.follower import TimelineFollower
-from services.settings import Settings
-from services.store.open import open_history, open_timeline_view
-from services.topics import end_offsets, topic_size
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import end_offsets, topic_size
 
 
 async def eventually(
@@ -38,7 +38,7 @@ def recorded_refs(settings: Settings) -> Counter[str]:
     """How often each (type, provider_ref) is in the customer history (the system of record)."""
     from services.domain import Customer
 
-    history = open_history(settings)
+    history = bootstrap(settings).history()
     counts: Counter[str] = Counter()
     start = 0
     while True:
@@ -59,7 +59,7 @@ def recorded_refs(settings: Settings) -> Counter[str]:
 
 
 def timeline_follower(settings: Settings) -> TimelineFollower:
-    return TimelineFollower(open_history(settings), open_timeline_view(settings))
+    return TimelineFollower(bootstrap(settings).history(), bootstrap(settings).timeline_view())
 
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list:
@@ -100,7 +100,7 @@ async def records_in(settings: Settings) -> int:
 async def timeline_when_shown(settings: Settings, address: str, count: int) -> list:
     """The customer's timeline (newest first) once it shows at least ``count`` entries."""
     follower = timeline_follower(settings)
-    view = open_timeline_view(settings)
+    view = bootstrap(settings).timeline_view()
     entries: list = []
 
     def shown() -> bool:
@@ -119,7 +119,7 @@ async def recorded_to_end(settings: Settings, *, timeout: float = 60.0) -> None:
     stand now: everything published so far has been handled (recorded, deduplicated or
     dead-lettered), so counting after this sees anything lost or doubled."""
     ends = await end_offsets(settings.kafka_bootstrap, settings.interactions_topic)
-    history = open_history(settings)
+    history = bootstrap(settings).history()
     try:
 
         def at_end() -> bool:

@@ -1,4 +1,4 @@
-"""Pytest plugin: a real single-node Kafka broker for the test session (services.kafka_local).
+"""Pytest plugin: a real single-node Kafka broker for the test session (deploy.kafka_local).
 
 Load with `pytest_plugins = ["tests.kafka_fixtures"]`. Set SWITCHBOARD_KAFKA_BOOTSTRAP=host:port
 to run against an already-running broker instead; tests that stop or kill a broker skip then.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.kafka_local import LocalKafka
+from deploy.kafka_local import LocalKafka
 
 EXTERNAL_BOOTSTRAP_ENV = "SWITCHBOARD_KAFKA_BOOTSTRAP"
 

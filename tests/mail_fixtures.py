@@ -38,10 +38,10 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from channels.email import EmailIngestion, ImapMailbox, ImapTiming
-from services.ports import free_port
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
+from deploy.ports import free_port
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from tests.helpers import timeline_follower
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -538,7 +538,7 @@ async def start_ingestion(hub_settings: Settings) -> AsyncIterator[StartIngestio
 
 def timeline_of(settings: Settings, address: str):
     follower = timeline_follower(settings)
-    view = open_timeline_view(settings)
+    view = bootstrap(settings).timeline_view()
 
     def entries():
         follower.catch_up()

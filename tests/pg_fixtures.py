@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.pg_local import PostgresCluster, start_throwaway_cluster
+from deploy.pg_local import PostgresCluster, start_throwaway_cluster
 
 
 @pytest.fixture(scope="session")

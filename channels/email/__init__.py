@@ -13,8 +13,8 @@ from channels.email.blobs import BlobNotFound, BlobStore, LocalBlobStore
 from channels.email.checkpoints import Checkpoint, CheckpointStore, SQLiteCheckpointStore
 from channels.email.config import ConfigError, ImapMailbox, ImapTiming, MailLimits, SmtpConfig
 from channels.email.errors import MailRejected
-from channels.email.inbound import ImapIngester, IngestStats
-from channels.email.ingestion import EmailIngestion, KafkaMailSink
+from channels.email.imap import ImapIngester, IngestStats
+from channels.email.inbound import EmailIngestion, KafkaMailSink
 from channels.email.outbound import EmailSender, message_id_for
 from channels.email.parsing import MailSource, ParsedMail, parse_mail
 

@@ -21,7 +21,7 @@ import signal
 from pathlib import Path
 
 from channels.email.config import ImapMailbox, ImapTiming, MailLimits
-from channels.email.ingestion import EmailIngestion
+from channels.email.inbound import EmailIngestion
 
 
 def ingestion_from_file(path: Path) -> EmailIngestion:

@@ -1,9 +1,9 @@
 """Configuration of the e-mail channel: plain values, built by the composition root.
 
-Nothing here reads the environment; ``services/settings.py`` builds these from its settings and
-hands them down. Secrets come either inline or from a file (a mounted Kubernetes secret), read
-when a connection is opened so that a rotated secret is picked up on the next reconnect.
-"""
+Nothing here reads the environment; the composition root (``services/bootstrap/``) builds these
+from its settings and hands them down. Secrets come either inline or from a file (a mounted
+Kubernetes secret), read when a connection is opened so that a rotated secret is picked up on
+the next reconnect."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request, Response, Security
+from fastapi import APIRouter, Response, Security
 from pydantic import ValidationError
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -27,19 +27,18 @@ from channels.sms.config import TwilioSmsConfig
 from channels.sms.keywords import Keyword, consent_changes, keyword_in
 from channels.sms.paths import TWILIO_SMS_PATH, TWILIO_SMS_STATUS_PATH
 from channels.sms.status import INBOUND_MESSAGE_STATUSES, TWILIO_MESSAGE_STATUS, delivery_status
-from channels.twilio_signature import (
+from channels.twilio import (
     SIGNATURE_SCHEME,
     TWIML_ANSWER,
     WEBHOOK_RESPONSES,
     TwilioForm,
+    TwilioSignature,
     TwilioWebhook,
     WithheldAddress,
-    bad_request,
     form_body,
-    invalid_event,
     twiml,
 )
-from channels.webhooks import publish_confirmed
+from channels.webhooks import bad_request, invalid_event, publish_confirmed
 from contracts import Channel, DeliveryStatusChanged, InteractionEvent, MessageReceived
 
 # The request bodies as the OpenAPI document shows them. MessageSid or its older name SmsSid
@@ -146,9 +145,11 @@ def status_event(form: TwilioForm, *, default_region: str | None) -> DeliverySta
 
 def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfig) -> APIRouter:
     webhook = TwilioWebhook(
-        auth_token=config.auth_token,
-        public_base_url=config.public_base_url,
-        shared_key_secret=config.shared_key_secret,
+        TwilioSignature(
+            auth_token=config.auth_token,
+            public_base_url=config.public_base_url,
+            shared_key_secret=config.shared_key_secret,
+        )
     )
     router = APIRouter(
         tags=["webhooks: Twilio Messaging"],
@@ -163,15 +164,13 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
         responses=TWIML_ANSWER,
         openapi_extra=_INCOMING_FORM,
     )
-    async def incoming_message(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def incoming_message(form: TwilioForm) -> Response:
         reply = MessagingResponse()
         try:
             events, keyword = received_events(form, default_region=config.default_region)
         except WithheldAddress:
-            return webhook.remember(form, twiml(reply))
+            return twiml(reply)
         except ValidationError as exc:
             raise invalid_event(exc) from None
         if keyword is Keyword.help:
@@ -179,7 +178,7 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
         await publish_confirmed(
             publisher, events, timeout_s=config.publish_timeout_s, provider="twilio-sms"
         )
-        return webhook.remember(form, twiml(reply))
+        return twiml(reply)
 
     @router.post(
         TWILIO_SMS_STATUS_PATH,
@@ -188,10 +187,8 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
         response_class=Response,
         openapi_extra=_STATUS_FORM,
     )
-    async def message_status(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def message_status(form: TwilioForm) -> Response:
         try:
             event = status_event(form, default_region=config.default_region)
         except WithheldAddress:
@@ -202,6 +199,6 @@ def twilio_sms_router(*, publisher: InteractionPublisher, config: TwilioSmsConfi
             await publish_confirmed(
                 publisher, [event], timeout_s=config.publish_timeout_s, provider="twilio-sms"
             )
-        return webhook.remember(form, Response(status_code=204))
+        return Response(status_code=204)
 
     return router

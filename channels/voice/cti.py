@@ -37,14 +37,9 @@ from pydantic import (
 )
 
 from channels.publishing import InteractionPublisher
-from channels.twilio_signature import (
-    WITHHELD_CALLER_IDS,
-    bad_request,
-    invalid_event,
-)
 from channels.voice.config import CtiConfig
 from channels.voice.paths import CTI_EVENTS_PATH
-from channels.webhooks import publish_confirmed
+from channels.webhooks import bad_request, invalid_event, publish_confirmed, refused_values
 from contracts import (
     AddressError,
     CallAnswered,
@@ -56,6 +51,7 @@ from contracts import (
     normalize_party,
     withheld_caller,
 )
+from contracts.addresses import is_withheld_caller
 from contracts.calls import CallEvent
 from contracts.text import Label, Ref, UtcDatetime
 
@@ -238,11 +234,7 @@ def parse_cti_event(fields: dict[str, Any], *, typed: bool = True) -> CtiCallEve
     try:
         return CtiCallEvent.model_validate(fields, context={"typed": typed})
     except ValidationError as exc:
-        parts = [
-            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        raise bad_request("; ".join(parts)) from None
+        raise bad_request(refused_values(exc, whole="body")) from None
 
 
 def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallEvent:
@@ -252,7 +244,7 @@ def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallE
         ("from", posted.from_, posted.to) if inbound else ("to", posted.to, posted.from_)
     )
     try:
-        if raw.strip().lower() in WITHHELD_CALLER_IDS:
+        if is_withheld_caller(raw):
             field = "call_id"  # the party is made from it, so it is what can be wrong
             party = withheld_caller(posted.call_id)  # still a contact: filed under its call
         else:

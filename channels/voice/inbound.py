@@ -14,24 +14,24 @@ history. Counted in ``VoiceWebhookStats.withheld``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request, Response, Security
+from fastapi import APIRouter, Response, Security
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from channels.publishing import InteractionPublisher
-from channels.twilio_signature import (
+from channels.twilio import (
     SIGNATURE_SCHEME,
     TWIML_ANSWER,
     WEBHOOK_RESPONSES,
     TwilioForm,
+    TwilioSignature,
     TwilioWebhook,
-    bad_request,
     form_body,
-    invalid_event,
     twiml,
     withheld_call_party,
 )
@@ -51,14 +51,17 @@ from channels.voice.twiml import (
     routes_by_caller,
     take_voicemail,
 )
-from channels.webhooks import publish_confirmed
+from channels.webhooks import bad_request, invalid_event, publish_confirmed
 from contracts import (
+    AddressError,
     CallMissed,
     CallRinging,
     Channel,
     Direction,
     VoicemailRecorded,
+    normalize_party,
 )
+from contracts.addresses import is_withheld_caller
 from contracts.envelope import InteractionEvent
 
 log = logging.getLogger(__name__)
@@ -128,9 +131,11 @@ def twilio_voice_router(
     directory: CallerDirectory | None = None,
 ) -> APIRouter:
     webhook = TwilioWebhook(
-        auth_token=config.auth_token,
-        public_base_url=config.public_base_url,
-        shared_key_secret=config.shared_key_secret,
+        TwilioSignature(
+            auth_token=config.auth_token,
+            public_base_url=config.public_base_url,
+            shared_key_secret=config.shared_key_secret,
+        )
     )
     stats = VoiceWebhookStats()
     router = APIRouter(
@@ -156,6 +161,21 @@ def twilio_voice_router(
             stats.withheld += 1
         return caller
 
+    def caller_on_the_line(form: TwilioForm, call_sid: str) -> str:
+        """The caller of an incoming call, filed under the call when the caller id is
+        withheld or unreadable: a person is waiting on the line either way, and the call
+        is still a contact."""
+        raw = form.required("From")
+        try:
+            caller = normalize_party(Channel.voice, raw, config.default_region)
+        except AddressError:
+            if not is_withheld_caller(raw):
+                log.warning("call %s: unreadable caller id %r", call_sid, raw)
+            caller = withheld_call_party(call_sid)
+        if caller.startswith("anonymous:"):
+            stats.withheld += 1
+        return caller
+
     async def lookup(caller: str) -> UUID | None:
         if directory is None:
             return None
@@ -176,21 +196,11 @@ def twilio_voice_router(
         responses=TWIML_ANSWER,
         openapi_extra=_INCOMING_FORM,
     )
-    async def incoming_call(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def incoming_call(form: TwilioForm) -> Response:
         call_sid = form.required("CallSid")
         dialled = form.required("To")
-        form.required("From")
-        try:
-            caller = caller_of(form)
-        except HTTPException:
-            # A caller id we cannot read still belongs to a person waiting on the line, and
-            # the call is still a contact: filed under the call, like a withheld one.
-            log.warning("call %s: unreadable caller id %r", call_sid, form.optional("From"))
-            stats.withheld += 1
-            caller = withheld_call_party(call_sid)
+        caller = caller_on_the_line(form, call_sid)
         customer_id = await lookup(caller)
         if fixed_answer is not None:
             answer = Response(content=fixed_answer, media_type="application/xml")
@@ -218,7 +228,7 @@ def twilio_voice_router(
             raise invalid_event(exc) from None
         await publish([ringing])
         stats.calls += 1
-        return webhook.remember(form, answer)
+        return answer
 
     @router.post(
         TWILIO_VOICE_STATUS_PATH,
@@ -227,17 +237,15 @@ def twilio_voice_router(
         response_class=Response,
         openapi_extra=_STATUS_FORM,
     )
-    async def call_status(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def call_status(form: TwilioForm) -> Response:
         try:
             event = call_event_from_status(form, default_region=config.default_region)
         except ValidationError as exc:
             raise invalid_event(exc) from None
         if event is not None:
             await publish([event])
-        return webhook.remember(form, Response(status_code=204))
+        return Response(status_code=204)
 
     @router.post(
         TWILIO_VOICE_QUEUE_PATH,
@@ -246,10 +254,8 @@ def twilio_voice_router(
         responses=TWIML_ANSWER,
         openapi_extra=_QUEUE_FORM,
     )
-    async def queue_result(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def queue_result(form: TwilioForm) -> Response:
         call_sid = form.required("CallSid")
         result = form.required("QueueResult").lower()
         if result not in _QUEUE_RESULTS:
@@ -257,14 +263,13 @@ def twilio_voice_router(
                 f"QueueResult {result!r} is unknown; expected one of {sorted(_QUEUE_RESULTS)}"
             )
         if result in _VOICEMAIL_RESULTS:
-            answer = twiml(
+            return twiml(
                 take_voicemail(
                     config,
                     caller=form.required("From"),
                     recording_url=webhook.url(TWILIO_VOICE_RECORDING_PATH),
                 )
             )
-            return webhook.remember(form, answer)
         caller = caller_of(form)
         if result == "hangup":
             try:
@@ -280,7 +285,7 @@ def twilio_voice_router(
             except ValidationError as exc:
                 raise invalid_event(exc) from None
             await publish([missed])
-        return webhook.remember(form, twiml(hang_up()))
+        return twiml(hang_up())
 
     @router.post(
         TWILIO_VOICE_RECORDING_PATH,
@@ -289,27 +294,24 @@ def twilio_voice_router(
         response_class=Response,
         openapi_extra=_RECORDING_FORM,
     )
-    async def recording_status(request: Request) -> Response:
-        form = await webhook.verified_form(request)
-        if (answer := webhook.replayed(form)) is not None:
-            return answer
+    @webhook.answers_once
+    async def recording_status(form: TwilioForm) -> Response:
         recording_sid = form.required("RecordingSid")
         call_sid = form.required("CallSid")
         status = (form.optional("RecordingStatus") or "completed").lower()
         if status != "completed":
             # "absent" (silence) and "failed" leave nothing to listen to.
-            return webhook.remember(form, Response(status_code=204))
+            return Response(status_code=204)
         if form.optional("From") is None:
             # The recording callback does not name the caller; our TwiML puts it in the
             # (signed) query string of the callback URL.
-            from_query = request.query_params.get("From")
+            from_query = form.query.get("From")
             if not from_query:
                 raise bad_request(
                     "From is missing: put ?From=<caller> on the recordingStatusCallback URL"
                 )
-            form = TwilioForm(
-                params=type(form.params)([*form.params.multi_items(), ("From", from_query)]),
-                idempotency_token=form.idempotency_token,
+            form = replace(
+                form, params=FormData([*form.params.multi_items(), ("From", from_query)])
             )
         caller = caller_of(form)
         try:
@@ -326,6 +328,6 @@ def twilio_voice_router(
         except ValidationError as exc:
             raise invalid_event(exc) from None
         await publish([voicemail])
-        return webhook.remember(form, Response(status_code=204))
+        return Response(status_code=204)
 
     return router

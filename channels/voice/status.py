@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from channels.twilio_signature import TwilioForm, bad_request
+from channels.twilio import TwilioForm
+from channels.webhooks import bad_request
 from contracts import CallAnswered, CallEnded, CallMissed, Channel, Direction
 from contracts.calls import CallEvent
 

@@ -3,7 +3,7 @@
 The aggregate state holds only what decisions need (addresses, consent, a contact
 count and the last contact).  The history itself *is* the event stream: projections
 render it, so a customer with 100 000 contacts loads as fast as one with ten
-(helped by snapshots, see ``services.store.history``).
+(helped by snapshots, see ``services.history.customers``).
 
 Topics are spelled out explicitly (``TOPIC``) so that stored events keep resolving
 when a module is moved or renamed.

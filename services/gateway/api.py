@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from contracts import AddressError
 from projections.timeline import TimelineView
 from services.addressing import parse_any_address
+from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
 from services.gateway.schemas import CustomerLookup, Delivery, Timeline, TimelineItem
 
@@ -33,7 +34,11 @@ def create_api(
         title="Switchboard",
         version="0.1.0",
         description="Multichannel communication hub: caller lookup and customer timelines.",
+        # FastAPI's own pages load from a CDN; install_offline_docs serves them from the package.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_offline_docs(api)
 
     @api.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -41,8 +41,8 @@ from contracts import (
 )
 from services.domain import customer_id_for
 from services.domain.outbound_policy import consent_refusal
-from services.outbound.ledger import OutboundLedger
-from services.store.history import CustomerHistory
+from services.history.customers import CustomerHistory
+from services.history.ledger import OutboundLedger
 
 log = logging.getLogger(__name__)
 

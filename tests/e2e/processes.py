@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.settings import Settings
+from services.bootstrap.settings import Settings
 from tests.helpers import settings_env
 
 

@@ -18,9 +18,9 @@ import pytest
 
 from channels.email import ImapMailbox, SQLiteCheckpointStore
 from channels.email.checkpoints import CHECKPOINTS_FILE
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
-from services.settings import Settings
-from services.topics import ensure_topics
 from tests.e2e.processes import ChildProcess
 from tests.helpers import eventually, recorded_refs, records_in
 from tests.mail_fixtures import DovecotServer, make_mail

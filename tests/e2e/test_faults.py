@@ -15,9 +15,9 @@ import pytest
 
 from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived
-from services.hub import build_recorder
-from services.settings import Settings
-from services.topics import ensure_topics
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from tests.e2e.processes import RecorderProcess
 from tests.helpers import eventually, recorded_refs, recorded_to_end
 
@@ -155,7 +155,7 @@ async def test_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     n_before, n_after = 800, 400
     await ensure_topics(settings, settings.kafka_bootstrap)
     await publish_stream(settings, n_before, rate=5000)
-    recorder = build_recorder(settings, settings.kafka_bootstrap)
+    recorder = bootstrap(settings).recorder()
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:

@@ -13,9 +13,10 @@ import pytest
 
 from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived
-from services.hub import run_hub
-from services.ports import free_port
-from services.settings import Settings
+from deploy.ports import free_port
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.hub import run_hub
+from services.bootstrap.settings import Settings
 from tests.helpers import eventually, recorded_refs, recorded_to_end, timeline_when_shown
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ async def test_hub_started_while_kafka_is_down_serves_and_records_once_kafka_is_
     )
     stop = asyncio.Event()
     hub = asyncio.create_task(
-        run_hub(settings, settings.kafka_bootstrap, stop, services=["recorder", "timeline", "api"])
+        run_hub(bootstrap(settings), stop, services=["recorder", "timeline", "api"])
     )
     base = f"http://127.0.0.1:{settings.http_port}"
     call = {

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 
 from channels.publishing import InteractionPublisher
 from channels.voice import CtiConfig, cti_router
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
 from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
 
 TOKEN = "cti-token-0123456789abcdef"
@@ -102,7 +102,7 @@ async def test_json_and_form_events_of_two_calls_reach_the_timeline(
         "detail": None,
     }
     follower = timeline_follower(hub_settings)
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
 
     def four_entries() -> bool:
         follower.catch_up()

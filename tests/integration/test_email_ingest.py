@@ -11,8 +11,8 @@ from imapclient.exceptions import IMAPClientError
 from channels.email import ImapMailbox, LocalBlobStore, MailLimits
 from channels.email.checkpoints import SQLiteCheckpointStore
 from contracts import DeadLetter, DeliveryStatus
+from services.bootstrap.settings import Settings
 from services.recorder import Recorder
-from services.settings import Settings
 from tests.helpers import eventually, read_topic, recorded_refs
 from tests.mail_fixtures import (
     FAST,

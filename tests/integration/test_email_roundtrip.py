@@ -16,8 +16,8 @@ import pytest
 
 from channels.email import EmailSender, ImapMailbox, SmtpConfig
 from contracts import Channel, DeliveryStatus, SendMessage
+from services.bootstrap.settings import Settings
 from services.recorder import Recorder
-from services.settings import Settings
 from tests.helpers import eventually
 from tests.mail_fixtures import (
     DovecotServer,

@@ -13,16 +13,16 @@ from hypothesis import HealthCheck, given, settings
 
 from contracts import InvalidInteraction, parse_interaction
 from projections.follower import TimelineFollower
-from services.settings import Settings
-from services.store.open import open_history, open_timeline_view
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 from tests.generated import plausible_events
 
 
 def test_accepted_generated_events_are_recorded_and_shown_without_a_skip(
     hub_settings: Settings,
 ) -> None:
-    history = open_history(hub_settings)
-    view = open_timeline_view(hub_settings)
+    history = bootstrap(hub_settings).history()
+    view = bootstrap(hub_settings).timeline_view()
     follower = TimelineFollower(history, view)
     accepted = []
 

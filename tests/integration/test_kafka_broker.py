@@ -22,7 +22,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
-from services.kafka_local import LocalKafka
+from deploy.kafka_local import LocalKafka
 from tests.kafka_fixtures import ExternalKafka, TopicFactory
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code

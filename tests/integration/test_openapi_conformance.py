@@ -1,11 +1,11 @@
 """The API answers what its OpenAPI document says, on every operation, to any input.
 
-The hub runs as ``switchboard`` runs it (``services.hub.run_hub``: the API with every channel's
-webhooks, the recorder and the timeline projection) on a real Kafka broker and a SQLite store,
-in a thread, on a real port. Schemathesis generates requests from the hub's document, valid
-and invalid; a signing session authenticates each one as its provider would (Twilio's
-signature over URL and form, Meta's HMAC over the raw body, Telegram's secret token, the CTI
-bearer token), so the fuzzer reaches the handlers instead of stopping at the 403.
+The hub runs as ``switchboard`` runs it (``services.bootstrap.hub.run_hub``: the API with every
+channel's webhooks, the recorder and the timeline projection) on a real Kafka broker and a
+SQLite store, in a thread, on a real port. Schemathesis generates requests from the hub's
+document, valid and invalid; a signing session authenticates each one as its provider would
+(Twilio's signature over URL and form, Meta's HMAC over the raw body, Telegram's secret token,
+the CTI bearer token), so the fuzzer reaches the handlers instead of stopping at the 403.
 
 The document is built at import, from the same settings, because schemathesis needs it to
 collect the tests (its ``from_fixture`` fails on pytest 9: it sets ``Node._nodeid``);
@@ -40,10 +40,9 @@ from channels.social.meta import SIGNATURE_HEADER as META_SIGNATURE_HEADER
 from channels.social.meta import meta_signature
 from channels.social.telegram import SECRET_HEADER as TELEGRAM_SECRET_HEADER
 from projections.timeline import TimelineView
-from services.gateway.api import create_api
-from services.hub import run_hub
-from services.settings import Settings
-from services.wiring import build_webhook_routers
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.hub import run_hub
+from services.bootstrap.settings import Settings
 
 PUBLIC_BASE_URL = "https://hooks.example.com/switchboard"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
@@ -105,8 +104,7 @@ class RunningHub:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             ready.set()
             await run_hub(
-                self.settings,
-                self.settings.kafka_bootstrap or "",
+                bootstrap(self.settings),
                 self._stop,
                 services=("api", "recorder", "timeline"),
             )
@@ -214,8 +212,7 @@ def hub_document() -> dict:
     """
     publisher = InteractionPublisher("127.0.0.1:1")
     no_view = cast(TimelineView, None)
-    routers = build_webhook_routers(every_channel(), publisher=publisher, directory=no_view)
-    return create_api(view=no_view, default_region="DE", routers=routers).openapi()
+    return bootstrap(every_channel()).api(view=no_view, publisher=publisher).openapi()
 
 
 DOCUMENT = hub_document()

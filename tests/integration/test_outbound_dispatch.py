@@ -1,6 +1,6 @@
 """Send commands -> dispatcher -> sender -> outcome recorded, on the real broker.
 
-The sender here is a recording fake that implements the channels' Sender protocol; the
+The sender here is a recording fake that subclasses the channels' Sender protocol; the
 real channel senders are tested against stand-ins of their providers elsewhere.
 """
 
@@ -14,20 +14,21 @@ from aiokafka import AIOKafkaProducer
 from channels.outbound import (
     PermanentSendError,
     Recipient,
+    Sender,
     SendReceipt,
     TransientSendError,
 )
 from channels.publishing import InteractionPublisher
 from contracts import Channel, ConsentChanged, Direction, SendMessage
-from services.settings import Settings
-from services.store.open import open_history
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 from tests.helpers import eventually, recorded_refs
 
 PHONE = "+493012345678"
 
 
 @dataclass
-class RecordingSender:
+class RecordingSender(Sender):
     """A fake SMS provider: records what it was asked to send; can fail on cue."""
 
     channel: Channel = Channel.sms
@@ -91,7 +92,7 @@ async def test_after_stop_an_sms_is_refused_and_recorded_as_failed(
                     keyword="STOP",
                 )
             )
-    history = open_history(hub_settings)
+    history = bootstrap(hub_settings).history()
     from services.domain import customer_id_for
 
     def opted_out() -> bool:

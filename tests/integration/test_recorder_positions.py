@@ -21,10 +21,10 @@ import pytest
 
 from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived, dump_interaction
-from services.hub import build_recorder
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
-from services.settings import Settings
-from services.topics import ensure_topics
 from tests.helpers import recorded_refs, recorded_to_end
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -65,7 +65,7 @@ def slow_to_say_where(recorder: Recorder, delay: float = 0.4) -> None:
 @asynccontextmanager
 async def recording(settings: Settings) -> AsyncIterator[Recorder]:
     """A recorder on ``settings.store`` in the shared group, until it has read to the end."""
-    recorder = build_recorder(settings, settings.kafka_bootstrap)
+    recorder = bootstrap(settings).recorder()
     slow_to_say_where(recorder)
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))

@@ -11,12 +11,11 @@ from fastapi.testclient import TestClient
 
 from channels.publishing import InteractionPublisher
 from contracts import CallRinging, Channel, Direction, MessageReceived
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.gateway.api import create_api
-from services.hub import build_recorder
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
 from tests.helpers import (
     eventually,
     read_topic,
@@ -50,7 +49,7 @@ async def test_published_sms_and_call_appear_on_the_timeline_and_lookup(
         )
     )
     follower = timeline_follower(hub_settings)
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
 
     def both_shown() -> bool:
         follower.catch_up()
@@ -119,7 +118,7 @@ async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecordin
     for i in range(20):
         await publisher.publish(sms(f"SM-r{i}", party=f"+49301234{5600 + i}"))
     for _ in range(2):
-        recorder = build_recorder(hub_settings, hub_settings.kafka_bootstrap)
+        recorder = bootstrap(hub_settings).recorder()
         stop = asyncio.Event()
         task = asyncio.create_task(recorder.run(stop))
         await recorder.wait_started()
@@ -164,7 +163,7 @@ async def test_delivery_status_on_the_view_only_moves_forward(
             )
         )
     follower = timeline_follower(hub_settings)
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
 
     def three_on_timeline() -> bool:
         follower.catch_up()

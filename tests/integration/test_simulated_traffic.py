@@ -7,11 +7,10 @@ import json
 
 from channels.publishing import InteractionPublisher
 from contracts import InvalidInteraction, parse_interaction
-from services.hub import build_recorder
-from services.settings import Settings
-from services.simulator import TrafficGenerator, make_customers
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
+from deploy.simulator import TrafficGenerator, make_customers
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from tests.helpers import eventually, recorded_refs, timeline_follower
 
 
@@ -37,7 +36,7 @@ async def test_simulated_mix_is_recorded_once_each_and_bad_records_are_dead_lett
     ) as pub:
         await asyncio.gather(*[await pub.publish_unconfirmed(v, key=k) for k, v in records])
 
-    recorder = build_recorder(hub_settings, hub_settings.kafka_bootstrap)
+    recorder = bootstrap(hub_settings).recorder()
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:
@@ -58,7 +57,7 @@ async def test_simulated_mix_is_recorded_once_each_and_bad_records_are_dead_lett
     # The timeline shows every recorded interaction, and shows the same after a rebuild.
     follower = timeline_follower(hub_settings)
     follower.catch_up()
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
     busiest = view.customer_for_address("+493050000000")
     assert busiest is not None
     before = view.timeline(busiest, limit=1000)

@@ -22,12 +22,12 @@ from channels.outbound import (
 from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
 from contracts import Channel, DeliveryStatus, SendMessage
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.domain import customer_id_for
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_history, open_timeline_view
-from services.topics import ensure_topics
 from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
 from tests.standins.twilio_api import TwilioApiStandIn, signed_twilio_request
 
@@ -100,7 +100,7 @@ def sms(sid: str, body: str, sender: str = CUSTOMER) -> dict[str, str]:
 
 
 def consent(settings: Settings, address: str) -> dict[str, bool]:
-    history = open_history(settings)
+    history = bootstrap(settings).history()
     try:
         return dict(history.get_customer(customer_id_for(address)).consent)
     except Exception:
@@ -121,7 +121,7 @@ async def test_messages_and_keywords_reach_the_timeline_and_the_customers_consen
     assert list(ET.fromstring(stop_answer.content)) == []  # Twilio confirms the opt-out itself
 
     follower = timeline_follower(hub_settings)
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
 
     def five_entries() -> bool:
         follower.catch_up()
@@ -309,7 +309,7 @@ async def test_a_sent_sms_stays_delivered_whatever_order_its_callbacks_arrive_in
     assert counts[f"message.sent.v1|{sid}"] == 1
     assert counts[f"delivery.status.v1|{sid}:delivered"] == 1
     follower = timeline_follower(hub_settings)
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
 
     def delivered() -> bool:
         follower.catch_up()

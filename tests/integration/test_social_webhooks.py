@@ -33,10 +33,10 @@ from channels.social import (
 )
 from contracts import Channel, DeliveryStatus, SendMessage, dump_command, status_advances
 from projections.timeline import TimelineEntry
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_timeline_view
 from tests.helpers import eventually, recorded_refs, timeline_when_shown
 from tests.standins.meta_graph import (
     GraphStandIn,
@@ -243,7 +243,7 @@ async def test_statuses_out_of_order_are_all_recorded_and_the_furthest_is_kept(
         answer = await post_whatsapp(webhooks, delivery)
         assert answer.status_code == 200, answer.text
 
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
     # Meta delivered "delivered" before "sent", each in its own POST.
     await report("delivered", T + 5)
     await report("sent", T + 1)

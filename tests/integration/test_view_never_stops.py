@@ -14,8 +14,8 @@ import pytest
 
 from contracts import Channel, MessageReceived
 from projections.follower import TimelineFollower
-from services.settings import Settings
-from services.store.open import open_history, open_timeline_view
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 PARTY = "+493055501234"
@@ -34,11 +34,11 @@ def sms(ref: str, body: str, minutes: int = 0) -> MessageReceived:
 def test_a_body_stored_with_nul_shows_on_the_timeline_with_a_replacement_character(
     hub_settings: Settings,
 ) -> None:
-    history = open_history(hub_settings)
+    history = bootstrap(hub_settings).history()
     # Stored before the contracts replaced NUL: the store holds it, PostgreSQL's text cannot.
     legacy = sms("SM-nul", "x").model_copy(update={"body": "order\x00 4711"})
     history.record_interactions([legacy, sms("SM-after", "thanks", minutes=1)])
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
     TimelineFollower(history, view).catch_up()
 
     entries = view.timeline(view.customer_for_address(PARTY))
@@ -50,11 +50,11 @@ def test_a_body_stored_with_nul_shows_on_the_timeline_with_a_replacement_charact
 def test_an_event_the_view_cannot_apply_is_skipped_with_its_reason_and_later_ones_show(
     hub_settings: Settings,
 ) -> None:
-    history = open_history(hub_settings)
+    history = bootstrap(hub_settings).history()
     history.record_interactions(
         [sms("SM-1", "first"), sms("SM-poison", "cannot be shown", 1), sms("SM-3", "third", 2)]
     )
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
     apply = view.apply
 
     def apply_unless_poisoned(changes, tracking):
@@ -76,9 +76,9 @@ def test_an_event_the_view_cannot_apply_is_skipped_with_its_reason_and_later_one
 
 
 def test_a_view_that_does_not_answer_is_retried_not_skipped(hub_settings: Settings) -> None:
-    history = open_history(hub_settings)
+    history = bootstrap(hub_settings).history()
     history.record_interactions([sms("SM-a", "hello")])
-    view = open_timeline_view(hub_settings)
+    view = bootstrap(hub_settings).timeline_view()
     follower = TimelineFollower(history, view)
     apply, answers = view.apply, view.max_tracking_id
 

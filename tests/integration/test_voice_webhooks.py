@@ -22,12 +22,11 @@ from fastapi import FastAPI
 
 from channels.publishing import InteractionPublisher
 from channels.voice import TwilioVoiceConfig, twilio_voice_router
-from services.hub import build_recorder
-from services.kafka_local import LocalKafka
+from deploy.kafka_local import LocalKafka
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
+from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_timeline_view
-from services.topics import ensure_topics
 from tests.helpers import (
     eventually,
     recorded_refs,
@@ -55,7 +54,7 @@ def voice_app(publisher: InteractionPublisher, settings: Settings, **config: obj
         twilio_voice_router(
             publisher=publisher,
             config=TwilioVoiceConfig(auth_token=TOKEN, public_base_url=PUBLIC, **config),  # type: ignore[arg-type]
-            directory=open_timeline_view(settings),
+            directory=bootstrap(settings).timeline_view(),
         )
     )
     return app
@@ -119,7 +118,7 @@ async def test_a_call_rings_is_answered_by_an_agent_and_ends_on_the_timeline(
     app = voice_app(publisher, hub_settings, dial_client="agent_42")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL) as c:
         again = await post(c, "/webhooks/twilio/voice", call("CA101"))
-    customer_id = open_timeline_view(hub_settings).customer_for_address(CUSTOMER)
+    customer_id = bootstrap(hub_settings).timeline_view().customer_for_address(CUSTOMER)
     parameters = {
         p.get("name"): p.get("value")
         for p in ET.fromstring(again.content).findall("Dial/Client/Parameter")
@@ -277,7 +276,7 @@ async def test_kafka_not_confirming_in_time_answers_503_and_twilios_retry_is_rec
                 os.kill(restartable_kafka.pid, signal.SIGCONT)  # type: ignore[arg-type]
             retried = await post(c, "/webhooks/twilio/voice", call("CA600"))  # Twilio retries
             assert retried.status_code == 200, retried.text
-    recorder = build_recorder(settings, settings.kafka_bootstrap)
+    recorder = bootstrap(settings).recorder()
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     try:

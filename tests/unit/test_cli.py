@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.bootstrap.cli import app
 
 runner = CliRunner()
 
@@ -54,9 +54,14 @@ def test_an_unknown_customer_id_exits_1_like_the_api_answers_404(tmp_path: Path)
 
 
 def test_an_unreachable_broker_is_one_line_saying_how_to_start_it(tmp_path: Path) -> None:
-    env = {"SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1", "SWITCHBOARD_DATA_DIR": str(tmp_path)}
+    env = {
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_TELEGRAM_BOT_TOKEN": "123:abc",
+        "SWITCHBOARD_TELEGRAM_SECRET_TOKEN": "s3cret",
+    }
     for args in (
-        ["send", "--channel", "sms", "--to", "+493012345678", "--body", "x"],
+        ["send", "--channel", "telegram", "--to", "telegram:4711", "--body", "x"],
         ["simulate", "--duration", "1"],
     ):
         result = runner.invoke(app, args, env=env)
@@ -64,3 +69,16 @@ def test_an_unreachable_broker_is_one_line_saying_how_to_start_it(tmp_path: Path
         assert "Kafka is not reachable at 127.0.0.1:1" in result.output
         assert "make up" in result.output
         assert "Traceback" not in result.output
+
+
+def test_send_on_a_channel_without_credentials_is_refused_before_anything_is_queued(
+    tmp_path: Path,
+) -> None:
+    result = runner.invoke(
+        app,
+        ["send", "--channel", "sms", "--to", "+493012345678", "--body", "x"],
+        env={"SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1", "SWITCHBOARD_DATA_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 1, result.output
+    assert "the hub has no sender for sms" in result.output
+    assert "queued" not in result.output

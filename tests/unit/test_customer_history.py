@@ -9,10 +9,10 @@ import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from contracts import Channel, ConsentChanged, Direction, MessageReceived
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 from services.domain import Customer, customer_id_for
-from services.settings import Settings
-from services.store.history import SNAPSHOT_INTERVAL, CustomerHistory
-from services.store.open import open_history
+from services.history.customers import SNAPSHOT_INTERVAL, CustomerHistory
 
 T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
 
@@ -25,7 +25,7 @@ def sms(ref: str, party: str = "+493012345678", at: datetime = T0) -> MessageRec
 
 @pytest.fixture
 def history(store_url: str, tmp_path: Path) -> CustomerHistory:
-    return open_history(Settings(store=store_url, data_dir=tmp_path))
+    return bootstrap(Settings(store=store_url, data_dir=tmp_path)).history()
 
 
 def test_first_contact_creates_the_customer_with_an_id_derived_from_the_address(

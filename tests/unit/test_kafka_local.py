@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services import kafka_local
-from services.kafka_cli import kafka_app
-from services.kafka_local import (
+from deploy import kafka_local
+from deploy.kafka_local import (
     CONFIG_TEMPLATE,
     KafkaLaunchError,
     LocalKafka,
@@ -29,7 +28,8 @@ from services.kafka_local import (
     render_config,
     set_properties,
 )
-from services.ports import ephemeral_range, free_ports
+from deploy.ports import ephemeral_range, free_ports
+from services.bootstrap.kafka_cli import kafka_app
 
 # --------------------------------------------------------------------------- config
 

@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from starlette.datastructures import FormData
 
 from channels.sms.status import delivery_status
-from channels.twilio_signature import TwilioForm
+from channels.twilio import TwilioForm
 from channels.voice.status import call_event_from_status
 from contracts import CallAnswered, CallEnded, CallMissed, DeliveryStatus, status_advances
 

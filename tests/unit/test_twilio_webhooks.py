@@ -1,13 +1,14 @@
 """The Twilio webhook edge without Kafka: signatures, public URLs, TwiML answers, 503s.
 
-Requests are signed with Twilio's own RequestValidator. The publisher is a fake that
-subclasses the real one, so it cannot drift from its interface.
+Requests are signed with Twilio's own RequestValidator. The publisher and the caller directory
+are fakes that subclass the real interfaces, so they cannot drift from them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from uuid import UUID
 
 import pytest
@@ -17,8 +18,8 @@ from twilio.request_validator import RequestValidator
 
 from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsConfig, twilio_sms_router
-from channels.twilio_signature import TwilioWebhook
-from channels.voice import TwilioVoiceConfig, twilio_voice_router
+from channels.twilio import TwilioSignature
+from channels.voice import CallerDirectory, TwilioVoiceConfig, twilio_voice_router
 from contracts import InteractionEvent
 from tests.standins.twilio_api import signed_twilio_request
 
@@ -45,7 +46,7 @@ class FakePublisher(InteractionPublisher):
         self.published.append(event)
 
 
-class Directory:
+class Directory(CallerDirectory):
     def customer_for_address(self, address: str) -> UUID | None:
         return KNOWN_CUSTOMER if address == CUSTOMER else None
 
@@ -87,19 +88,18 @@ def sms_app(publisher: FakePublisher) -> TestClient:
 # -- signatures and the public URL ------------------------------------------------------------
 
 
-def echo_app(webhook: TwilioWebhook, **client: object) -> TestClient:
+def echo_app(signature: TwilioSignature, **client: object) -> TestClient:
     app = FastAPI()
 
     @app.post("/webhooks/echo")
     async def echo(request: Request) -> dict[str, str]:
-        form = await webhook.verified_form(request)
-        return dict(form.params)
+        return dict(await signature.verified_params(request))
 
     return TestClient(app, **client)  # type: ignore[arg-type]
 
 
 def test_signature_is_checked_over_the_public_url_not_the_proxys_host() -> None:
-    client = echo_app(TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC + "/"))
+    client = echo_app(TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC + "/"))
     params = {"CallSid": "CA1", "Body": "ünïcode & = signs"}
     # The request reaches us as http://testserver/webhooks/echo, as from a reverse proxy.
     good = post(client, "/webhooks/echo?x=1&y=2", params)
@@ -110,7 +110,7 @@ def test_signature_is_checked_over_the_public_url_not_the_proxys_host() -> None:
 
 
 def test_the_query_string_is_part_of_what_is_signed() -> None:
-    client = echo_app(TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC))
+    client = echo_app(TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC))
     params = {"CallSid": "CA1"}
     headers = signed_twilio_request(TOKEN, PUBLIC + "/webhooks/echo?From=%2B1415", params)
     assert (
@@ -122,8 +122,8 @@ def test_the_query_string_is_part_of_what_is_signed() -> None:
 
 
 def test_an_app_mounted_under_a_root_path_signs_from_the_public_base() -> None:
-    webhook = TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC)
-    client = echo_app(webhook, root_path="/internal")
+    signature = TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC)
+    client = echo_app(signature, root_path="/internal")
     params = {"CallSid": "CA1"}
     assert post(client, "/webhooks/echo", params).status_code == 200
 
@@ -133,7 +133,7 @@ def test_an_app_mounted_under_a_root_path_signs_from_the_public_base() -> None:
     ["wrong token", "tampered value", "added param", "no signature", "empty signature"],
 )
 def test_forged_or_missing_signatures_are_refused(forge: str) -> None:
-    client = echo_app(TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC))
+    client = echo_app(TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC))
     params = {"CallSid": "CA1", "From": CUSTOMER}
     headers = signed_twilio_request(TOKEN, PUBLIC + "/webhooks/echo", params)
     sent = dict(params)
@@ -160,12 +160,12 @@ def test_hmac_sha256_signatures_by_a_shared_key() -> None:
     signature = RequestValidator(secret).compute_signature(url, params, algorithm="HMAC_SHA256")
     headers = {"X-Twilio-Signature": signature, **settings}
     configured = echo_app(
-        TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC, shared_key_secret=secret)
+        TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC, shared_key_secret=secret)
     )
     assert configured.post("/webhooks/echo", data=params, headers=headers).status_code == 200
     # The same signature without the shared key configured, or an auth-token SHA-1 signature
     # claiming to be SHA-256, is refused.
-    unconfigured = echo_app(TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC))
+    unconfigured = echo_app(TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC))
     assert unconfigured.post("/webhooks/echo", data=params, headers=headers).status_code == 403
     sha1 = signed_twilio_request(TOKEN, url, params)
     assert (
@@ -175,7 +175,7 @@ def test_hmac_sha256_signatures_by_a_shared_key() -> None:
 
 
 def test_a_body_that_is_not_a_form_is_a_400() -> None:
-    client = echo_app(TwilioWebhook(auth_token=TOKEN, public_base_url=PUBLIC))
+    client = echo_app(TwilioSignature(auth_token=TOKEN, public_base_url=PUBLIC))
     headers = {"X-Twilio-Signature": "x"}
     answer = client.post("/webhooks/echo", json={"CallSid": "CA1"}, headers=headers)
     assert answer.status_code == 400 and "x-www-form-urlencoded" in answer.json()["detail"]
@@ -251,14 +251,41 @@ def test_kafka_not_confirming_is_a_503_so_twilio_retries(behaviour: str, seconds
     assert "retry" in answer.json()["detail"]
 
 
-def test_a_repeated_delivery_token_gets_the_same_answer_without_publishing_again() -> None:
+@pytest.mark.parametrize(
+    ("app", "path", "params"),
+    [
+        (voice_app, "/webhooks/twilio/voice", call()),
+        (voice_app, "/webhooks/twilio/voice/status", {**call(), "CallStatus": "busy"}),
+        (voice_app, "/webhooks/twilio/voice/queue", {**call(), "QueueResult": "hangup"}),
+        (
+            voice_app,
+            "/webhooks/twilio/voice/recording",
+            {
+                "RecordingSid": "RE1",
+                "CallSid": "CA1",
+                "From": CUSTOMER,
+                "RecordingUrl": "https://api.twilio.com/recordings/RE1",
+                "RecordingDuration": "4",
+            },
+        ),
+        (sms_app, "/webhooks/twilio/sms", {"MessageSid": "SM1", "From": CUSTOMER, "Body": "hi"}),
+        (
+            sms_app,
+            "/webhooks/twilio/sms/status",
+            {"MessageSid": "SM1", "From": HOTLINE, "To": CUSTOMER, "MessageStatus": "delivered"},
+        ),
+    ],
+)
+def test_a_repeated_delivery_token_gets_the_same_answer_without_publishing_again(
+    app: Callable[[FakePublisher], TestClient], path: str, params: dict[str, str]
+) -> None:
     publisher = FakePublisher()
-    client = voice_app(publisher)
+    client = app(publisher)
     token = {"I-Twilio-Idempotency-Token": "tok-1"}
-    first = post(client, "/webhooks/twilio/voice", call(), **token)
-    again = post(client, "/webhooks/twilio/voice", call(), **token)
-    assert first.status_code == again.status_code == 200
-    assert first.content == again.content
+    first = post(client, path, params, **token)
+    again = post(client, path, params, **token)
+    assert first.is_success, first.text
+    assert (again.status_code, again.content) == (first.status_code, first.content)
     assert len(publisher.published) == 1
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts import Channel
-from services.settings import Settings
-from services.wiring import build_senders, build_webhook_routers
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.settings import Settings
 
 
 def paths(routers) -> set[str]:
@@ -13,8 +13,8 @@ def paths(routers) -> set[str]:
 
 def test_no_credentials_means_no_webhooks_and_no_senders() -> None:
     settings = Settings()
-    assert build_webhook_routers(settings, publisher=None, directory=None) == []  # type: ignore[arg-type]
-    assert build_senders(settings) == {}
+    assert bootstrap(settings).webhook_routers(publisher=None, directory=None) == []  # type: ignore[arg-type]
+    assert bootstrap(settings).senders() == {}
 
 
 def test_configured_social_channels_get_webhooks_and_senders() -> None:
@@ -26,10 +26,10 @@ def test_configured_social_channels_get_webhooks_and_senders() -> None:
         whatsapp_access_token="token",
         whatsapp_phone_number_id="1055",
     )
-    routes = paths(build_webhook_routers(settings, publisher=None, directory=None))  # type: ignore[arg-type]
+    routes = paths(bootstrap(settings).webhook_routers(publisher=None, directory=None))  # type: ignore[arg-type]
     assert {"/webhooks/telegram", "/webhooks/whatsapp"} <= routes
     assert "/webhooks/messenger" not in routes
-    assert set(build_senders(settings)) == {Channel.telegram, Channel.whatsapp}
+    assert set(bootstrap(settings).senders()) == {Channel.telegram, Channel.whatsapp}
 
 
 def test_twilio_and_cti_are_wired_with_a_public_url_and_their_secrets() -> None:
@@ -40,16 +40,15 @@ def test_twilio_and_cti_are_wired_with_a_public_url_and_their_secrets() -> None:
         twilio_from_number="+14155550100",
         cti_token="a-long-enough-cti-token",
     )
-    routes = paths(build_webhook_routers(settings, publisher=None, directory=None))  # type: ignore[arg-type]
+    routes = paths(bootstrap(settings).webhook_routers(publisher=None, directory=None))  # type: ignore[arg-type]
     assert {"/webhooks/twilio/voice", "/webhooks/twilio/sms", "/webhooks/cti/events"} <= routes
-    assert set(build_senders(settings)) == {Channel.sms}
+    assert set(bootstrap(settings).senders()) == {Channel.sms}
 
 
 def test_email_is_wired_from_json_mailboxes_and_smtp_settings(tmp_path) -> None:
-    from services.wiring import build_email_ingestion
-
     settings = Settings(
         data_dir=tmp_path,
+        kafka_bootstrap="127.0.0.1:9",
         email_mailboxes=[
             {
                 "name": "support",
@@ -63,14 +62,12 @@ def test_email_is_wired_from_json_mailboxes_and_smtp_settings(tmp_path) -> None:
         email_smtp_host="127.0.0.1",
         email_from_address="support@example.com",
     )
-    assert build_email_ingestion(settings, "127.0.0.1:9") is not None
-    assert Channel.email in build_senders(settings)
-    assert build_email_ingestion(Settings(), "127.0.0.1:9") is None
+    assert bootstrap(settings).email_ingestion() is not None
+    assert Channel.email in bootstrap(settings).senders()
+    assert bootstrap(Settings(kafka_bootstrap="127.0.0.1:9")).email_ingestion() is None
 
 
 def test_mailboxes_attribute_bounces_to_the_domain_our_replies_are_sent_from(tmp_path) -> None:
-    from services.wiring import channel_configs
-
     mailbox = {
         "name": "support",
         "host": "127.0.0.1",
@@ -84,6 +81,6 @@ def test_mailboxes_attribute_bounces_to_the_domain_our_replies_are_sent_from(tmp
         email_from_address="support@example.com",
         email_domain="replies.example.net",
     )
-    support, sales = channel_configs(settings).mailboxes
+    support, sales = bootstrap(settings).channels().mailboxes
     assert support.message_id_domains == ("replies.example.net",)
     assert sales.message_id_domains == ("b.org",)  # said explicitly: kept

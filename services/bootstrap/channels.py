@@ -1,35 +1,25 @@
-"""Which channels are on: build their webhook routers and outbound senders from the settings.
+"""Which channels are on: the settings turned into each channel's own configuration.
 
-A channel is wired when its credentials are set; an unconfigured one simply has no
-webhooks and no sender (commands for it fail with a clear "no sender configured").
+A channel is on when its credentials are set; an unconfigured one simply has no webhooks and
+no sender (commands for it fail with a clear "no sender configured").  The bootstrap builds
+the routers and senders from these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from fastapi import APIRouter
 from pydantic import SecretStr
 
-from channels.email import EmailIngestion, EmailSender, ImapMailbox, SmtpConfig
-from channels.outbound import Sender
-from channels.publishing import InteractionPublisher
-from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
+from channels.email import ImapMailbox, SmtpConfig
+from channels.sms import TwilioSmsConfig
 from channels.social import (
     MessengerConfig,
-    MessengerSender,
     TelegramConfig,
-    TelegramSender,
     WhatsAppConfig,
-    WhatsAppSender,
-    messenger_router,
-    telegram_router,
-    whatsapp_router,
 )
-from channels.voice import CtiConfig, TwilioVoiceConfig, cti_router, twilio_voice_router
-from contracts import Channel
-from projections.timeline import TimelineView
-from services.settings import Settings
+from channels.voice import CtiConfig, TwilioVoiceConfig
+from services.bootstrap.settings import Settings
 
 
 def _secret(value: SecretStr | None) -> str:
@@ -118,55 +108,3 @@ def channel_configs(settings: Settings) -> ChannelConfigs:
             api_base_url=settings.telegram_api_base_url,
         )
     return configs
-
-
-def build_webhook_routers(
-    settings: Settings, *, publisher: InteractionPublisher, directory: TimelineView
-) -> list[APIRouter]:
-    configs = channel_configs(settings)
-    routers: list[APIRouter] = []
-    if configs.voice:
-        routers.append(
-            twilio_voice_router(publisher=publisher, config=configs.voice, directory=directory)
-        )
-    if configs.cti:
-        routers.append(cti_router(publisher=publisher, config=configs.cti))
-    if configs.sms:
-        routers.append(twilio_sms_router(publisher=publisher, config=configs.sms))
-    if configs.whatsapp:
-        routers.append(whatsapp_router(publisher=publisher, config=configs.whatsapp))
-    if configs.messenger:
-        routers.append(messenger_router(publisher=publisher, config=configs.messenger))
-    if configs.telegram:
-        routers.append(telegram_router(publisher=publisher, config=configs.telegram))
-    return routers
-
-
-def build_senders(settings: Settings) -> dict[Channel, Sender]:
-    configs = channel_configs(settings)
-    senders: dict[Channel, Sender] = {}
-    if configs.smtp:
-        senders[Channel.email] = EmailSender(configs.smtp)
-    if configs.sms:
-        senders[Channel.sms] = TwilioSmsSender(configs.sms)
-    if configs.whatsapp:
-        senders[Channel.whatsapp] = WhatsAppSender(configs.whatsapp)
-    if configs.messenger:
-        senders[Channel.messenger] = MessengerSender(configs.messenger)
-    if configs.telegram:
-        senders[Channel.telegram] = TelegramSender(configs.telegram)
-    return senders
-
-
-def build_email_ingestion(settings: Settings, bootstrap: str) -> EmailIngestion | None:
-    """The IMAP ingester for the configured mailboxes, or None when there are none."""
-    mailboxes = channel_configs(settings).mailboxes
-    if not mailboxes:
-        return None
-    return EmailIngestion(
-        mailboxes,
-        bootstrap=bootstrap,
-        topic=settings.interactions_topic,
-        deadletter_topic=settings.deadletter_topic,
-        data_dir=settings.data_dir,
-    )

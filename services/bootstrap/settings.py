@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10000, ge=1000)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    local_kafka_port: int = Field(
+        19092, ge=1024, le=65534, description="`switchboard up`'s own broker (controller: +1)"
+    )
     default_region: str | None = Field(
         None, description="Region for national phone numbers without +, e.g. 'US' or 'DE'"
     )

@@ -1,8 +1,6 @@
-"""The composition root: the one place where the hub's parts are built and wired.
-
-``run_hub`` runs the chosen services in one process (all of them for local use);
-in production each runs as its own process (``switchboard serve <service>``) and
-scales through Kafka partitions.
+"""Run the hub's services in one process: all of them locally (``switchboard up``), or the
+chosen ones in production (``switchboard serve <service>``, scaled through Kafka partitions).
+The parts come from the one bootstrap (``services/bootstrap/bootstrap.py``).
 """
 
 from __future__ import annotations
@@ -17,53 +15,18 @@ from contextlib import suppress
 import uvicorn
 
 from channels.publishing import InteractionPublisher
-from projections.follower import TimelineFollower
-from services.gateway.api import create_api
-from services.outbound.dispatcher import OutboundDispatcher
-from services.recorder import Recorder
-from services.settings import Settings
-from services.store.open import open_history, open_outbound_ledger, open_timeline_view
-from services.supervision import supervise
-from services.topics import ensure_topics
-from services.wiring import build_email_ingestion, build_senders, build_webhook_routers
+from services.bootstrap.bootstrap import Hub
+from services.bootstrap.settings import Settings
+from services.bootstrap.supervision import supervise
+from services.bootstrap.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("recorder", "timeline", "api", "outbound", "email")
 
 
-def build_dispatcher(settings: Settings, bootstrap: str) -> OutboundDispatcher:
-    return OutboundDispatcher(
-        open_history(settings, cached=False),
-        ledger=open_outbound_ledger(settings),
-        senders=build_senders(settings),
-        bootstrap=bootstrap,
-        topic=settings.outbound_topic,
-        interactions_topic=settings.interactions_topic,
-        deadletter_topic=settings.deadletter_topic,
-        group_id=settings.outbound_group,
-        session_timeout_ms=settings.session_timeout_ms,
-    )
-
-
-def build_recorder(
-    settings: Settings, bootstrap: str, *, client_id: str = "switchboard-recorder"
-) -> Recorder:
-    return Recorder(
-        open_history(settings),
-        bootstrap=bootstrap,
-        topic=settings.interactions_topic,
-        deadletter_topic=settings.deadletter_topic,
-        group_id=settings.recorder_group,
-        batch_size=settings.recorder_batch,
-        session_timeout_ms=settings.session_timeout_ms,
-        client_id=client_id,
-    )
-
-
 async def run_hub(
-    settings: Settings,
-    bootstrap: str,
+    hub: Hub,
     stop: asyncio.Event,
     *,
     services: Iterable[str] = SERVICES,
@@ -75,6 +38,7 @@ async def run_hub(
     which answers webhooks 503 meanwhile) keep running.  Only the API failing to serve
     (its port is taken, say) ends the hub.
     """
+    settings = hub.settings
     services = set(services)
     tasks: list[asyncio.Task] = []
     follower_stop = threading.Event()
@@ -83,24 +47,24 @@ async def run_hub(
 
     def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
         async def with_topics() -> None:
-            await ensure_topics(settings, bootstrap)
+            await ensure_topics(settings, hub.kafka)
             await run()
 
         tasks.append(asyncio.create_task(supervise(name, with_topics, stop), name=name))
 
     if "recorder" in services:
-        supervised("recorder", lambda: build_recorder(settings, bootstrap).run(stop))
+        supervised("recorder", lambda: hub.recorder().run(stop))
     if "timeline" in services:
-        follower = TimelineFollower(open_history(settings), open_timeline_view(settings))
+        follower = hub.timeline_follower()
         follower_thread = threading.Thread(
             target=follower.run, args=(follower_stop,), name="timeline", daemon=True
         )
         follower_thread.start()
     if "email" in services:
-        if build_email_ingestion(settings, bootstrap) is not None:
+        if hub.email_ingestion() is not None:
 
             async def ingest_mail() -> None:
-                ingestion = build_email_ingestion(settings, bootstrap)
+                ingestion = hub.email_ingestion()
                 assert ingestion is not None
                 await ingestion.run(stop)
 
@@ -108,12 +72,12 @@ async def run_hub(
         elif services != set(SERVICES):  # asked for explicitly
             log.warning("email: no mailboxes configured (SWITCHBOARD_EMAIL_MAILBOXES)")
     if "outbound" in services:
-        supervised("outbound", lambda: build_dispatcher(settings, bootstrap).run(stop))
+        supervised("outbound", lambda: hub.dispatcher().run(stop))
     webhook_publisher: InteractionPublisher | None = None
     api_task: asyncio.Task | None = None
     if "api" in services:
-        view = open_timeline_view(settings)
-        webhook_publisher = InteractionPublisher(bootstrap, topic=settings.interactions_topic)
+        view = hub.timeline_view()
+        webhook_publisher = hub.publisher()
         # Webhooks answer 503 (the provider retries) until the publisher has connected.
         tasks.append(
             asyncio.create_task(
@@ -121,8 +85,7 @@ async def run_hub(
                 name="webhook publisher",
             )
         )
-        routers = build_webhook_routers(settings, publisher=webhook_publisher, directory=view)
-        api = create_api(view=view, default_region=settings.default_region, routers=routers)
+        api = hub.api(view=view, publisher=webhook_publisher)
         config = uvicorn.Config(
             api,
             host=settings.http_host,

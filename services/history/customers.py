@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from contracts import ConsentChanged, InteractionEvent
 from services.domain import Customer, customer_id_for
-from services.store.recorders import PostgresHistoryRecorder, SQLiteHistoryRecorder
+from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from eventsourcing.utils import Environment
 from projections.timeline import TimelineView
 from projections.timeline_postgres import PostgresTimelineView
 from projections.timeline_sqlite import SQLiteTimelineView
-from services.outbound.ledger import OutboundLedger
-from services.settings import Settings
-from services.store.history import CustomerHistory
+from services.bootstrap.settings import Settings
+from services.history.customers import CustomerHistory
+from services.history.ledger import OutboundLedger
 
 T = TypeVar("T")
 

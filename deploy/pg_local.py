@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from services.ports import free_port
+from deploy.ports import free_port
 
 
 def _pg_bin() -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
@@ -22,7 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.settings import Settings
+from services.bootstrap.settings import Settings
+
+if TYPE_CHECKING:
+    from services.bootstrap.bootstrap import Hub
 
 T = TypeVar("T")
 
@@ -36,7 +39,7 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 try:  # the local broker launcher (services/kafka_cli.py)
-    from services.kafka_cli import kafka_app
+    from services.bootstrap.kafka_cli import kafka_app
 
     app.add_typer(kafka_app, name="kafka", help="Run the local single-node Kafka broker.")
 except ImportError:  # pragma: no cover
@@ -45,6 +48,22 @@ except ImportError:  # pragma: no cover
 
 def _settings() -> Settings:
     return Settings()
+
+
+def _hub(settings: Settings) -> Hub:
+    # Imported when a command needs the hub: `switchboard --help` stays quick.
+    from services.bootstrap.bootstrap import bootstrap
+
+    return bootstrap(settings)
+
+
+def _client_settings() -> Settings:
+    """Settings for a command that talks to a running hub: the local broker unless told."""
+    settings = _settings()
+    if settings.kafka_bootstrap:
+        return settings
+    local = f"127.0.0.1:{settings.local_kafka_port}"
+    return settings.model_copy(update={"kafka_bootstrap": local})
 
 
 def _fail(message: str) -> typer.Exit:
@@ -83,8 +102,8 @@ def serve(
     log_level: str = "INFO",
 ) -> None:
     """Run hub services against the configured Kafka and store (production entry point)."""
-    from services.hub import SERVICES, run_hub
-    from services.logs import configure_logging
+    from services.bootstrap.hub import SERVICES, run_hub
+    from services.bootstrap.logs import configure_logging
 
     configure_logging(log_level)
     settings = _settings()
@@ -98,7 +117,7 @@ def serve(
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(stop)
-        await run_hub(settings, settings.kafka_bootstrap, stop, services=chosen)
+        await run_hub(_hub(settings), stop, services=chosen)
 
     asyncio.run(main())
 
@@ -111,26 +130,30 @@ def up(
     log_level: str = "INFO",
 ) -> None:
     """Start everything locally: Kafka broker, recorder, timeline and API. Ctrl-C stops all."""
-    from services.hub import run_hub
-    from services.kafka_local import LocalKafka
-    from services.logs import configure_logging
+    from deploy.kafka_local import KafkaLaunchError, LocalKafka, jars_cached
+    from services.bootstrap.hub import run_hub
+    from services.bootstrap.logs import configure_logging
 
     configure_logging(log_level, json_lines=False)
     settings = _settings()
     broker = None
-    bootstrap = settings.kafka_bootstrap
-    if not bootstrap:
+    if not settings.kafka_bootstrap:
         broker = LocalKafka(
             work_dir=settings.data_dir / "kafka",
-            port=19092,
-            controller_port=19093,
+            port=settings.local_kafka_port,
+            controller_port=settings.local_kafka_port + 1,
             keep_data=not fresh,
         )
-        out.print("starting the local Kafka broker (first run downloads its jars)…")
-        broker.start()
-        bootstrap = broker.bootstrap
+        first = "" if jars_cached() else " (first run: fetching its jars from Maven Central)"
+        out.print(f"starting the local Kafka broker{first}…")
+        try:
+            broker.start()
+        except KafkaLaunchError as e:
+            raise _fail(f"{e} (set SWITCHBOARD_LOCAL_KAFKA_PORT to use another port)") from None
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+    hub = _hub(settings)
     out.print(
-        f"[green]Kafka[/green] {bootstrap}   [green]store[/green] {settings.store}   "
+        f"[green]Kafka[/green] {hub.kafka}   [green]store[/green] {settings.store}   "
         f"[green]API[/green] http://{settings.http_host}:{settings.http_port}/docs"
     )
     out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
@@ -138,19 +161,18 @@ def up(
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(stop)
-        hub = asyncio.create_task(run_hub(settings, bootstrap, stop))
+        running = asyncio.create_task(run_hub(hub, stop))
         if demo:
-            await asyncio.sleep(2)
+            out.print(f"demo: playing simulated traffic into the hub at {demo_rate:g} contacts/s")
             await _run_simulation(
-                bootstrap,
-                settings,
+                hub,
                 customers=200,
                 rate=demo_rate,
                 duration=10**6,
                 stop=stop,
                 progress=False,
             )
-        await hub
+        await running
 
     try:
         asyncio.run(main())
@@ -161,8 +183,7 @@ def up(
 
 
 async def _run_simulation(
-    bootstrap: str,
-    settings: Settings,
+    hub: Hub,
     *,
     customers: int,
     rate: float,
@@ -171,14 +192,11 @@ async def _run_simulation(
     progress: bool = True,
     seed: int | None = None,
 ) -> int:
-    from channels.publishing import InteractionPublisher
-    from services.simulator import simulate
-    from services.topics import ensure_topics
+    from deploy.simulator import simulate
+    from services.bootstrap.topics import ensure_topics
 
-    await ensure_topics(settings, bootstrap)
-    async with InteractionPublisher(
-        bootstrap, topic=settings.interactions_topic, linger_ms=5
-    ) as publisher:
+    await ensure_topics(hub.settings, hub.kafka)
+    async with hub.publisher(linger_ms=5) as publisher:
 
         async def publish(value: bytes, key: str) -> asyncio.Future:
             return await publisher.publish_unconfirmed(value, key=key)
@@ -223,23 +241,19 @@ def simulate(
     ] = None,
 ) -> None:
     """Publish realistic mixed traffic (with some duplicates and malformed records) to Kafka."""
-    settings = _settings()
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
+    hub = _hub(_client_settings())
     published = _with_kafka(
-        bootstrap,
-        _run_simulation(
-            bootstrap, settings, customers=customers, rate=rate, duration=duration, seed=seed
-        ),
+        hub.kafka,
+        _run_simulation(hub, customers=customers, rate=rate, duration=duration, seed=seed),
     )
-    out.print(f"published {published} records to {settings.interactions_topic} on {bootstrap}")
+    out.print(f"published {published} records to {hub.settings.interactions_topic} on {hub.kafka}")
 
 
 def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
     from contracts import AddressError
     from services.addressing import parse_any_address
-    from services.store.open import open_timeline_view
 
-    view = open_timeline_view(settings)
+    view = _hub(settings).timeline_view()
     try:
         customer_id = UUID(target)
     except ValueError:
@@ -320,33 +334,29 @@ def send(
     purpose: Annotated[str, typer.Option(help="service or marketing")] = "service",
 ) -> None:
     """Ask the hub to send a message (publishes a command on the outbound topic)."""
-    from aiokafka import AIOKafkaProducer
     from pydantic import ValidationError
 
     from contracts import SendMessage, dump_command
 
-    settings = _settings()
+    hub = _hub(_client_settings())
+    settings = hub.settings
     try:
         command = SendMessage(
             channel=channel, to=to, body=body, subject=subject, purpose=purpose, requested_by="cli"
         )
     except ValidationError as e:
         raise _fail(str(e)) from None
-    bootstrap = settings.kafka_bootstrap or "127.0.0.1:19092"
+    if command.channel not in hub.sending_channels():
+        raise _fail(
+            f"the hub has no sender for {command.channel}: set that channel's credentials "
+            "(see README, Channels) and restart the hub"
+        )
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-        )
-        try:
-            await producer.start()
-            await producer.send_and_wait(
-                settings.outbound_topic, dump_command(command), key=command.to.encode()
-            )
-        finally:
-            await producer.stop()
+        async with hub.publisher(topic=settings.outbound_topic) as commands:
+            await commands.publish_raw(dump_command(command), key=command.to)
 
-    _with_kafka(bootstrap, publish())
+    _with_kafka(hub.kafka, publish())
     out.print(f"queued command {command.command_id} ({command.channel} to {command.to})")
 
 
@@ -358,11 +368,10 @@ app.add_typer(projections_app, name="projections")
 def rebuild() -> None:
     """Drop the timeline view and rebuild it from zero (stop the timeline service first)."""
     from projections.follower import TimelineFollower
-    from services.store.open import open_history, open_timeline_view
 
-    settings = _settings()
-    history = open_history(settings)
-    view = open_timeline_view(settings)
+    hub = _hub(_settings())
+    history = hub.history()
+    view = hub.timeline_view()
     view.reset()
     total = history.recorder.max_notification_id() or 0
     follower = TimelineFollower(history, view)

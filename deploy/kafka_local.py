@@ -38,11 +38,11 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from services.ports import free_ports, port_in_use
+from deploy.ports import free_ports, port_in_use
 
 log = logging.getLogger(__name__)
 
-DEPLOY_DIR: Path = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
+DEPLOY_DIR: Path = Path(__file__).resolve().parent / "kafka"  # package data: works installed too
 POM_FILE = DEPLOY_DIR / "pom.xml"
 CONFIG_TEMPLATE = DEPLOY_DIR / "server.properties"
 # Always the .properties twin: jackson-dataformat-yaml arrives transitively in lib/, but a YAML
@@ -138,6 +138,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def jars_cached(*, cache_root: Path | None = None, pom: Path | None = None) -> bool:
+    """Whether the broker jars for this pom are in the cache already (no download needed)."""
+    root = cache_root or DEFAULT_CACHE_ROOT
+    return not missing_jars(root / pom_hash(pom or POM_FILE) / "lib")
+
+
 def ensure_jars(
     *, quiet: bool = True, cache_root: Path | None = None, pom: Path | None = None
 ) -> Path:
@@ -204,7 +210,7 @@ def set_properties(text: str, values: dict[str, str]) -> str:
         out.append(line)
     if remaining:
         out.append("")
-        out.append("# Added by services/kafka_local.py")
+        out.append("# Added by deploy/kafka_local.py")
         out.extend(f"{key}={value}" for key, value in remaining.items())
     return "\n".join(out) + "\n"
 

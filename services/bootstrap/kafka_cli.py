@@ -1,4 +1,4 @@
-"""`switchboard kafka start|stop|status`: the local single-node broker of services.kafka_local.
+"""`switchboard kafka start|stop|status`: the local single-node broker of deploy.kafka_local.
 
 Exit codes: 0 ok, 1 failure (one-line error on stderr; the broker log path is in that line).
 """
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from services.kafka_local import KafkaLaunchError, LocalKafka
+from deploy.kafka_local import KafkaLaunchError, LocalKafka
 
 kafka_app = typer.Typer(
     help="Run a local single-node Kafka broker (KRaft, 127.0.0.1 only) from Maven jars.",

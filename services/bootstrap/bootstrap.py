@@ -1,0 +1,180 @@
+"""The one bootstrap: every part of the hub built from the settings, in one place.
+
+As in cosmicpython's ``bootstrap()``: the entry points (the CLI, ``run_hub``, the benchmarks)
+and the tests all build the hub through it, and a test hands in stand-ins (senders that
+record, a store of its own) instead of patching.  Nothing is built before it is asked for,
+so ``switchboard lookup`` opens one view and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from channels.email import EmailIngestion, EmailSender
+from channels.outbound import Sender
+from channels.publishing import InteractionPublisher
+from channels.sms import TwilioSmsSender, twilio_sms_router
+from channels.social import (
+    MessengerSender,
+    TelegramSender,
+    WhatsAppSender,
+    messenger_router,
+    telegram_router,
+    whatsapp_router,
+)
+from channels.voice import cti_router, twilio_voice_router
+from contracts import Channel
+from projections.follower import TimelineFollower
+from projections.timeline import TimelineView
+from services.bootstrap.channels import ChannelConfigs, channel_configs
+from services.bootstrap.settings import Settings
+from services.bootstrap.stores import open_history, open_outbound_ledger, open_timeline_view
+from services.gateway.api import create_api
+from services.history.customers import CustomerHistory
+from services.history.ledger import OutboundLedger
+from services.outbound.dispatcher import RETRY_DELAYS, OutboundDispatcher
+from services.recorder import Recorder
+
+__all__ = ["Hub", "bootstrap"]
+
+
+def bootstrap(settings: Settings, *, senders: Mapping[Channel, Sender] | None = None) -> Hub:
+    """The hub as ``settings`` describe it; ``senders`` replaces the channels' real senders."""
+    return Hub(settings, senders)
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    stand_in_senders: Mapping[Channel, Sender] | None = None
+
+    @property
+    def kafka(self) -> str:
+        if not self.settings.kafka_bootstrap:
+            raise RuntimeError("no Kafka: set SWITCHBOARD_KAFKA_BOOTSTRAP")
+        return self.settings.kafka_bootstrap
+
+    def channels(self) -> ChannelConfigs:
+        return channel_configs(self.settings)
+
+    # -- the stores ----------------------------------------------------------------------
+
+    def history(self, *, cached: bool = True) -> CustomerHistory:
+        return open_history(self.settings, cached=cached)
+
+    def outbound_ledger(self) -> OutboundLedger:
+        return open_outbound_ledger(self.settings)
+
+    def timeline_view(self) -> TimelineView:
+        return open_timeline_view(self.settings)
+
+    def timeline_follower(self) -> TimelineFollower:
+        return TimelineFollower(self.history(), self.timeline_view())
+
+    # -- the services --------------------------------------------------------------------
+
+    def recorder(self, *, client_id: str = "switchboard-recorder") -> Recorder:
+        s = self.settings
+        return Recorder(
+            self.history(),
+            bootstrap=self.kafka,
+            topic=s.interactions_topic,
+            deadletter_topic=s.deadletter_topic,
+            group_id=s.recorder_group,
+            batch_size=s.recorder_batch,
+            session_timeout_ms=s.session_timeout_ms,
+            client_id=client_id,
+        )
+
+    def dispatcher(self, *, retry_delays: tuple[float, ...] = RETRY_DELAYS) -> OutboundDispatcher:
+        s = self.settings
+        return OutboundDispatcher(
+            # Not the customers' writer: a cache would only see its own writes, and miss an
+            # opt-out the recorder stored (snapshots keep uncached loads fast).
+            self.history(cached=False),
+            ledger=self.outbound_ledger(),
+            senders=self.senders(),
+            bootstrap=self.kafka,
+            topic=s.outbound_topic,
+            interactions_topic=s.interactions_topic,
+            deadletter_topic=s.deadletter_topic,
+            group_id=s.outbound_group,
+            retry_delays=retry_delays,
+            session_timeout_ms=s.session_timeout_ms,
+        )
+
+    def email_ingestion(self) -> EmailIngestion | None:
+        """The IMAP ingester for the configured mailboxes, or None when there are none."""
+        mailboxes = self.channels().mailboxes
+        if not mailboxes:
+            return None
+        return EmailIngestion(
+            mailboxes,
+            bootstrap=self.kafka,
+            topic=self.settings.interactions_topic,
+            deadletter_topic=self.settings.deadletter_topic,
+            data_dir=self.settings.data_dir,
+        )
+
+    def publisher(self, *, topic: str | None = None, **producer: Any) -> InteractionPublisher:
+        """A confirmed producer for the interactions topic (or ``topic``)."""
+        return InteractionPublisher(
+            self.kafka, topic=topic or self.settings.interactions_topic, **producer
+        )
+
+    def senders(self) -> dict[Channel, Sender]:
+        """One sender per channel with credentials (or the stand-ins this hub was given)."""
+        if self.stand_in_senders is not None:
+            return dict(self.stand_in_senders)
+        return {channel: make(config) for channel, (make, config) in self._sending().items()}
+
+    def sending_channels(self) -> set[Channel]:
+        """The channels the dispatcher can send on, without building their clients."""
+        if self.stand_in_senders is not None:
+            return set(self.stand_in_senders)
+        return set(self._sending())
+
+    def _sending(self) -> dict[Channel, tuple[Callable[[Any], Sender], Any]]:
+        c = self.channels()
+        candidates: dict[Channel, tuple[Callable[[Any], Sender], Any]] = {
+            Channel.email: (EmailSender, c.smtp),
+            Channel.sms: (TwilioSmsSender, c.sms),
+            Channel.whatsapp: (WhatsAppSender, c.whatsapp),
+            Channel.messenger: (MessengerSender, c.messenger),
+            Channel.telegram: (TelegramSender, c.telegram),
+        }
+        return {ch: pair for ch, pair in candidates.items() if pair[1] is not None}
+
+    def webhook_routers(
+        self, *, publisher: InteractionPublisher, directory: TimelineView
+    ) -> list[APIRouter]:
+        """A router per channel with credentials: its webhooks check the provider's signature."""
+        configs = self.channels()
+        routers: list[APIRouter] = []
+        if configs.voice:
+            routers.append(
+                twilio_voice_router(publisher=publisher, config=configs.voice, directory=directory)
+            )
+        if configs.cti:
+            routers.append(cti_router(publisher=publisher, config=configs.cti))
+        if configs.sms:
+            routers.append(twilio_sms_router(publisher=publisher, config=configs.sms))
+        if configs.whatsapp:
+            routers.append(whatsapp_router(publisher=publisher, config=configs.whatsapp))
+        if configs.messenger:
+            routers.append(messenger_router(publisher=publisher, config=configs.messenger))
+        if configs.telegram:
+            routers.append(telegram_router(publisher=publisher, config=configs.telegram))
+        return routers
+
+    def api(self, *, view: TimelineView, publisher: InteractionPublisher) -> FastAPI:
+        """The HTTP API with the configured channels' webhooks."""
+        return create_api(
+            view=view,
+            default_region=self.settings.default_region,
+            routers=self.webhook_routers(publisher=publisher, directory=view),
+        )

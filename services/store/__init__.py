@@ -1,1 +1,0 @@
-"""The event store adapter: the one place where the domain meets the eventsourcing library."""
