@@ -12,7 +12,10 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from contracts import INTERACTIONS_TOPIC, InteractionEvent, dump_interaction
+from contracts import INTERACTIONS_TOPIC, DeadLetter, InteractionEvent, dump_interaction
+
+# A dead letter carries its record's payload (up to 1 MiB) in base64, plus the reason.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 class InteractionPublisher:
@@ -24,6 +27,7 @@ class InteractionPublisher:
             enable_idempotence=True,
             linger_ms=producer.pop("linger_ms", 0),
             client_id=producer.pop("client_id", "switchboard-channels"),
+            max_request_size=producer.pop("max_request_size", MAX_REQUEST_BYTES),
             **producer,
         )
 
@@ -50,6 +54,20 @@ class InteractionPublisher:
             topic=self.topic,
             key=key.encode(),
             headers={"content-type": "application/json"},
+        )
+
+    async def publish_dead_letter(
+        self, letter: DeadLetter, *, topic: str, key: bytes | None, confirm: bool = True
+    ) -> Any:
+        """The one way a dead letter is published, by every consumer and the e-mail ingester:
+        keyed like its record, its reason also in a header for tools that only read those.
+        ``confirm=False`` returns the delivery future instead of waiting for it."""
+        return await self.broker.publish(
+            letter.model_dump_json().encode(),
+            topic=topic,
+            key=key,
+            headers={"content-type": "application/json", "reason": letter.reason[:200]},
+            no_confirm=not confirm,
         )
 
     async def publish_unconfirmed(self, value: bytes, *, key: str) -> asyncio.Future:

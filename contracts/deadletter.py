@@ -61,9 +61,10 @@ class DeadLetter(BaseModel):
         offset: int,
         payload: bytes,
         error: BaseException,
+        reason: str | None = None,
     ) -> "DeadLetter":
-        """Build the dead letter for one failed record; ``reason`` prefers the error's own."""
-        reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+        """Build the dead letter for one failed record; ``reason`` defaults to the error's own."""
+        reason = reason or getattr(error, "reason", None) or str(error) or type(error).__name__
         return cls(
             source_topic=topic,
             source_partition=partition,

@@ -29,19 +29,19 @@ Per batch and partition:
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
+from channels.publishing import InteractionPublisher
 from contracts import DeadLetter, InvalidInteraction, parse_interaction
+from services.consumers import kafka_consumer
 from services.history.customers import CustomerHistory, tracking_name
 
 log = logging.getLogger(__name__)
@@ -97,26 +97,17 @@ class Recorder:
         self.deadletter_topic = deadletter_topic
         self.batch_size = batch_size
         self.stats = RecorderStats()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self.consumer = kafka_consumer(
+            bootstrap=bootstrap,
             group_id=group_id,
             client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
             fetch_max_wait_ms=50,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(300, session_timeout_ms // 4),
             max_poll_interval_ms=300000,
         )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=f"{client_id}-deadletters",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            max_request_size=4 * 1024 * 1024,  # a dead letter carries its payload in base64
+        self.dead_letters = InteractionPublisher(
+            bootstrap, topic=deadletter_topic, client_id=f"{client_id}-deadletters"
         )
         self._started = asyncio.Event()
         # Per partition: the epoch of the seek that took its position from the store.
@@ -147,7 +138,7 @@ class Recorder:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await self.producer.start()
+            await self.dead_letters.start()
             await self.consumer.start()
             self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
             self._started.set()
@@ -160,7 +151,7 @@ class Recorder:
                         await self._handle(tp, records)
         finally:
             await self.consumer.stop()
-            await self.producer.stop()
+            await self.dead_letters.stop()
 
     async def _positioned(
         self, tp: TopicPartition, epoch: int | None, records: Sequence[ConsumerRecord]
@@ -193,7 +184,7 @@ class Recorder:
             return
         parsed, invalid = await asyncio.to_thread(_parse_all, records)
         for record, error in invalid:
-            await self._dead_letter(record, error.reason, type(error).__name__)
+            await self._dead_letter(record, error)
         tracking = Tracking(tracking_name(tp.topic, tp.partition), records[-1].offset + 1)
         try:
             outcome = await asyncio.to_thread(
@@ -238,7 +229,7 @@ class Recorder:
                 # The store works and this record alone fails: dead-letter it (first, so a
                 # crash in between repeats the dead letter rather than losing the record),
                 # then move the stored position past it.
-                await self._dead_letter(record, f"recording failed: {e!r}", type(e).__name__)
+                await self._dead_letter(record, e, reason=f"recording failed: {e!r}")
                 await asyncio.to_thread(self.history.record_interactions, [], trackings=[tracking])
                 continue
             self._count(outcome)
@@ -259,25 +250,27 @@ class Recorder:
         if outcome.notification_ids:
             self.stats.last_notification_id = outcome.notification_ids[-1]
 
-    async def _dead_letter(self, record: ConsumerRecord, reason: str, error_type: str) -> None:
-        letter = DeadLetter(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
+    async def _dead_letter(
+        self, record: ConsumerRecord, error: BaseException, *, reason: str | None = None
+    ) -> None:
+        letter = DeadLetter.for_record(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            payload=record.value or b"",
+            error=error,
             reason=reason,
-            error_type=error_type,
-            payload_b64=base64.b64encode(record.value or b"").decode(),
-            failed_at=datetime.now(UTC),
         )
-        await self.producer.send_and_wait(
-            self.deadletter_topic,
-            letter.model_dump_json().encode(),
-            key=record.key,
-            headers=[("reason", reason[:200].encode())],
+        await self.dead_letters.publish_dead_letter(
+            letter, topic=self.deadletter_topic, key=record.key
         )
         self.stats.dead_lettered += 1
         log.warning(
-            "dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, reason
+            "dead-lettered %s:%s@%s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.reason,
         )
 
     async def _commit_kafka(self, tp: TopicPartition, next_offset: int) -> None:

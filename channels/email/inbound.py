@@ -73,12 +73,11 @@ class KafkaMailSink:
         ]
         for letter in dead_letters:
             pending.append(
-                await self.publisher.broker.publish(
-                    letter.model_dump_json().encode(),
+                await self.publisher.publish_dead_letter(
+                    letter,
                     topic=self.deadletter_topic,
                     key=letter.source_topic.encode(),
-                    headers={"content-type": "application/json"},
-                    no_confirm=True,
+                    confirm=False,
                 )
             )
         await asyncio.gather(*pending)

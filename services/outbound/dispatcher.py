@@ -10,13 +10,12 @@ then commit the Kafka offset.  Commands of one partition are handled in order.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from eventsourcing.application import AggregateNotFoundError
 
 from channels.outbound import (
@@ -39,6 +38,7 @@ from contracts import (
     SendMessage,
     parse_command,
 )
+from services.consumers import kafka_consumer
 from services.domain import customer_id_for
 from services.domain.outbound_policy import consent_refusal
 from services.history.customers import CustomerHistory
@@ -80,16 +80,13 @@ class OutboundDispatcher:
         self.deadletter_topic = deadletter_topic
         self.retry_delays = retry_delays
         self.stats = DispatchStats()
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = kafka_consumer(
             topic,
-            bootstrap_servers=bootstrap,
+            bootstrap=bootstrap,
             group_id=group_id,
             client_id="switchboard-outbound",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(300, session_timeout_ms // 4),
             # A slow provider with retries can hold one command for ~15 s; leave room.
             max_poll_interval_ms=600000,
         )
@@ -123,7 +120,7 @@ class OutboundDispatcher:
         try:
             command = parse_command(record.value or b"")
         except InvalidCommand as e:
-            await self._dead_letter(record, e.reason)
+            await self._dead_letter(record, e)
             return
         existing = await asyncio.to_thread(self.ledger.find, command.command_id)
         if existing is not None and existing.is_done:
@@ -229,18 +226,16 @@ class OutboundDispatcher:
         self.stats.failed += 1
         log.warning("command %s not sent (%s): %s", command.command_id, kind, error)
 
-    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        letter = DeadLetter(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            reason=reason,
-            error_type="InvalidCommand",
-            payload_b64=base64.b64encode(record.value or b"").decode(),
-            failed_at=datetime.now(UTC),
+    async def _dead_letter(self, record: ConsumerRecord, error: InvalidCommand) -> None:
+        letter = DeadLetter.for_record(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            payload=record.value or b"",
+            error=error,
         )
-        await self.interactions.broker.publish(
-            letter.model_dump_json().encode(), topic=self.deadletter_topic, key=record.key
+        await self.interactions.publish_dead_letter(
+            letter, topic=self.deadletter_topic, key=record.key
         )
         self.stats.dead_lettered += 1
 
