@@ -131,6 +131,8 @@ class TrafficGenerator:
         self.malformed_rate = malformed_rate
         self.clock = datetime.now(UTC) - timedelta(hours=1)
         self.seq = 0
+        self.retries = 0  # records repeated as a provider would: the recorder keeps one
+        self.malformed = 0  # records no contract accepts: the recorder dead-letters them
         self.recent: list[tuple[str, bytes]] = []
         self.kinds: list[tuple[float, Callable[[SimCustomer], list[InteractionEvent]]]] = [
             (0.30, self._call),
@@ -150,9 +152,11 @@ class TrafficGenerator:
         cumulative = list(itertools.accumulate(popularity))
         while True:
             if self.recent and self.rng.random() < self.duplicate_rate:
+                self.retries += 1
                 yield self.rng.choice(self.recent)  # the provider retried a delivery
                 continue
             if self.rng.random() < self.malformed_rate:
+                self.malformed += 1
                 yield self._malformed()
                 continue
             customer = self.rng.choices(self.customers, cum_weights=cumulative)[0]
@@ -317,6 +321,12 @@ class TrafficGenerator:
 class SimulationResult:
     published: int
     seconds: float
+    retries: int = 0
+    malformed: int = 0
+
+    @property
+    def new_contacts(self) -> int:
+        return self.published - self.retries - self.malformed
 
 
 async def simulate(
@@ -337,7 +347,8 @@ async def simulate(
     """
     if seed is None:
         seed = random.SystemRandom().getrandbits(32)
-    gen = TrafficGenerator(make_customers(customers), seed=seed).records()
+    generator = TrafficGenerator(make_customers(customers), seed=seed)
+    gen = generator.records()
     total = int(rate * duration)
     start = time.monotonic()
     in_flight: list[asyncio.Future] = []
@@ -355,4 +366,9 @@ async def simulate(
         if on_progress is not None:
             on_progress(1)
     await asyncio.gather(*in_flight)
-    return SimulationResult(published=total, seconds=time.monotonic() - start)
+    return SimulationResult(
+        published=total,
+        seconds=time.monotonic() - start,
+        retries=generator.retries,
+        malformed=generator.malformed,
+    )

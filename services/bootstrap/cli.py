@@ -25,6 +25,7 @@ from rich.table import Table
 from services.bootstrap.settings import Settings
 
 if TYPE_CHECKING:
+    from deploy.simulator import SimulationResult
     from services.bootstrap.bootstrap import Hub
 
 T = TypeVar("T")
@@ -191,7 +192,7 @@ async def _run_simulation(
     stop: asyncio.Event | None = None,
     progress: bool = True,
     seed: int | None = None,
-) -> int:
+) -> SimulationResult | None:
     from deploy.simulator import simulate
     from services.bootstrap.topics import ensure_topics
 
@@ -222,13 +223,12 @@ async def _run_simulation(
                 )
             )
             if stop is None:
-                result = await sim
-                return result.published
+                return await sim
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([sim, stopper], return_when=asyncio.FIRST_COMPLETED)
             sim.cancel()
             stopper.cancel()
-            return 0
+            return None
 
 
 @app.command()
@@ -242,11 +242,16 @@ def simulate(
 ) -> None:
     """Publish realistic mixed traffic (with some duplicates and malformed records) to Kafka."""
     hub = _hub(_client_settings())
-    published = _with_kafka(
+    result = _with_kafka(
         hub.kafka,
         _run_simulation(hub, customers=customers, rate=rate, duration=duration, seed=seed),
     )
-    out.print(f"published {published} records to {hub.settings.interactions_topic} on {hub.kafka}")
+    assert result is not None
+    out.print(
+        f"published {result.published} records to {hub.settings.interactions_topic} on "
+        f"{hub.kafka}: {result.new_contacts} new contacts (recorded), {result.retries} provider "
+        f"retries (recorded once: deduplicated), {result.malformed} malformed (dead-lettered)"
+    )
 
 
 def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:

@@ -21,6 +21,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class ExpectedKafkaChatter(logging.Filter):
+    """aiokafka logs at ERROR what is normal: while a broker starts, its group coordinator is
+    not available yet and the client simply asks again.  Shown at DEBUG only."""
+
+    EXPECTED = ("GroupCoordinatorNotAvailable", "NotCoordinatorForGroup")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and any(
+            name in record.getMessage() for name in self.EXPECTED
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
@@ -34,5 +49,6 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
     root.setLevel(level)
     # aiokafka logs every coordinator hiccup at ERROR/WARNING; keep ours readable.
     logging.getLogger("aiokafka").setLevel(logging.WARNING if level == "DEBUG" else logging.ERROR)
+    handler.addFilter(ExpectedKafkaChatter())
     # httpx logs request URLs at INFO, and a Telegram URL contains the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -17,7 +17,8 @@ from tests.helpers import eventually, recorded_refs, timeline_follower
 async def test_simulated_mix_is_recorded_once_each_and_bad_records_are_dead_lettered(
     hub_settings: Settings,
 ) -> None:
-    gen = TrafficGenerator(make_customers(30), duplicate_rate=0.05, malformed_rate=0.02).records()
+    generator = TrafficGenerator(make_customers(30), duplicate_rate=0.05, malformed_rate=0.02)
+    gen = generator.records()
     records = [next(gen) for _ in range(600)]
     valid: set[str] = set()
     malformed = 0
@@ -53,6 +54,10 @@ async def test_simulated_mix_is_recorded_once_each_and_bad_records_are_dead_lett
     assert set(counts) == valid
     assert set(counts.values()) == {1}
     assert recorder.stats.dead_lettered == malformed
+    # What `switchboard simulate` reports is what the recorder did with it.
+    assert recorder.stats.recorded == len(records) - generator.retries - generator.malformed
+    assert recorder.stats.duplicates == generator.retries
+    assert recorder.stats.dead_lettered == generator.malformed
 
     # The timeline shows every recorded interaction, and shows the same after a rebuild.
     follower = timeline_follower(hub_settings)

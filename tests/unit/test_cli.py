@@ -82,3 +82,19 @@ def test_send_on_a_channel_without_credentials_is_refused_before_anything_is_que
     assert result.exit_code == 1, result.output
     assert "the hub has no sender for sms" in result.output
     assert "queued" not in result.output
+
+
+def test_a_coordinator_that_is_still_starting_is_not_logged_as_an_error() -> None:
+    import logging
+
+    from services.bootstrap.logs import ExpectedKafkaChatter
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, message, None, None)
+
+    chatter = ExpectedKafkaChatter()
+    normal = record(
+        "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
+    )
+    assert not chatter.filter(normal)  # hidden unless the root logger shows DEBUG
+    assert chatter.filter(record("Unexpected error in coordinator routine"))
