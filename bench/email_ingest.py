@@ -39,8 +39,8 @@ from rich.table import Table
 from channels.email import SQLiteCheckpointStore
 from channels.email.checkpoints import CHECKPOINTS_FILE
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from tests.mail_fixtures import PASSWORD, DovecotServer, make_mail
 
 console = Console(stderr=True)

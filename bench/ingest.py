@@ -34,8 +34,8 @@ from channels.publishing import InteractionPublisher
 from contracts import parse_interaction
 from deploy.simulator import TrafficGenerator, make_customers
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.domain import Customer, customer_id_for
 from services.history.customers import interaction_fields
 

@@ -51,8 +51,8 @@ from twilio.request_validator import RequestValidator
 from channels.publishing import InteractionPublisher
 from contracts import CallRinging, Direction, InteractionEvent
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics, topic_size
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics, topic_size
 from services.domain import customer_id_for
 
 console = Console(stderr=True)

@@ -9,6 +9,7 @@ from contracts.addresses import (
     normalize_email,
     normalize_party,
     normalize_phone,
+    parse_any_address,
     withheld_caller,
 )
 from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, VoicemailRecorded
@@ -67,6 +68,7 @@ __all__ = [
     "normalize_email",
     "normalize_party",
     "normalize_phone",
+    "parse_any_address",
     "parse_command",
     "parse_interaction",
     "status_advances",

@@ -22,6 +22,7 @@ __all__ = [
     "normalize_email",
     "normalize_party",
     "normalize_phone",
+    "parse_any_address",
     "withheld_caller",
 ]
 
@@ -229,3 +230,22 @@ def normalize_party(channel: Channel | str, raw: str, default_region: str | None
         known = ", ".join(Channel)
         raise AddressError(f"unknown channel {channel!r}; expected one of {known}") from None
     return _NORMALIZERS[kind](raw, default_region)
+
+
+_PREFIXED = {
+    "whatsapp:": Channel.whatsapp,
+    "telegram:": Channel.telegram,
+    "messenger:": Channel.messenger,
+}
+
+
+def parse_any_address(raw: str, *, default_region: str | None = None) -> str:
+    """Whatever a person typed (a phone number, an e-mail, a social id) in our address form:
+    what an agent searches for, or an operator passes to the command line."""
+    text = raw.strip()
+    for prefix, channel in _PREFIXED.items():
+        if text.lower().startswith(prefix):
+            return normalize_party(channel, text)
+    if "@" in text:
+        return normalize_party(Channel.email, text)
+    return normalize_party(Channel.voice, text, default_region=default_region)

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from channels.publishing import InteractionPublisher
 from contracts import SendMessage, dump_command
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures", "tests.mail_fixtures"]

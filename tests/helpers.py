@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer
 
 from projections.follower import TimelineFollower
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import end_offsets, topic_size
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import end_offsets, topic_size
 
 
 async def eventually(

@@ -40,8 +40,8 @@ from imapclient.exceptions import LoginError
 from channels.email import EmailIngestion, ImapMailbox, ImapTiming
 from deploy.ports import free_port
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from tests.helpers import timeline_follower
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"

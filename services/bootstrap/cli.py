@@ -194,7 +194,7 @@ async def _run_simulation(
     seed: int | None = None,
 ) -> SimulationResult | None:
     from deploy.simulator import simulate
-    from services.bootstrap.topics import ensure_topics
+    from services.bootstrap.kafka_topics import ensure_topics
 
     await ensure_topics(hub.settings, hub.kafka)
     async with hub.publisher(linger_ms=5) as publisher:
@@ -255,8 +255,7 @@ def simulate(
 
 
 def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
-    from contracts import AddressError
-    from services.addressing import parse_any_address
+    from contracts import AddressError, parse_any_address
 
     view = _hub(settings).timeline_view()
     try:

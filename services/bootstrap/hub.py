@@ -16,9 +16,9 @@ import uvicorn
 
 from channels.publishing import InteractionPublisher
 from services.bootstrap.bootstrap import Hub
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.bootstrap.supervision import supervise
-from services.bootstrap.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

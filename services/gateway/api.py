@@ -10,9 +10,8 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 
-from contracts import AddressError
+from contracts import AddressError, parse_any_address
 from projections.timeline import TimelineView
-from services.addressing import parse_any_address
 from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
 from services.gateway.schemas import CustomerLookup, Delivery, Timeline, TimelineItem

@@ -18,8 +18,8 @@ import pytest
 
 from channels.email import ImapMailbox, SQLiteCheckpointStore
 from channels.email.checkpoints import CHECKPOINTS_FILE
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
 from tests.e2e.processes import ChildProcess
 from tests.helpers import eventually, recorded_refs, records_in

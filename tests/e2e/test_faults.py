@@ -16,8 +16,8 @@ import pytest
 from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from tests.e2e.processes import RecorderProcess
 from tests.helpers import eventually, recorded_refs, recorded_to_end
 

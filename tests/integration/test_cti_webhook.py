@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from channels.publishing import InteractionPublisher
 from channels.voice import CtiConfig, cti_router
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
 from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
 

@@ -22,8 +22,8 @@ import pytest
 from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived, dump_interaction
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
 from tests.helpers import recorded_refs, recorded_to_end
 

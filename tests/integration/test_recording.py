@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from channels.publishing import InteractionPublisher
 from contracts import CallRinging, Channel, Direction, MessageReceived
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.gateway.api import create_api
 from services.recorder import Recorder
 from tests.helpers import (

@@ -9,8 +9,8 @@ from channels.publishing import InteractionPublisher
 from contracts import InvalidInteraction, parse_interaction
 from deploy.simulator import TrafficGenerator, make_customers
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from tests.helpers import eventually, recorded_refs, timeline_follower
 
 

@@ -23,8 +23,8 @@ from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsConfig, TwilioSmsSender, twilio_sms_router
 from contracts import Channel, DeliveryStatus, SendMessage
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.domain import customer_id_for
 from services.outbound.dispatcher import OutboundDispatcher
 from services.recorder import Recorder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
 
+from services.bootstrap.kafka_topics import ensure_topics, topic_size
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics, topic_size
 
 
 async def test_topics_are_created_once_and_their_records_counted(hub_settings: Settings) -> None:

@@ -24,8 +24,8 @@ from channels.publishing import InteractionPublisher
 from channels.voice import TwilioVoiceConfig, twilio_voice_router
 from deploy.kafka_local import LocalKafka
 from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.bootstrap.topics import ensure_topics
 from services.recorder import Recorder
 from tests.helpers import (
     eventually,
