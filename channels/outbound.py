@@ -20,9 +20,10 @@ from typing import Protocol
 from uuid import UUID
 
 from contracts import Channel, DeliveryStatus, SendMessage
+from contracts.errors import DeliveryError
 
 
-class OutboundError(Exception):
+class OutboundError(DeliveryError):
     """Base of the outbound errors; ``code`` is the provider's error code if it gave one."""
 
     def __init__(self, message: str, *, code: str | None = None) -> None:

@@ -15,6 +15,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from contracts.enums import Channel
+from contracts.errors import InputError
 
 __all__ = [
     "AddressError",
@@ -52,7 +53,7 @@ _MESSENGER_PSID = re.compile(r"[0-9]{1,32}")
 _WITHHELD_CALLER = re.compile(r"anonymous:[A-Za-z0-9._-]{1,64}")
 
 
-class AddressError(ValueError):
+class AddressError(InputError):
     """An address that cannot be normalized; the message names the input and the reason."""
 
 

@@ -9,6 +9,7 @@ from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, Vo
 from contracts.consent import ConsentChanged
 from contracts.delivery import DeliveryStatusChanged
 from contracts.envelope import InteractionEvent
+from contracts.errors import InputError
 from contracts.messages import MessageReceived, MessageSent
 
 __all__ = [
@@ -48,7 +49,7 @@ _ADAPTER: TypeAdapter[Interaction] = TypeAdapter(Interaction)
 T = TypeVar("T")
 
 
-class InvalidInteraction(ValueError):
+class InvalidInteraction(InputError):
     """A payload that is not a valid interaction event; the consumer dead-letters it.
 
     ``reason`` is a short summary for people (``field.path: message; ...``), ``raw`` the payload.

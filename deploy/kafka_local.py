@@ -38,6 +38,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from contracts.errors import Unavailable
 from deploy.ports import free_ports, port_in_use
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ MAVEN_TIMEOUT_S = 900.0  # a cold ~/.m2 downloads ~90 jars; a warm one takes ~10
 LOG_TAIL_LINES = 40
 
 
-class KafkaLaunchError(RuntimeError):
+class KafkaLaunchError(Unavailable, RuntimeError):
     """The broker could not be built, formatted, started or stopped.
 
     The first line of the message says what failed and where the log is; the log tail, if any,

@@ -1,3 +1,3 @@
-from services.bootstrap.cli import app
+from services.bootstrap.cli import main
 
-app(prog_name="switchboard")
+main()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from contracts import errors as contracts_errors
+
 __all__ = [
     "ConfigError",
     "ImapMailbox",
@@ -27,7 +29,7 @@ TlsMode = Literal["tls", "starttls", "none"]
 _TLS_MODES = ("tls", "starttls", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(contracts_errors.ConfigError):
     """A configuration value that cannot work; the message names the field."""
 
 

@@ -6,6 +6,8 @@ it says what was wrong and, where it helps, which limit to raise.
 
 from __future__ import annotations
 
+from contracts.errors import InputError
+
 __all__ = [
     "HeaderTooLarge",
     "MailRejected",
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 
-class MailRejected(ValueError):
+class MailRejected(InputError):
     """The mail cannot be recorded as it is; it goes to the dead-letter topic, raw."""
 
     def __init__(self, reason: str) -> None:

@@ -39,6 +39,7 @@ from channels.email.config import ImapMailbox, ImapTiming, MailLimits
 from channels.email.errors import MailRejected, MailTooLarge
 from channels.email.parsing import MailSource, ParsedMail, parse_mail, raw_dedupe_key
 from contracts import DeadLetter, InteractionEvent
+from contracts.errors import Unavailable
 
 __all__ = ["ConnectionLost", "ImapIngester", "IngestStats", "MailSink", "PublishFailed"]
 
@@ -51,11 +52,11 @@ _NEWS = frozenset({b"EXISTS", b"EXPUNGE", b"FETCH", b"BYE", b"RECENT"})
 _SIZE_FETCH_CHUNK = 2000
 
 
-class PublishFailed(Exception):
+class PublishFailed(Unavailable):
     """Kafka did not confirm a batch; it is read and published again after a backoff."""
 
 
-class ConnectionLost(OSError):
+class ConnectionLost(Unavailable, OSError):
     """The IMAP connection is gone (closed, reset, or silent past the timeouts)."""
 
 

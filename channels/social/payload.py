@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import ValidationError
 
+from contracts.errors import InputError
+
 __all__ = [
     "MalformedPayload",
     "at",
@@ -32,7 +34,7 @@ T = TypeVar("T")
 _KIND_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "an array"}
 
 
-class MalformedPayload(ValueError):
+class MalformedPayload(InputError):
     """A webhook body that is not the documented shape; answered with 400 and this message."""
 
 

@@ -15,11 +15,12 @@ from starlette.datastructures import FormData, QueryParams
 from channels.webhooks import bad_request
 from contracts import AddressError, Channel, normalize_party, withheld_caller
 from contracts.addresses import is_withheld_caller
+from contracts.errors import SwitchboardError
 
 __all__ = ["TwilioForm", "WithheldAddress", "withheld_call_party"]
 
 
-class WithheldAddress(Exception):
+class WithheldAddress(SwitchboardError):
     """The customer's address is withheld: the contact cannot be filed under anyone."""
 
 

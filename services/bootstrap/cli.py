@@ -406,3 +406,15 @@ def schemas(
         raise typer.Exit(code)
     for path in schema_gen.write_schemas(target):
         out.print(f"wrote {path}")
+
+
+def main() -> None:
+    """The ``switchboard`` command: an error of ours is one line and exit status 1, never a
+    traceback (a bug still shows its traceback)."""
+    from contracts.errors import SwitchboardError
+
+    try:
+        app(prog_name="switchboard")
+    except SwitchboardError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise SystemExit(1) from None

@@ -28,6 +28,8 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.errors import InputError, NotFound, SwitchboardError, Unavailable
+
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "FieldError",
@@ -120,6 +122,25 @@ async def _validation_problem(_request: Request, exc: Exception) -> Response:
     return _problem_response(problem)
 
 
+# Our own errors that reach the edge un-translated still answer what they mean.
+_OUR_ERRORS: tuple[tuple[type[SwitchboardError], int], ...] = (
+    (InputError, 400),
+    (NotFound, 404),
+    (Unavailable, 503),
+)
+
+
+async def _our_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SwitchboardError)
+    status = next((code for kind, code in _OUR_ERRORS if isinstance(exc, kind)), 500)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    detail = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    if status == 500:
+        log.error("unexpected %s: %s", type(exc).__name__, detail)
+        detail = "internal error; it was logged"
+    return _problem_response(Problem(title=_title(status), status=status, detail=detail), headers)
+
+
 async def _unexpected_problem(request: Request, exc: Exception) -> Response:
     # Starlette logs the traceback and re-raises after this; the client still gets the same
     # body shape as every other error, without the internals.
@@ -131,6 +152,7 @@ async def _unexpected_problem(request: Request, exc: Exception) -> Response:
 def install_problem_handlers(api: FastAPI) -> None:
     api.add_exception_handler(StarletteHTTPException, _http_problem)
     api.add_exception_handler(RequestValidationError, _validation_problem)
+    api.add_exception_handler(SwitchboardError, _our_problem)
     api.add_exception_handler(Exception, _unexpected_problem)
 
 

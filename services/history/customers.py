@@ -24,6 +24,7 @@ from eventsourcing.persistence import ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
 from contracts import ConsentChanged, InteractionEvent
+from contracts.errors import NotFound
 from services.domain import Customer, customer_id_for
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
@@ -67,6 +68,14 @@ def tracking_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
 
+class CustomerNotFound(NotFound):
+    """No customer has this id (the library's AggregateNotFoundError, translated here)."""
+
+    def __init__(self, customer_id: UUID) -> None:
+        super().__init__(f"no customer {customer_id}")
+        self.customer_id = customer_id
+
+
 @dataclass
 class BatchOutcome:
     recorded: int = 0
@@ -97,7 +106,10 @@ class CustomerHistory(Application[UUID]):
     # -- reading ------------------------------------------------------------------------
 
     def get_customer(self, customer_id: UUID) -> Customer:
-        return self.repository.get(customer_id)
+        try:
+            return self.repository.get(customer_id)
+        except AggregateNotFoundError:
+            raise CustomerNotFound(customer_id) from None
 
     def tracked_offset(self, topic: str, partition: int) -> int | None:
         """The next Kafka offset to consume for this partition, as committed with the events."""
@@ -127,7 +139,7 @@ class CustomerHistory(Application[UUID]):
                 break
             version = e.originator_version
         if version is None:
-            raise AggregateNotFoundError(customer_id)
+            raise CustomerNotFound(customer_id)
         return self.repository.get(customer_id, version=version)
 
     # -- writing ------------------------------------------------------------------------

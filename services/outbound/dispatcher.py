@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from eventsourcing.application import AggregateNotFoundError
 
 from channels.outbound import (
     OutboundError,
@@ -41,7 +40,7 @@ from contracts import (
 from services.consumers import kafka_consumer
 from services.domain import customer_id_for
 from services.domain.outbound_policy import consent_refusal
-from services.history.customers import CustomerHistory
+from services.history.customers import CustomerHistory, CustomerNotFound
 from services.history.ledger import OutboundLedger
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ class OutboundDispatcher:
         customer_id = customer_id_for(address)
         try:
             customer = self.history.get_customer(customer_id)
-        except AggregateNotFoundError:
+        except CustomerNotFound:
             return Recipient(address=address)
         return Recipient(
             address=address,

@@ -98,3 +98,28 @@ def test_a_coordinator_that_is_still_starting_is_not_logged_as_an_error() -> Non
     )
     assert not chatter.filter(normal)  # hidden unless the root logger shows DEBUG
     assert chatter.filter(record("Unexpected error in coordinator routine"))
+
+
+def test_a_wrong_setting_is_one_line_naming_it_not_a_traceback(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    mailbox = {"name": "support", "host": "imap.example.com", "user": "support@example.com"}
+    env = {
+        **os.environ,
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "SWITCHBOARD_EMAIL_MAILBOXES": json.dumps([mailbox]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services", "serve", "email"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "mailbox 'support': set password or password_file" in result.stderr
+    assert "Traceback" not in result.stderr
