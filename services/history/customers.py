@@ -194,7 +194,8 @@ class CustomerHistory(Application[UUID]):
         """``Application.save`` for aggregates we know are Customers.
 
         ``save`` checks each object against the library's runtime-checkable protocols,
-        which costs more than the rest of collecting a big batch; the steps are the same.
+        which costs more than the rest of collecting a big batch; the steps are the same, and
+        tests/unit/test_library_pins.py fails if the library changes them.
         """
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
         for customer in customers:

@@ -143,3 +143,19 @@ def test_batches_commit_with_their_offsets_and_refs(history: CustomerHistory) ->
         assert history.tracked_offset("t", 3) == n + 1
     again = history.record_interactions(batch[:10], trackings=[Tracking("kafka:t:3", 100)])
     assert again.duplicates == 10
+
+
+def test_an_unknown_customer_is_a_customer_not_found_error_naming_the_id(
+    history: CustomerHistory,
+) -> None:
+    from uuid import uuid4
+
+    from contracts.errors import NotFound
+    from services.history.customers import CustomerNotFound
+
+    missing = uuid4()
+    with pytest.raises(CustomerNotFound, match=str(missing)) as caught:
+        history.get_customer(missing)
+    assert isinstance(caught.value, NotFound)
+    with pytest.raises(CustomerNotFound):
+        history.as_of(missing, T0)
