@@ -3,7 +3,7 @@
 Appends N mails to a throwaway Dovecot mailbox (IMAP MULTIAPPEND), then measures in the same
 run: the raw IMAP fetch rate of that mailbox (imapclient, batches of 200 — the floor: the
 ingester cannot read faster than the server serves), and the whole pipeline — the ingester in
-its own process (``python -m channels.email ingest``, as in production), the recorder in this
+its own process (``switchboard serve email``, as in production), the recorder in this
 one, the timeline service in its own — until the timeline shows every mail.
 
     python bench/email_ingest.py --n 10000
@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -88,10 +87,11 @@ def checkpointed(data_dir: Path, mailbox: str) -> int:
     return SQLiteCheckpointStore.last_uid(data_dir / CHECKPOINTS_FILE, mailbox)
 
 
-def start_ingester(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_ingester(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "channels.email", "ingest", "--config", str(config)],
+            [sys.executable, "-m", "services", "serve", "email"],
+            env={**os.environ, **settings.to_env()},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -103,11 +103,10 @@ def make_work_dir() -> Path:
     return work
 
 
-async def pipeline(settings: Settings, config: Path, mailbox: str, n: int) -> dict[str, float]:
+async def pipeline(settings: Settings, mailbox: str, n: int) -> dict[str, float]:
     recorder = bootstrap(settings).recorder()
     view = bootstrap(settings).timeline_view()
-    env = {**os.environ}
-    env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v})
+    env = {**os.environ, **settings.to_env()}
     stop = asyncio.Event()
     recorder_task = asyncio.create_task(recorder.run(stop))
     await recorder.wait_started()
@@ -116,7 +115,7 @@ async def pipeline(settings: Settings, config: Path, mailbox: str, n: int) -> di
     )
     marks: dict[str, float] = {}
     start = time.perf_counter()
-    ingester = start_ingester(config, settings.data_dir / "ingester.log")
+    ingester = start_ingester(settings, settings.data_dir / "ingester.log")
     try:
         while True:
             await asyncio.sleep(0.05)
@@ -157,13 +156,13 @@ async def main() -> None:
     work = make_work_dir()
     cleanups = [lambda: shutil.rmtree(work, ignore_errors=True)]
     try:
-        bootstrap = os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP")
-        if not bootstrap:
+        kafka_address = os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP")
+        if not kafka_address:
             from deploy.kafka_local import LocalKafka
 
             kafka = LocalKafka(work_dir=work / "kafka").start()
             cleanups.append(kafka.stop)
-            bootstrap = kafka.bootstrap
+            kafka_address = kafka.bootstrap
         dovecot = DovecotServer(work)
         dovecot.start()
         cleanups.append(dovecot.stop)
@@ -173,35 +172,28 @@ async def main() -> None:
         settings = Settings(
             data_dir=work / "var",
             store=f"sqlite:///{work / 'history.db'}",
-            kafka_bootstrap=bootstrap,
+            kafka_bootstrap=kafka_address,
             interactions_topic=f"bench.interactions.{suffix}",
             deadletter_topic=f"bench.deadletter.{suffix}",
             recorder_group=f"bench-{suffix}",
             topic_partitions=1,
         )
         settings.data_dir.mkdir(parents=True)
-        await ensure_topics(settings, bootstrap)
-        config = work / "email.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "bootstrap": bootstrap,
-                    "topic": settings.interactions_topic,
-                    "deadletter_topic": settings.deadletter_topic,
-                    "data_dir": str(settings.data_dir),
-                    "mailboxes": [
-                        {
-                            "name": mailbox.name,
-                            "host": mailbox.host,
-                            "port": mailbox.port,
-                            "tls": "none",
-                            "user": mailbox.user,
-                            "password": PASSWORD,
-                            "address": mailbox.address,
-                        }
-                    ],
-                }
-            )
+        await ensure_topics(settings, kafka_address)
+        settings = settings.model_copy(
+            update={
+                "email_mailboxes": [
+                    {
+                        "name": mailbox.name,
+                        "host": mailbox.host,
+                        "port": mailbox.port,
+                        "tls": "none",
+                        "user": mailbox.user,
+                        "password": PASSWORD,
+                        "address": mailbox.address,
+                    }
+                ]
+            }
         )
         console.print(f"generating {n} mails…")
         mails = make_mails(n, args.customers)
@@ -211,7 +203,7 @@ async def main() -> None:
         append_s = time.perf_counter() - started
         fetch_s, fetched = raw_fetch(dovecot, mailbox.user)
         assert fetched == n, f"the mailbox holds {fetched} mails, not {n}"
-        marks = await pipeline(settings, config, mailbox.name, n)
+        marks = await pipeline(settings, mailbox.name, n)
     finally:
         for cleanup in reversed(cleanups):
             cleanup()

@@ -158,19 +158,6 @@ def summarize(payload: dict[str, Any]) -> str:
     return kind
 
 
-def reported(event: Customer.InteractionRecorded) -> dict[str, Any]:
-    """The interaction as the channel reported it: the event's attributes and its payload."""
-    return {
-        "type": event.interaction_type,
-        "channel": event.channel,
-        "direction": event.direction,
-        "party": event.party,
-        "provider_ref": event.provider_ref,
-        "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
-        **event.payload,
-    }
-
-
 def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
     """Map (notification id, domain event) pairs to view changes. Pure."""
     changes = TimelineChanges()
@@ -188,7 +175,7 @@ def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
             )
             changes.addresses.append((event.address, event.originator_id))
         elif isinstance(event, Customer.InteractionRecorded):
-            payload = reported(event)
+            payload = event.as_reported()
             changes.entries.append(
                 TimelineEntry(
                     customer_id=event.originator_id,

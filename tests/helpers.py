@@ -85,11 +85,7 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see the same settings."""
-    return {
-        f"SWITCHBOARD_{name.upper()}": str(value)
-        for name, value in settings.model_dump().items()
-        if value is not None
-    }
+    return settings.to_env()
 
 
 async def records_in(settings: Settings) -> int:

@@ -109,15 +109,16 @@ class Hub:
 
     def email_ingestion(self) -> EmailIngestion | None:
         """The IMAP ingester for the configured mailboxes, or None when there are none."""
-        mailboxes = self.channels().mailboxes
-        if not mailboxes:
+        configs = self.channels()
+        if not configs.mailboxes:
             return None
         return EmailIngestion(
-            mailboxes,
+            configs.mailboxes,
             bootstrap=self.kafka,
             topic=self.settings.interactions_topic,
             deadletter_topic=self.settings.deadletter_topic,
             data_dir=self.settings.data_dir,
+            timing=configs.imap_timing,
         )
 
     def publisher(self, *, topic: str | None = None, **producer: Any) -> InteractionPublisher:

@@ -7,11 +7,11 @@ the routers and senders from these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from pydantic import SecretStr
 
-from channels.email import ImapMailbox, SmtpConfig
+from channels.email import ConfigError, ImapMailbox, ImapTiming, SmtpConfig
 from channels.sms import TwilioSmsConfig
 from channels.social import (
     MessengerConfig,
@@ -22,6 +22,17 @@ from channels.voice import CtiConfig, TwilioVoiceConfig
 from services.bootstrap.settings import Settings
 
 
+def _imap_timing(values: dict[str, float]) -> ImapTiming:
+    known = {f.name: f.type for f in fields(ImapTiming)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"SWITCHBOARD_EMAIL_TIMING: unknown {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    whole = {name for name, kind in known.items() if kind in (int, "int")}
+    return ImapTiming(**{k: int(v) if k in whole else float(v) for k, v in values.items()})
+
+
 def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
@@ -29,6 +40,7 @@ def _secret(value: SecretStr | None) -> str:
 @dataclass
 class ChannelConfigs:
     mailboxes: list[ImapMailbox] = field(default_factory=list)
+    imap_timing: ImapTiming = field(default_factory=ImapTiming)
     smtp: SmtpConfig | None = None
     voice: TwilioVoiceConfig | None = None
     cti: CtiConfig | None = None
@@ -40,7 +52,8 @@ class ChannelConfigs:
 
 def channel_configs(settings: Settings) -> ChannelConfigs:
     configs = ChannelConfigs(
-        mailboxes=[ImapMailbox.from_mapping(m) for m in settings.email_mailboxes]
+        mailboxes=[ImapMailbox.from_mapping(m) for m in settings.email_mailboxes],
+        imap_timing=_imap_timing(settings.email_timing),
     )
     if settings.email_smtp_host and settings.email_from_address:
         configs.smtp = SmtpConfig(

@@ -7,6 +7,7 @@ for example ``SWITCHBOARD_STORE=postgresql://user@db:5432/switchboard`` or
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
         description='IMAP mailboxes as JSON: [{"name": "support", "host": "imap.example.com", '
         '"user": "support@example.com", "password_file": "/run/secrets/imap"}]',
     )
+    email_timing: dict[str, float] = Field(
+        default_factory=dict,
+        description='How the IMAP ingester waits and retries, as JSON: {"idle_refresh_s": 300, '
+        '"read_timeout_s": 30, "fetch_batch": 200, "backoff_max_s": 60} (see ImapTiming)',
+    )
     email_smtp_host: str | None = None
     email_smtp_port: int = 587
     email_smtp_tls: str = Field("starttls", description="starttls, tls or none")
@@ -82,6 +88,22 @@ class Settings(BaseSettings):
     graph_base_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v21.0"
     telegram_api_base_url: str = "https://api.telegram.org"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that give a child process these same settings."""
+
+        def text(value: object) -> str:
+            if isinstance(value, SecretStr):
+                return value.get_secret_value()
+            if isinstance(value, list | dict):
+                return json.dumps(value)  # pydantic-settings reads complex fields as JSON
+            return str(value)
+
+        return {
+            f"SWITCHBOARD_{name.upper()}": text(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
 
     @property
     def is_postgres(self) -> bool:

@@ -43,15 +43,14 @@ def dedupe_key(event: InteractionEvent) -> str:
     return f"{event.type}|{event.channel}|{event.provider_ref}"
 
 
-# Stored as the event's own attributes; the payload keeps the rest (projections re-join them).
-_ENVELOPE_ATTRIBUTES = {"type", "channel", "direction", "party", "provider_ref", "occurred_at"}
+_ENVELOPE = set(Customer.InteractionRecorded.ENVELOPE)
 
 
 def interaction_fields(event: InteractionEvent) -> dict[str, Any]:
     """The contract event as ``Customer.record_interaction`` arguments (the edge of the domain).
 
-    The payload leaves out what the event already carries and the fields that are None: a
-    third less to encode, store and decode for every contact.
+    The payload leaves out the envelope the event carries as attributes
+    (``Customer.InteractionRecorded.as_reported`` joins them again) and the fields that are None.
     """
     return {
         "interaction_type": event.type,
@@ -60,7 +59,7 @@ def interaction_fields(event: InteractionEvent) -> dict[str, Any]:
         "party": event.party,
         "provider_ref": event.provider_ref,
         "occurred_at": event.occurred_at,
-        "payload": event.model_dump(mode="json", exclude=_ENVELOPE_ATTRIBUTES, exclude_none=True),
+        "payload": event.model_dump(mode="json", exclude=_ENVELOPE, exclude_none=True),
     }
 
 
@@ -161,14 +160,19 @@ class CustomerHistory(Application[UUID]):
         known = self.known_refs([dedupe_key(e) for e in batch]) if batch else set()
         customers: dict[UUID, Customer] = {}
         refs: list[tuple[str, Any]] = []
-        self._existing = self._existing_among(batch)
-        for interaction in batch:
+        # Each party's customer id once per record (the identity decision, made here only).
+        customer_ids = [customer_id_for(e.party) for e in batch]
+        existing = self._existing_among(set(customer_ids))
+        for interaction, customer_id in zip(batch, customer_ids, strict=True):
             key = dedupe_key(interaction)
             if key in known:
                 outcome.duplicates += 1
                 continue
             known.add(key)
-            customer = self._customer_for(interaction, customers, outcome)
+            customer = customers.get(customer_id)
+            if customer is None:
+                customer = self._load_or_create(interaction, customer_id, existing, outcome)
+                customers[customer_id] = customer
             refs.append((key, self._id_param(customer.id)))
             customer.record_interaction(**interaction_fields(interaction))
             if isinstance(interaction, ConsentChanged):
@@ -212,24 +216,22 @@ class CustomerHistory(Application[UUID]):
         if isinstance(cache, LRUCache):
             self.repository.cache = LRUCache(maxsize=cache.maxsize)
 
-    def _customer_for(
-        self, interaction: InteractionEvent, batch: dict[UUID, Customer], outcome: BatchOutcome
+    def _load_or_create(
+        self,
+        interaction: InteractionEvent,
+        customer_id: UUID,
+        existing: set[UUID],
+        outcome: BatchOutcome,
     ) -> Customer:
-        customer_id = customer_id_for(interaction.party)
-        customer = batch.get(customer_id)
-        if customer is None:
-            if customer_id in self._existing:
-                customer = self.repository.get(customer_id)
-            else:
-                customer = Customer(address=interaction.party, channel=str(interaction.channel))
-                outcome.customers_created += 1
-            batch[customer_id] = customer
-        return customer
+        if customer_id in existing:
+            return self.repository.get(customer_id)
+        outcome.customers_created += 1
+        # Record first, clean up later: an unknown address is a new customer at once.
+        return Customer(address=interaction.party, channel=str(interaction.channel))
 
-    def _existing_among(self, batch: Sequence[InteractionEvent]) -> set[UUID]:
+    def _existing_among(self, ids: set[UUID]) -> set[UUID]:
         """Customers of this batch already stored: cached ones, then one query for the rest."""
         cache = self.repository.cache
-        ids = {customer_id_for(e.party) for e in batch}
         cached = {i for i in ids if cache is not None and i in cache.cache}  # type: ignore[attr-defined]
         unknown = list(ids - cached)
         lookup = getattr(self.recorder, "existing_originators", None)

@@ -1,6 +1,6 @@
 """The IMAP ingester SIGKILLed mid-batch and restarted: every mail recorded exactly once.
 
-The ingester runs as its own process (``python -m channels.email ingest``). Its checkpoint
+The ingester runs as its own process (``switchboard serve email``). Its checkpoint
 store is slowed down by the runner below — a slow disk — so that the window in which a batch
 is confirmed by Kafka but not yet checkpointed is wide enough for the test to kill the process
 inside it, on purpose rather than by luck. The restarted ingester publishes that batch again;
@@ -9,7 +9,7 @@ the recorder drops the repeats by Message-ID.
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +22,7 @@ from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.recorder import Recorder
 from tests.e2e.processes import ChildProcess
-from tests.helpers import eventually, recorded_refs, records_in
+from tests.helpers import eventually, recorded_refs, records_in, settings_env
 from tests.mail_fixtures import DovecotServer, make_mail
 
 pytestmark = pytest.mark.slow
@@ -31,12 +31,14 @@ RUNNER = """
 import sys, time
 from channels.email import checkpoints
 original = checkpoints.SQLiteCheckpointStore.advance
+delay = float(sys.argv[1])
 def slow_advance(self, *args, **kwargs):
-    time.sleep(float(sys.argv[1]))
+    time.sleep(delay)
     return original(self, *args, **kwargs)
 checkpoints.SQLiteCheckpointStore.advance = slow_advance
-from channels.email.__main__ import main
-main(sys.argv[2:])
+from services.bootstrap.cli import main
+sys.argv = ["switchboard", "serve", "email"]
+main()
 """
 
 
@@ -46,11 +48,12 @@ def store_url(tmp_path: Path) -> str:
 
 
 class IngesterProcess(ChildProcess):
-    """`python -m channels.email ingest`, checkpointing ``checkpoint_delay_s`` late."""
+    """`switchboard serve email` with the test's settings, checkpointing
+    ``checkpoint_delay_s`` late."""
 
-    def __init__(self, config: Path, log: Path, checkpoint_delay_s: float) -> None:
+    def __init__(self, settings: Settings, log: Path, checkpoint_delay_s: float) -> None:
         args = [sys.executable, "-c", RUNNER, str(checkpoint_delay_s)]
-        super().__init__([*args, "ingest", "--config", str(config)], log)
+        super().__init__(args, log, env={**os.environ, **settings_env(settings)})
 
 
 @pytest.fixture
@@ -76,30 +79,23 @@ async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
     n = 600
     await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
     dovecot.append(imap_mailbox, *[make_mail(body=f"mail {i}") for i in range(n)])
-    config = tmp_path / "email.json"
-    config.write_text(
-        json.dumps(
-            {
-                "bootstrap": hub_settings.kafka_bootstrap,
-                "topic": hub_settings.interactions_topic,
-                "deadletter_topic": hub_settings.deadletter_topic,
-                "data_dir": str(hub_settings.data_dir),
-                "mailboxes": [
-                    {
-                        "name": imap_mailbox.name,
-                        "host": imap_mailbox.host,
-                        "port": imap_mailbox.port,
-                        "tls": "none",
-                        "user": imap_mailbox.user,
-                        "password": imap_mailbox.password,
-                        "address": imap_mailbox.address,
-                    }
-                ],
-                "timing": {"fetch_batch": 50, "read_timeout_s": 5, "backoff_max_s": 1},
-            }
-        )
+    settings = hub_settings.model_copy(
+        update={
+            "email_mailboxes": [
+                {
+                    "name": imap_mailbox.name,
+                    "host": imap_mailbox.host,
+                    "port": imap_mailbox.port,
+                    "tls": "none",
+                    "user": imap_mailbox.user,
+                    "password": imap_mailbox.password,
+                    "address": imap_mailbox.address,
+                }
+            ],
+            "email_timing": {"fetch_batch": 50, "read_timeout_s": 5, "backoff_max_s": 1},
+        }
     )
-    first = IngesterProcess(config, tmp_path / "ingester-1.log", checkpoint_delay_s=0.4).start()
+    first = IngesterProcess(settings, tmp_path / "ingester-1.log", checkpoint_delay_s=0.4).start()
     ingester_processes.append(first)
 
     async def batch_published_not_checkpointed() -> bool:
@@ -114,7 +110,7 @@ async def test_ingester_killed_mid_batch_and_restarted_records_each_mail_once(
     published_at_kill = await records_in(hub_settings)
     assert checkpoint_at_kill < published_at_kill < n, "the kill must land inside a batch"
 
-    second = IngesterProcess(config, tmp_path / "ingester-2.log", checkpoint_delay_s=0).start()
+    second = IngesterProcess(settings, tmp_path / "ingester-2.log", checkpoint_delay_s=0).start()
     ingester_processes.append(second)
     await eventually(
         lambda: checkpointed_uid(hub_settings.data_dir, imap_mailbox.name) == n,

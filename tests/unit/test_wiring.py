@@ -84,3 +84,15 @@ def test_mailboxes_attribute_bounces_to_the_domain_our_replies_are_sent_from(tmp
     support, sales = bootstrap(settings).channels().mailboxes
     assert support.message_id_domains == ("replies.example.net",)
     assert sales.message_id_domains == ("b.org",)  # said explicitly: kept
+
+
+def test_imap_timing_comes_from_the_settings_and_an_unknown_knob_is_named(tmp_path) -> None:
+    import pytest
+
+    from channels.email import ConfigError
+
+    timing = bootstrap(Settings(email_timing={"fetch_batch": 50, "read_timeout_s": 5})).channels()
+    assert timing.imap_timing.fetch_batch == 50
+    assert timing.imap_timing.read_timeout_s == 5.0
+    with pytest.raises(ConfigError, match="unknown fetch_size"):
+        bootstrap(Settings(email_timing={"fetch_size": 50})).channels()
