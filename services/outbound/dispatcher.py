@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 
 from channels.outbound import (
     OutboundError,
@@ -46,6 +47,7 @@ from services.history.ledger import OutboundLedger
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+POISON_ATTEMPTS = 3  # a command failing this often while the store answers is dead-lettered
 
 
 @dataclass
@@ -106,7 +108,7 @@ class OutboundDispatcher:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=100)
                 for tp, records in batches.items():
                     for record in records:
-                        await self._handle(record)
+                        await self._handle_or_dead_letter(record)
                         self.stats.consumed += 1  # handled, so a reader may count outcomes
                         await self.consumer.commit({tp: record.offset + 1})
         finally:
@@ -114,6 +116,39 @@ class OutboundDispatcher:
             await self.interactions.stop()
             for sender in self.senders.values():
                 await sender.close()
+
+    async def _handle_or_dead_letter(self, record: ConsumerRecord) -> None:
+        """Handle one command; one that keeps failing while everything around it works (a bug,
+        a sender that breaks on it) is dead-lettered so the commands after it are not held up.
+        When the store or Kafka is what fails, the error propagates: the supervisor restarts
+        the dispatcher and the command is tried again from the committed offset."""
+        for attempt in range(1, POISON_ATTEMPTS + 1):
+            try:
+                await self._handle(record)
+                return
+            except Exception as e:
+                if isinstance(e, KafkaError) or not await self._store_answers():
+                    raise
+                log.exception(
+                    "command at %s:%s@%s failed (attempt %d of %d)",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    attempt,
+                    POISON_ATTEMPTS,
+                )
+                if attempt == POISON_ATTEMPTS:
+                    reason = f"dispatching failed {attempt} times: {type(e).__name__}: {e}"
+                    await self._dead_letter(record, e, reason=reason)
+                    return
+
+    async def _store_answers(self) -> bool:
+        try:
+            await asyncio.to_thread(self.history.recorder.max_notification_id)
+            await asyncio.to_thread(self.ledger.recorder.max_notification_id)
+        except Exception:
+            return False
+        return True
 
     async def _handle(self, record: ConsumerRecord) -> None:
         try:
@@ -225,13 +260,16 @@ class OutboundDispatcher:
         self.stats.failed += 1
         log.warning("command %s not sent (%s): %s", command.command_id, kind, error)
 
-    async def _dead_letter(self, record: ConsumerRecord, error: InvalidCommand) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord, error: BaseException, *, reason: str | None = None
+    ) -> None:
         letter = DeadLetter.for_record(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             payload=record.value or b"",
             error=error,
+            reason=reason,
         )
         await self.interactions.publish_dead_letter(
             letter, topic=self.deadletter_topic, key=record.key

@@ -6,6 +6,7 @@ real channel senders are tested against stand-ins of their providers elsewhere.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +23,7 @@ from channels.publishing import InteractionPublisher
 from contracts import Channel, ConsentChanged, Direction, SendMessage
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
-from tests.helpers import eventually, recorded_refs
+from tests.helpers import eventually, read_topic, recorded_refs
 
 PHONE = "+493012345678"
 
@@ -137,3 +138,36 @@ async def test_rejected_by_provider_and_malformed_commands_do_not_stop_the_dispa
     assert dispatcher.stats.dead_lettered == 1
     assert dispatcher.stats.failed == 2  # rejected by the provider; no e-mail sender configured
     assert sender_ok.sent == []
+
+
+@dataclass
+class BrokenSender(RecordingSender):
+    """A sender with a bug for one recipient: it raises something no sender should."""
+
+    broken_for: str = ""
+
+    async def send(self, command: SendMessage, recipient: Recipient) -> SendReceipt:
+        if command.to == self.broken_for:
+            raise KeyError("a bug in the sender")
+        return await super().send(command, recipient)
+
+
+async def test_a_command_that_keeps_breaking_the_dispatcher_is_dead_lettered_and_the_rest_sent(
+    hub_settings: Settings,
+    start_dispatcher,
+    send_command,
+) -> None:
+    sender = BrokenSender(broken_for=PHONE)
+    dispatcher = await start_dispatcher({sender.channel: sender})
+    await send_command(SendMessage(channel=Channel.sms, to=PHONE, body="poison"))
+    after = await send_command(SendMessage(channel=Channel.sms, to="+493087654321", body="ok"))
+    await eventually(lambda: dispatcher.stats.consumed == 2, what="both commands handled")
+    assert dispatcher.stats.dead_lettered == 1
+    assert sender.sent == [after.command_id]
+    (letter,) = [
+        json.loads(r.value)
+        for r in await read_topic(
+            hub_settings.kafka_bootstrap, hub_settings.deadletter_topic, expect=1
+        )
+    ]
+    assert "dispatching failed 3 times: KeyError" in letter["reason"]
