@@ -9,16 +9,17 @@
     │   ├── MalformedPayload                        (channels.social: a webhook body)
     │   └── MailRejected and its kinds              (channels.email: an inbound mail)
     ├── ConfigError           a setting is missing or wrong; the message names it
-    ├── NotFound              what was asked for does not exist (CustomerNotFound)
+    ├── NotFound              what was asked for does not exist (CustomerNotFound, UnknownUser)
+    ├── Conflict              what was asked contradicts what exists (UserExists)
     ├── DeliveryError         a provider did not take an outbound message (OutboundError ...)
     └── Unavailable           a server we depend on does not answer: try again later
         ├── PublishFailed, ConnectionLost           (channels.email)
         └── KafkaLaunchError                        (deploy: the local broker)
 
 Each boundary translates them once: a consumer dead-letters an ``InputError``; the HTTP API
-answers 4xx for ``InputError``/``NotFound`` and 503 for ``Unavailable``; the command line prints
-one line for any ``SwitchboardError``.  The stdlib bases some of them had (``ValueError``,
-``OSError``) stay, so existing ``except`` clauses keep working.
+answers 400/404/409 for ``InputError``/``NotFound``/``Conflict`` and 503 for ``Unavailable``;
+the command line prints one line for any ``SwitchboardError``.  The stdlib bases some of them
+had (``ValueError``, ``OSError``) stay, so existing ``except`` clauses keep working.
 
 This module imports nothing, so every layer may raise these.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DeliveryError",
     "InputError",
     "NotFound",
@@ -53,6 +55,10 @@ class ConfigError(SwitchboardError, ValueError):
 
 class NotFound(SwitchboardError, LookupError):
     """What was asked for does not exist."""
+
+
+class Conflict(SwitchboardError):
+    """What was asked contradicts what exists (a user name that is taken, say)."""
 
 
 class DeliveryError(SwitchboardError):

@@ -16,6 +16,7 @@ from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.recorder import Recorder
+from tests.helpers import bearer_of_every_role
 
 pytest_plugins = ["tests.kafka_fixtures", "tests.pg_fixtures", "tests.mail_fixtures"]
 
@@ -45,6 +46,12 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         session_timeout_ms=3000,
         recorder_batch=200,
     )
+
+
+@pytest.fixture
+def auth_header(hub_settings: Settings) -> dict[str, str]:
+    """``Authorization: Bearer …`` of a user with every role, in the test's store."""
+    return bearer_of_every_role(hub_settings)
 
 
 @pytest.fixture

@@ -34,6 +34,16 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def bearer_of_every_role(settings: Settings, username: str = "tester") -> dict[str, str]:
+    """An Authorization header for a user with every role, made through the bootstrap."""
+    from services.domain.users import Role
+
+    users = bootstrap(settings).user_directory()
+    if users.find(username) is None:
+        users.register(username, roles=list(Role))
+    return {"Authorization": f"Bearer {users.issue_token(username).token}"}
+
+
 def recorded_refs(settings: Settings) -> Counter[str]:
     """How often each (type, provider_ref) is in the customer history (the system of record)."""
     from services.domain import Customer

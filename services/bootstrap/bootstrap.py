@@ -32,10 +32,16 @@ from projections.follower import TimelineFollower
 from projections.timeline import TimelineView
 from services.bootstrap.channels import ChannelConfigs, channel_configs
 from services.bootstrap.settings import Settings
-from services.bootstrap.stores import open_history, open_outbound_ledger, open_timeline_view
+from services.bootstrap.stores import (
+    open_history,
+    open_outbound_ledger,
+    open_timeline_view,
+    open_user_directory,
+)
 from services.gateway.api import create_api
 from services.history.customers import CustomerHistory
 from services.history.ledger import OutboundLedger
+from services.history.users import UserDirectory
 from services.outbound.dispatcher import RETRY_DELAYS, OutboundDispatcher
 from services.recorder import Recorder
 
@@ -68,6 +74,9 @@ class Hub:
 
     def outbound_ledger(self) -> OutboundLedger:
         return open_outbound_ledger(self.settings)
+
+    def user_directory(self) -> UserDirectory:
+        return open_user_directory(self.settings)
 
     def timeline_view(self) -> TimelineView:
         return open_timeline_view(self.settings)
@@ -172,10 +181,17 @@ class Hub:
             routers.append(telegram_router(publisher=publisher, config=configs.telegram))
         return routers
 
-    def api(self, *, view: TimelineView, publisher: InteractionPublisher) -> FastAPI:
-        """The HTTP API with the configured channels' webhooks."""
+    def api(
+        self,
+        *,
+        view: TimelineView,
+        publisher: InteractionPublisher,
+        users: UserDirectory | None = None,
+    ) -> FastAPI:
+        """The HTTP API with the configured channels' webhooks; ``users`` say who may call it."""
         return create_api(
             view=view,
+            users=users or self.user_directory(),
             default_region=self.settings.default_region,
             routers=self.webhook_routers(publisher=publisher, directory=view),
         )

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from services.bootstrap.settings import Settings
+from services.bootstrap.users_cli import users_app
 
 if TYPE_CHECKING:
     from deploy.simulator import SimulationResult
@@ -38,6 +39,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one error, one line
+
+app.add_typer(users_app, name="users", help="Users, roles and API tokens.")
 
 try:  # the local broker launcher (services/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -134,6 +137,7 @@ def up(
     from deploy.kafka_local import KafkaLaunchError, LocalKafka, jars_cached
     from services.bootstrap.hub import run_hub
     from services.bootstrap.logs import configure_logging
+    from services.bootstrap.users_cli import first_sign_in, print_sign_in
 
     configure_logging(log_level, json_lines=False)
     settings = _settings()
@@ -153,10 +157,14 @@ def up(
             raise _fail(f"{e} (set SWITCHBOARD_LOCAL_KAFKA_PORT to use another port)") from None
         settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
     hub = _hub(settings)
+    api_url = f"http://{settings.http_host}:{settings.http_port}"
     out.print(
         f"[green]Kafka[/green] {hub.kafka}   [green]store[/green] {settings.store}   "
-        f"[green]API[/green] http://{settings.http_host}:{settings.http_port}/docs"
+        f"[green]API[/green] {api_url}/docs"
     )
+    # Nothing is open, so a new hub must say how to get in: its first admin's token.
+    users = hub.user_directory()
+    print_sign_in(first_sign_in(users, demo=demo), directory=users, api_url=api_url)
     out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
 
     async def main() -> None:

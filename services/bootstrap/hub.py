@@ -85,7 +85,13 @@ async def run_hub(
                 name="webhook publisher",
             )
         )
-        api = hub.api(view=view, publisher=webhook_publisher)
+        users = hub.user_directory()
+        if not users.has_active_admin():
+            log.warning(
+                "no active admin user: every /v1 request is refused (401). Create one on a "
+                "machine with store access: switchboard users add NAME --role admin --token"
+            )
+        api = hub.api(view=view, publisher=webhook_publisher, users=users)
         config = uvicorn.Config(
             api,
             host=settings.http_host,

@@ -15,6 +15,7 @@ from projections.timeline_sqlite import SQLiteTimelineView
 from services.bootstrap.settings import Settings
 from services.history.customers import CustomerHistory
 from services.history.ledger import OutboundLedger
+from services.history.users import UserDirectory
 
 T = TypeVar("T")
 
@@ -52,6 +53,16 @@ def open_outbound_ledger(settings: Settings) -> OutboundLedger:
         path.parent.mkdir(parents=True, exist_ok=True)
         env["SQLITE_DBNAME"] = str(path)
     return _racing_create(lambda: OutboundLedger(env=env))
+
+
+def open_user_directory(settings: Settings) -> UserDirectory:
+    """Users, roles and token hashes: beside the history (a file of its own on SQLite)."""
+    env = settings.event_store_env()
+    if not settings.is_postgres:
+        path = settings.sqlite_path("users")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env["SQLITE_DBNAME"] = str(path)
+    return _racing_create(lambda: UserDirectory(env=env))
 
 
 def open_timeline_view(settings: Settings) -> TimelineView:

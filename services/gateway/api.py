@@ -1,4 +1,8 @@
-"""The HTTP API: caller lookup and the customer timeline."""
+"""The HTTP API: caller lookup, the customer timeline, delivery reports and users.
+
+Every operation under ``/v1`` needs a bearer token and a role (``auth.py``, ``roles.py``);
+``/healthz`` and the documentation pages are open (they hold no customer data).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ from fastapi.exceptions import RequestValidationError
 
 from contracts import AddressError, parse_any_address
 from projections.timeline import TimelineView
+from services.gateway.access import AccessTable
+from services.gateway.auth import document_access, v1_router
 from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
 from services.gateway.schemas import CustomerLookup, Delivery, Timeline, TimelineItem
+from services.gateway.users_api import users_router
+from services.history.users import UserDirectory
 
 # The largest offset both stores take (SQLite and PostgreSQL bind it as a 64-bit integer);
 # far beyond any customer's history, and a bound the document can state.
@@ -26,9 +34,13 @@ MESSAGE_REF_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 def create_api(
     *,
     view: TimelineView,
+    users: UserDirectory,
     default_region: str | None = None,
     routers: Sequence[APIRouter] = (),
+    access: AccessTable | None = None,
 ) -> FastAPI:
+    """The API over ``view``; ``users`` says who may call it (``access``: the table of their
+    tokens, built from ``users`` unless given)."""
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
@@ -43,8 +55,11 @@ def create_api(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get(
-        "/v1/lookup",
+    access = access or AccessTable(users)
+    v1 = v1_router(access)
+
+    @v1.get(
+        "/lookup",
         response_model=CustomerLookup,
         responses={
             404: {"description": "No customer has this address."},
@@ -76,8 +91,8 @@ def create_api(
             raise HTTPException(404, f"no customer has the address {normalized}")
         return CustomerLookup(address=normalized, **asdict(summary))
 
-    @api.get(
-        "/v1/customers/{customer_id}/timeline",
+    @v1.get(
+        "/customers/{customer_id}/timeline",
         response_model=Timeline,
         responses={404: {"description": "No such customer."}},
         tags=["customers"],
@@ -96,8 +111,8 @@ def create_api(
         ]
         return Timeline(customer_id=customer_id, items=items, limit=limit, offset=offset)
 
-    @api.get(
-        "/v1/deliveries/{message_ref}",
+    @v1.get(
+        "/deliveries/{message_ref}",
         response_model=Delivery,
         responses={404: {"description": "No outbound message has this id."}},
         tags=["messages"],
@@ -119,8 +134,11 @@ def create_api(
             updated_at=report.occurred_at,
         )
 
-    for router in routers:  # the channels' webhooks
+    v1.include_router(users_router(users, changed=lambda: access.refresh(wait=True)))
+    api.include_router(v1)
+    for router in routers:  # the channels' webhooks: the provider's signature, no bearer
         api.include_router(router)
     install_problem_handlers(api)
-    api.openapi = problem_documented_openapi(api)  # type: ignore[method-assign]
+    api.openapi = problem_documented_openapi(api, amend=document_access)  # type: ignore[method-assign]
+    api.openapi()  # an unguarded /v1 operation, or one without a role rule, fails here
     return api

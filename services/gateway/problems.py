@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.errors import InputError, NotFound, SwitchboardError, Unavailable
+from contracts.errors import Conflict, InputError, NotFound, SwitchboardError, Unavailable
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -126,6 +126,7 @@ async def _validation_problem(_request: Request, exc: Exception) -> Response:
 _OUR_ERRORS: tuple[tuple[type[SwitchboardError], int], ...] = (
     (InputError, 400),
     (NotFound, 404),
+    (Conflict, 409),
     (Unavailable, 503),
 )
 
@@ -204,13 +205,16 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def problem_documented_openapi(api: FastAPI) -> Callable[[], dict[str, Any]]:
-    """``api.openapi`` with every error response documented as a problem (cached, like it)."""
+def problem_documented_openapi(
+    api: FastAPI, *, amend: Callable[[dict[str, Any]], dict[str, Any]] = lambda d: d
+) -> Callable[[], dict[str, Any]]:
+    """``api.openapi`` with every error response documented as a problem (cached, like it);
+    ``amend`` adds responses before they are documented."""
     generate = api.openapi
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            api.openapi_schema = document_problems(generate())
+            api.openapi_schema = document_problems(amend(generate()))
         return api.openapi_schema
 
     return openapi

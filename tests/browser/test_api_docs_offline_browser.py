@@ -62,7 +62,8 @@ class _ReadyServer(uvicorn.Server):
 @pytest.fixture
 async def api_url(tmp_path: Path) -> AsyncIterator[str]:
     """The API (with a real SQLite view) on a free loopback port, stopped at teardown."""
-    api = create_api(view=bootstrap(Settings(data_dir=tmp_path)).timeline_view(), routers=[])
+    hub = bootstrap(Settings(data_dir=tmp_path))
+    api = create_api(view=hub.timeline_view(), users=hub.user_directory(), routers=[])
     # Bound here on port 0 and handed to uvicorn: the kernel picks a free port and nothing
     # can take it between choosing and listening.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -53,8 +53,9 @@ def references(html: str) -> list[str]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    view = bootstrap(Settings(data_dir=tmp_path)).timeline_view()
-    with TestClient(create_api(view=view, routers=[])) as client:
+    hub = bootstrap(Settings(data_dir=tmp_path))
+    api = create_api(view=hub.timeline_view(), users=hub.user_directory(), routers=[])
+    with TestClient(api) as client:
         yield client
 
 
@@ -121,8 +122,9 @@ def test_swagger_ui_oauth2_redirect_page_is_served_without_outside_references(
 
 
 def test_behind_a_proxy_prefix_the_pages_load_their_assets_under_it(tmp_path: Path) -> None:
-    view = bootstrap(Settings(data_dir=tmp_path)).timeline_view()
-    with TestClient(create_api(view=view, routers=[]), root_path="/switchboard") as client:
+    hub = bootstrap(Settings(data_dir=tmp_path))
+    api = create_api(view=hub.timeline_view(), users=hub.user_directory(), routers=[])
+    with TestClient(api, root_path="/switchboard") as client:
         for page in DOC_PAGES:
             html = client.get(page).text
 

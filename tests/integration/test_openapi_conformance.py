@@ -5,7 +5,8 @@ channel's webhooks, the recorder and the timeline projection) on a real Kafka br
 SQLite store, in a thread, on a real port. Schemathesis generates requests from the hub's
 document, valid and invalid; a signing session authenticates each one as its provider would
 (Twilio's signature over URL and form, Meta's HMAC over the raw body, Telegram's secret token,
-the CTI bearer token), so the fuzzer reaches the handlers instead of stopping at the 403.
+the CTI bearer token) and each ``/v1`` request with an admin's API token, so the fuzzer reaches
+the handlers instead of stopping at the 401/403.
 
 The document is built at import, from the same settings, because schemathesis needs it to
 collect the tests (its ``from_fixture`` fails on pytest 9: it sets ``Node._nodeid``);
@@ -149,15 +150,24 @@ _CREDENTIAL_HEADERS = (
 class SigningSession(requests.Session):
     """Authenticates every request as its provider would, over the bytes actually sent."""
 
-    def __init__(self, sign: Literal["always", "when drawn", "never"]) -> None:
+    def __init__(
+        self, sign: Literal["always", "when drawn", "never"], *, api_token: str | None = None
+    ) -> None:
         super().__init__()
         self.sign = sign
+        self.api_token = api_token
         self._twilio = RequestValidator(TWILIO_TOKEN)
 
     def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:  # type: ignore[override]
         # A case that leaves its credential out (schemathesis draws such negative cases) is
         # sent without one, to be refused; one that has any gets the genuine value instead.
         drawn = [h for h in _CREDENTIAL_HEADERS if request.headers.pop(h, None) is not None]
+        # Negative cases for the bearer scheme's header object may add arbitrary headers,
+        # framing ones among them; a bad Content-Length is refused by uvicorn before the hub
+        # sees the request, so the framing stays the client library's.
+        for framing in ("Content-Length", "Transfer-Encoding", "Host", "Connection"):
+            request.headers.pop(framing, None)
+        request.prepare_content_length(request.body)
         if self.sign == "always" or (self.sign == "when drawn" and drawn):
             self._sign(request)
         return super().send(request, **kwargs)
@@ -180,6 +190,8 @@ class SigningSession(requests.Session):
             request.headers[META_SIGNATURE_HEADER] = meta_signature(raw, META_SECRET)
         elif parts.path == "/webhooks/telegram":
             request.headers[TELEGRAM_SECRET_HEADER] = TELEGRAM_SECRET
+        elif parts.path.startswith("/v1/") and self.api_token is not None:
+            request.headers["Authorization"] = f"Bearer {self.api_token}"
 
 
 def every_channel(**settings: object) -> Settings:
@@ -241,7 +253,20 @@ def hub(tmp_path_factory: pytest.TempPathFactory, kafka_broker) -> Iterator[Runn
 
 
 @pytest.fixture(scope="module")
-def recorded_customer(hub: RunningHub) -> uuid.UUID:
+def admin_token(hub: RunningHub) -> str:
+    """An admin's API token, issued in the hub's store as `switchboard users` would."""
+    users = bootstrap(hub.settings).user_directory()
+    users.register("fuzz-admin", roles=["admin"])
+    return users.issue_token("fuzz-admin").token
+
+
+@pytest.fixture(scope="module")
+def admin(admin_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+@pytest.fixture(scope="module")
+def recorded_customer(hub: RunningHub, admin: dict[str, str]) -> uuid.UUID:
     """A customer with a call and a delivered SMS, as the webhooks record them."""
     signing = SigningSession("always")
     call = {"event": "newCall", "call_id": "seed-1", "direction": "inbound"}
@@ -257,14 +282,17 @@ def recorded_customer(hub: RunningHub) -> uuid.UUID:
     answer = signing.post(f"{hub.url}/webhooks/twilio/sms/status", data=status)
     assert answer.status_code == 204, answer.text
 
+    def lookup() -> requests.Response:
+        return requests.get(
+            f"{hub.url}/v1/lookup", params={"address": CUSTOMER}, headers=admin, timeout=5
+        )
+
     def projected() -> bool:
-        lookup = requests.get(f"{hub.url}/v1/lookup", params={"address": CUSTOMER}, timeout=5)
-        delivery = requests.get(f"{hub.url}/v1/deliveries/{MESSAGE_SID}", timeout=5)
-        return lookup.status_code == 200 and delivery.status_code == 200
+        delivery = requests.get(f"{hub.url}/v1/deliveries/{MESSAGE_SID}", headers=admin, timeout=5)
+        return lookup().status_code == 200 and delivery.status_code == 200
 
     _until(projected, what="the seeded customer in the timeline view")
-    lookup = requests.get(f"{hub.url}/v1/lookup", params={"address": CUSTOMER}, timeout=5)
-    return uuid.UUID(lookup.json()["customer_id"])
+    return uuid.UUID(lookup().json()["customer_id"])
 
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
@@ -277,14 +305,15 @@ def test_the_hub_serves_the_document_that_is_fuzzed(hub: RunningHub) -> None:
 @schema.parametrize()
 @FUZZ
 def test_every_operation_answers_any_authenticated_input_as_documented(
-    case: schemathesis.Case, hub: RunningHub, recorded_customer: uuid.UUID
+    case: schemathesis.Case, hub: RunningHub, recorded_customer: uuid.UUID, admin_token: str
 ) -> None:
-    response = case.call(base_url=hub.url, session=SigningSession("when drawn"), timeout=30)
+    session = SigningSession("when drawn", api_token=admin_token)
+    response = case.call(base_url=hub.url, session=session, timeout=30)
     assert response.status_code < 500, f"{response.status_code}: {response.text}"
     case.validate_response(response, checks=CHECKS)
 
 
-@schema.include(method="POST").parametrize()
+@schema.include(method="POST", path_regex="^/webhooks/").parametrize()
 @settings(FUZZ, max_examples=10)
 def test_every_webhook_refuses_requests_without_credentials(
     case: schemathesis.Case, hub: RunningHub
@@ -296,8 +325,25 @@ def test_every_webhook_refuses_requests_without_credentials(
     case.validate_response(response, checks=CHECKS)
 
 
+@schema.include(path_regex="^/v1/").parametrize()
+@settings(FUZZ, max_examples=10)
+def test_every_v1_operation_refuses_requests_without_a_token(
+    case: schemathesis.Case, hub: RunningHub
+) -> None:
+    response = case.call(base_url=hub.url, session=SigningSession("never"), timeout=30)
+    # FastAPI parses the body before any dependency runs, so a body that cannot be parsed
+    # at all is refused (400/422) before the token is looked at; that reveals nothing.
+    unparsable = (response.status_code == 400 and "error parsing the body" in response.text) or (
+        response.status_code == 422 and "JSON decode error" in response.text
+    )
+    if case.method.upper() == case.operation.method.upper() and not unparsable:
+        assert response.status_code == 401, f"{response.status_code}: {response.text}"
+        assert response.headers["www-authenticate"] == ["Bearer"]  # lower-cased, as a list
+    case.validate_response(response, checks=CHECKS)
+
+
 def test_a_recorded_customers_lookup_timeline_and_delivery_answer_as_documented(
-    hub: RunningHub, recorded_customer: uuid.UUID
+    hub: RunningHub, recorded_customer: uuid.UUID, admin: dict[str, str]
 ) -> None:
     cases = [
         schema["/v1/lookup"]["GET"].Case(query={"address": CUSTOMER}),
@@ -309,7 +355,7 @@ def test_a_recorded_customers_lookup_timeline_and_delivery_answer_as_documented(
         ),
     ]
     for case in cases:
-        response = case.call(base_url=hub.url, timeout=30)
+        response = case.call(base_url=hub.url, headers=admin, timeout=30)
         assert response.status_code == 200, response.text
         case.validate_response(response, checks=CHECKS)
 
@@ -317,8 +363,10 @@ def test_a_recorded_customers_lookup_timeline_and_delivery_answer_as_documented(
 # -- the error body, as a client sees it ------------------------------------------------------
 
 
-def test_a_missing_query_parameter_is_a_problem_naming_it(hub: RunningHub) -> None:
-    answer = requests.get(f"{hub.url}/v1/lookup", timeout=5)
+def test_a_missing_query_parameter_is_a_problem_naming_it(
+    hub: RunningHub, admin: dict[str, str]
+) -> None:
+    answer = requests.get(f"{hub.url}/v1/lookup", headers=admin, timeout=5)
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
@@ -328,8 +376,12 @@ def test_a_missing_query_parameter_is_a_problem_naming_it(hub: RunningHub) -> No
 
 
 @pytest.mark.parametrize("address", ["", "not a phone"])
-def test_an_address_that_is_none_is_a_problem_naming_it(hub: RunningHub, address: str) -> None:
-    answer = requests.get(f"{hub.url}/v1/lookup", params={"address": address}, timeout=5)
+def test_an_address_that_is_none_is_a_problem_naming_it(
+    hub: RunningHub, admin: dict[str, str], address: str
+) -> None:
+    answer = requests.get(
+        f"{hub.url}/v1/lookup", params={"address": address}, headers=admin, timeout=5
+    )
     assert answer.status_code == 422
     assert [e["field"] for e in answer.json()["errors"]] == ["query.address"]
 

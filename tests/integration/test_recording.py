@@ -36,7 +36,10 @@ def sms(
 
 
 async def test_published_sms_and_call_appear_on_the_timeline_and_lookup(
-    hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
+    hub_settings: Settings,
+    running_recorder: Recorder,
+    publisher: InteractionPublisher,
+    auth_header: dict[str, str],
 ) -> None:
     await publisher.publish(sms("SM1"))
     await publisher.publish(
@@ -57,7 +60,8 @@ async def test_published_sms_and_call_appear_on_the_timeline_and_lookup(
         return cid is not None and len(view.timeline(cid)) == 2
 
     await eventually(both_shown, what="two timeline entries")
-    api = TestClient(create_api(view=view))
+    users = bootstrap(hub_settings).user_directory()
+    api = TestClient(create_api(view=view, users=users), headers=auth_header)
     found = api.get("/v1/lookup", params={"address": "+49 (30) 1234-5678"})
     assert found.status_code == 200, found.text
     body = found.json()
@@ -136,7 +140,10 @@ async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecordin
 
 
 async def test_delivery_status_on_the_view_only_moves_forward(
-    hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
+    hub_settings: Settings,
+    running_recorder: Recorder,
+    publisher: InteractionPublisher,
+    auth_header: dict[str, str],
 ) -> None:
     from contracts import DeliveryStatus, DeliveryStatusChanged, MessageSent
 
@@ -171,7 +178,8 @@ async def test_delivery_status_on_the_view_only_moves_forward(
         return cid is not None and len(view.timeline(cid)) == 3
 
     await eventually(three_on_timeline, what="the message and both reports")
-    api = TestClient(create_api(view=view))
+    users = bootstrap(hub_settings).user_directory()
+    api = TestClient(create_api(view=view, users=users), headers=auth_header)
     body = api.get("/v1/deliveries/SMout1").json()
     assert body["status"] == "delivered"
     assert api.get("/v1/deliveries/nope").status_code == 404

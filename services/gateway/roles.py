@@ -1,0 +1,68 @@
+"""Which roles may call which ``/v1`` operation: the one table.
+
+Every operation under ``/v1`` must have a row; ``services.gateway.auth.protect_v1`` refuses to
+build an API with one that has none, and ``tests/integration/test_access_matrix.py`` walks the
+served OpenAPI document against this table, role by role.
+
+Why these rows:
+
+- Reading a customer (lookup, timeline) is what agents and supervisors work with; auditors
+  prove what happened; admins run the hub.  A campaign manager works on audiences and
+  campaign outcomes, not on one person's history, so it does not read customers (least
+  privilege: their screen needs no customer's contacts).
+- A delivery report says how far one outbound message got: campaign managers track their
+  sends with it, so they may read it too.
+- Managing users and tokens is for admins only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from services.domain.users import Role
+
+READ_CUSTOMERS = frozenset({Role.agent, Role.supervisor, Role.auditor, Role.admin})
+READ_DELIVERIES = READ_CUSTOMERS | {Role.campaign_manager}
+ADMINISTER = frozenset({Role.admin})
+
+ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
+    ("GET", "/v1/lookup"): READ_CUSTOMERS,
+    ("GET", "/v1/customers/{customer_id}/timeline"): READ_CUSTOMERS,
+    ("GET", "/v1/deliveries/{message_ref}"): READ_DELIVERIES,
+    ("GET", "/v1/users"): ADMINISTER,
+    ("POST", "/v1/users"): ADMINISTER,
+    ("POST", "/v1/users/{username}/disable"): ADMINISTER,
+    ("POST", "/v1/users/{username}/tokens"): ADMINISTER,
+    ("DELETE", "/v1/users/{username}/tokens/{token_id}"): ADMINISTER,
+}
+
+
+def roles_for(method: str, path: str) -> frozenset[Role]:
+    """The roles that may call ``method path`` (a route's path template); none if no row."""
+    return ROUTE_ROLES.get((method.upper(), path), frozenset())
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    # A parameter is one path segment, as in the router.
+    segments = template.split("/")
+    return re.compile("/".join("[^/]+" if s.startswith("{") else re.escape(s) for s in segments))
+
+
+_MATCHERS = [(method, path, _pattern(path)) for method, path in ROUTE_ROLES]
+
+
+def operation_of(method: str, request_path: str) -> tuple[str, frozenset[Role]] | None:
+    """The table's row for a request (``GET``, ``/v1/customers/42/timeline``): its path
+    template and roles; None when no row matches (then nobody may call it)."""
+    for row_method, template, pattern in _MATCHERS:
+        if row_method == method.upper() and pattern.fullmatch(request_path):
+            return template, ROUTE_ROLES[(row_method, template)]
+    return None
+
+
+def spelled(roles: frozenset[Role]) -> str:
+    """'agent, supervisor or admin', in the order of ``Role``."""
+    names = [str(role) for role in Role if role in roles]
+    if len(names) <= 1:
+        return "".join(names) or "no role (this operation has no rule)"
+    return f"{', '.join(names[:-1])} or {names[-1]}"
