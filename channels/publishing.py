@@ -8,6 +8,7 @@ one partition.  ``publish`` returns only once the broker confirmed the write
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -32,7 +33,13 @@ class InteractionPublisher:
         )
 
     async def start(self) -> None:
-        await self.broker.start()
+        try:
+            await self.broker.start()
+        except BaseException:
+            # A failed start leaves a half-made producer behind: close it, or it leaks.
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise
 
     async def stop(self) -> None:
         await self.broker.stop()

@@ -109,7 +109,6 @@ def serve(
     from services.bootstrap.hub import SERVICES, run_hub
     from services.bootstrap.logs import configure_logging
 
-    configure_logging(log_level)
     settings = _settings()
     chosen = service or list(SERVICES)
     unknown = set(chosen) - set(SERVICES)
@@ -117,6 +116,7 @@ def serve(
         raise typer.BadParameter(f"unknown service(s) {sorted(unknown)}; choose from {SERVICES}")
     if not settings.kafka_bootstrap:
         raise _fail("set SWITCHBOARD_KAFKA_BOOTSTRAP (or use `switchboard up` for a local broker)")
+    configure_logging(log_level)  # once the command is known to run
 
     async def main() -> None:
         stop = asyncio.Event()

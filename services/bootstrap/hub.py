@@ -132,12 +132,7 @@ def _connected(
     publisher: InteractionPublisher, stop: asyncio.Event
 ) -> Callable[[], Awaitable[None]]:
     async def connect_and_hold() -> None:
-        try:
-            await publisher.start()
-        except Exception:
-            with suppress(Exception):
-                await publisher.stop()  # the half-made connection, before the next try
-            raise
+        await publisher.start()
         log.info("webhooks publish to Kafka")
         await stop.wait()
 
