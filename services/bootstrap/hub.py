@@ -78,13 +78,10 @@ async def run_hub(
     if "api" in services:
         view = hub.timeline_view()
         webhook_publisher = hub.publisher()
-        # Webhooks answer 503 (the provider retries) until the publisher has connected.
-        tasks.append(
-            asyncio.create_task(
-                supervise("webhook publisher", _connected(webhook_publisher, stop), stop),
-                name="webhook publisher",
-            )
-        )
+        # Webhooks answer 503 (the provider retries) until the publisher has connected. Like
+        # the others it first reaches Kafka with a cheap admin call (which cleans up after
+        # itself when Kafka is down; a producer's failed start leaves one behind).
+        supervised("webhook publisher", _connected(webhook_publisher, stop))
         users = hub.user_directory()
         if not users.has_active_admin():
             log.warning(

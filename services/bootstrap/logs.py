@@ -25,7 +25,8 @@ class ExpectedKafkaChatter(logging.Filter):
     """aiokafka logs at ERROR what is normal: while a broker starts, its group coordinator is
     not available yet and the client simply asks again.  Shown at DEBUG only."""
 
-    EXPECTED = ("GroupCoordinatorNotAvailable", "NotCoordinatorForGroup")
+    # ...and while Kafka is down our supervisor already says so, once per retry, with the cause.
+    EXPECTED = ("GroupCoordinatorNotAvailable", "NotCoordinatorForGroup", "Unable connect to")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR and any(
