@@ -365,6 +365,11 @@ def send(
         )
 
     async def publish() -> None:
+        from services.bootstrap.kafka_topics import ensure_topics
+
+        # Reaches Kafka (and makes sure the topic is there) with a call that cleans up after
+        # itself when Kafka is down; a producer's failed start would leave one behind.
+        await ensure_topics(settings, hub.kafka)
         async with hub.publisher(topic=settings.outbound_topic) as commands:
             await commands.publish_raw(dump_command(command), key=command.to)
 
