@@ -77,6 +77,22 @@ class InteractionPublisher:
             no_confirm=not confirm,
         )
 
+    async def dead_letter_record(
+        self, record: Any, error: BaseException, *, topic: str, reason: str | None = None
+    ) -> DeadLetter:
+        """Dead-letter one consumed Kafka record (anything with topic, partition, offset,
+        key and value): the letter keeps its place and bytes, keyed like the record."""
+        letter = DeadLetter.for_record(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            payload=record.value or b"",
+            error=error,
+            reason=reason,
+        )
+        await self.publish_dead_letter(letter, topic=topic, key=record.key)
+        return letter
+
     async def publish_unconfirmed(self, value: bytes, *, key: str) -> asyncio.Future:
         """Hand the record to the producer and return its delivery future (bulk senders)."""
         return await self.broker.publish(

@@ -40,7 +40,7 @@ from aiokafka.errors import IllegalStateError
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from channels.publishing import InteractionPublisher
-from contracts import DeadLetter, InvalidInteraction, parse_interaction
+from contracts import InvalidInteraction, parse_interaction
 from services.consumers import kafka_consumer
 from services.history.customers import CustomerHistory, tracking_name
 
@@ -253,16 +253,8 @@ class Recorder:
     async def _dead_letter(
         self, record: ConsumerRecord, error: BaseException, *, reason: str | None = None
     ) -> None:
-        letter = DeadLetter.for_record(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            payload=record.value or b"",
-            error=error,
-            reason=reason,
-        )
-        await self.dead_letters.publish_dead_letter(
-            letter, topic=self.deadletter_topic, key=record.key
+        letter = await self.dead_letters.dead_letter_record(
+            record, error, topic=self.deadletter_topic, reason=reason
         )
         self.stats.dead_lettered += 1
         log.warning(

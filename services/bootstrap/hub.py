@@ -61,7 +61,7 @@ async def run_hub(
         )
         follower_thread.start()
     if "email" in services:
-        if hub.email_ingestion() is not None:
+        if hub.channels().mailboxes:
 
             async def ingest_mail() -> None:
                 ingestion = hub.email_ingestion()

@@ -46,33 +46,32 @@ def open_history(settings: Settings, *, cached: bool = True) -> CustomerHistory:
     return _racing_create(lambda: CustomerHistory(env=env))
 
 
-def open_outbound_ledger(settings: Settings) -> OutboundLedger:
+def _store_env(settings: Settings, purpose: str) -> dict[str, str]:
+    """The store settings for one part; on SQLite it gets a file of its own (SQLite has one
+    writer per file, so the parts never wait for each other's locks)."""
     env = settings.event_store_env()
     if not settings.is_postgres:
-        path = settings.sqlite_path("outbound")
+        path = settings.sqlite_path(purpose)
         path.parent.mkdir(parents=True, exist_ok=True)
         env["SQLITE_DBNAME"] = str(path)
+    return env
+
+
+def open_outbound_ledger(settings: Settings) -> OutboundLedger:
+    env = _store_env(settings, "outbound")
     return _racing_create(lambda: OutboundLedger(env=env))
 
 
 def open_user_directory(settings: Settings) -> UserDirectory:
     """Users, roles and token hashes: beside the history (a file of its own on SQLite)."""
-    env = settings.event_store_env()
-    if not settings.is_postgres:
-        path = settings.sqlite_path("users")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        env["SQLITE_DBNAME"] = str(path)
+    env = _store_env(settings, "users")
     return _racing_create(lambda: UserDirectory(env=env))
 
 
 def open_timeline_view(settings: Settings) -> TimelineView:
-    env = settings.event_store_env()
-    if settings.is_postgres:
-        view_class: type[TimelineView] = PostgresTimelineView
-    else:
-        path = settings.sqlite_path("views")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        env["SQLITE_DBNAME"] = str(path)
-        view_class = SQLiteTimelineView
+    env = _store_env(settings, "views")
+    view_class: type[TimelineView] = (
+        PostgresTimelineView if settings.is_postgres else SQLiteTimelineView
+    )
     factory = InfrastructureFactory.construct(Environment("timeline", env))
     return _racing_create(lambda: factory.tracking_recorder(view_class))  # type: ignore[arg-type]

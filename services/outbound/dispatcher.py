@@ -30,7 +30,6 @@ from channels.outbound import (
 from channels.publishing import InteractionPublisher
 from contracts import (
     Channel,
-    DeadLetter,
     DeliveryStatus,
     DeliveryStatusChanged,
     InvalidCommand,
@@ -263,16 +262,8 @@ class OutboundDispatcher:
     async def _dead_letter(
         self, record: ConsumerRecord, error: BaseException, *, reason: str | None = None
     ) -> None:
-        letter = DeadLetter.for_record(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            payload=record.value or b"",
-            error=error,
-            reason=reason,
-        )
-        await self.interactions.publish_dead_letter(
-            letter, topic=self.deadletter_topic, key=record.key
+        await self.interactions.dead_letter_record(
+            record, error, topic=self.deadletter_topic, reason=reason
         )
         self.stats.dead_lettered += 1
 
