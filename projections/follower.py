@@ -63,8 +63,15 @@ class TimelineFollower:
         try:
             self._apply(notifications)
         except Exception as e:
-            if not self._view_answers():
-                raise
+            applied = self._applied_elsewhere()
+            if applied >= notifications[0].id:
+                # Another follower of the same view (a second hub process, a rebuild) got
+                # there first: its transaction holds these events; continue after them.
+                log.info("timeline: another follower applied up to %s; continuing there", applied)
+                with self._progress:
+                    self._position = applied
+                    self._progress.notify_all()
+                return len(notifications)
             log.warning(
                 "timeline batch after %s failed (%r); applying it event by event", self._position, e
             )
@@ -85,20 +92,18 @@ class TimelineFollower:
         try:
             self._apply([notification])
         except Exception as e:
-            if not self._view_answers():
-                raise
+            if self._applied_elsewhere() >= notification.id:
+                return
             reason = f"{type(e).__name__}: {e}"[:1000]
             log.error(
                 "timeline skips stored event %s, which it cannot apply: %s", notification.id, reason
             )
             self.view.skip(notification.id, reason, Tracking(self.source.name, notification.id))
 
-    def _view_answers(self) -> bool:
-        try:
-            self.view.max_tracking_id(self.source.name)
-        except Exception:
-            return False
-        return True
+    def _applied_elsewhere(self) -> int:
+        """The view's own position after a failed apply.  Raises while the view does not
+        answer at all (then nothing is wrong with the events: the caller retries)."""
+        return self.view.max_tracking_id(self.source.name) or 0
 
     def catch_up(self) -> int:
         """Apply everything stored so far (a rebuild from zero after ``view.reset()``)."""

@@ -95,3 +95,22 @@ def test_a_view_that_does_not_answer_is_retried_not_skipped(hub_settings: Settin
     assert follower.position == history.recorder.max_notification_id()
     assert view.skipped() == []
     assert [e.summary for e in view.timeline(view.customer_for_address(PARTY))] == ["hello"]
+
+
+def test_two_followers_of_one_view_neither_skip_nor_double(hub_settings: Settings) -> None:
+    """A second follower on the same view (a second hub process, a test's own catch-up)
+    finds its batch already applied by the other: it continues after it, skipping nothing."""
+    history = bootstrap(hub_settings).history()
+    history.record_interactions([sms(f"SM-{i}", f"message {i}", i) for i in range(30)])
+    first = TimelineFollower(history, bootstrap(hub_settings).timeline_view(), batch_size=7)
+    late = TimelineFollower(history, bootstrap(hub_settings).timeline_view(), batch_size=5)
+    assert first.position == late.position == 0
+    first.run_once()  # applies 1..7; late still believes the view is empty
+    late.catch_up()
+    first.catch_up()
+
+    view = bootstrap(hub_settings).timeline_view()
+    entries = view.timeline(view.customer_for_address(PARTY))
+    assert sorted(e.summary for e in entries) == sorted(f"message {i}" for i in range(30))
+    assert view.skipped() == []
+    assert first.position == late.position == history.recorder.max_notification_id()
