@@ -13,7 +13,13 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from contracts import INTERACTIONS_TOPIC, DeadLetter, InteractionEvent, dump_interaction
+from contracts import (
+    INTERACTIONS_TOPIC,
+    DeadLetter,
+    InteractionEvent,
+    dump_interaction,
+    identity_of,
+)
 
 # A dead letter carries its record's payload (up to 1 MiB) in base64, plus the reason.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -52,8 +58,9 @@ class InteractionPublisher:
         await self.stop()
 
     async def publish(self, event: InteractionEvent) -> Any:
-        """Publish and wait for the broker's confirmation."""
-        return await self.publish_raw(dump_interaction(event), key=event.party)
+        """Publish and wait for the broker's confirmation.  Keyed by the person the address
+        reaches (``identity_of``): a number's calls, SMS and WhatsApp share a partition."""
+        return await self.publish_raw(dump_interaction(event), key=identity_of(event.party))
 
     async def publish_raw(self, value: bytes, *, key: str) -> Any:
         return await self.broker.publish(

@@ -6,6 +6,7 @@ document in ``contracts/schemas/`` are generated from it by ``python -m contract
 
 from contracts.addresses import (
     AddressError,
+    identity_of,
     normalize_email,
     normalize_party,
     normalize_phone,
@@ -65,6 +66,7 @@ __all__ = [
     "VoicemailRecorded",
     "dump_command",
     "dump_interaction",
+    "identity_of",
     "normalize_email",
     "normalize_party",
     "normalize_phone",

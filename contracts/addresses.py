@@ -19,6 +19,7 @@ from contracts.errors import InputError
 
 __all__ = [
     "AddressError",
+    "identity_of",
     "is_withheld_caller",
     "normalize_email",
     "normalize_party",
@@ -250,3 +251,12 @@ def parse_any_address(raw: str, *, default_region: str | None = None) -> str:
     if "@" in text:
         return normalize_party(Channel.email, text)
     return normalize_party(Channel.voice, text, default_region=default_region)
+
+
+def identity_of(address: str) -> str:
+    """The person an address reaches, as one key: a phone number is one identity across
+    voice, SMS and WhatsApp (``whatsapp:+4930…`` and ``+4930…`` give ``+4930…``); every
+    other address is its own key.  ``address`` is already normalized."""
+    if address.startswith("whatsapp:+"):
+        return address[9:]
+    return address

@@ -18,10 +18,41 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from contracts import DeliveryStatus, status_advances
+from projections.desk_entries import DESK_TOPICS, add_desk_entry
+from projections.directory import (
+    AddressAdded,
+    AgentHandled,
+    Candidate,
+    Card,
+    ConsentSet,
+    CustomerRow,
+    DirectoryOp,
+    DuplicateDismissed,
+    Merged,
+    ProfileSet,
+    Suggestion,
+    Unmerged,
+    address_variants,
+    card_of,
+    email_base,
+    phone_variants,
+    rank_candidates,
+    suggestion_reasons,
+)
 from services.domain import Customer
 
 # The stored topics this view reads; the store filters on them.
-TOPICS = (Customer.FirstContacted.TOPIC, Customer.InteractionRecorded.TOPIC)
+TOPICS = (
+    Customer.FirstContacted.TOPIC,
+    Customer.InteractionRecorded.TOPIC,
+    Customer.ConsentChanged.TOPIC,
+    Customer.AddressLinked.TOPIC,
+    Customer.Absorbed.TOPIC,
+    Customer.Unmerged.TOPIC,
+    Customer.ProfileChanged.TOPIC,
+    Customer.DuplicateDismissed.TOPIC,
+    *DESK_TOPICS,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +107,8 @@ class TimelineChanges:
     new_customers: list[CustomerSummary] = field(default_factory=list)
     addresses: list[tuple[str, UUID]] = field(default_factory=list)
     deliveries: list[DeliveryReport] = field(default_factory=list)
+    # The directory's changes, applied in order after the entries (directory.py).
+    ops: list[DirectoryOp] = field(default_factory=list)
 
 
 def fold_delivery_reports(
@@ -126,6 +159,122 @@ class TimelineView(TrackingRecorder):
         """Forget everything, tracking included: the next follow rebuilds from zero."""
         raise NotImplementedError
 
+    # -- the directory (caller lookup, cards, search, duplicates) -------------------------------
+    # Each store answers the primitives below; the rules are here, once.
+
+    def lookup(self, address: str) -> Lookup:
+        """Who ``address`` (normalized) is: the customer its contacts are recorded on, and,
+        for a number several customers share, every one of them ranked with the reason."""
+        variants = address_variants(address)
+        row, shared = self._lookup_row(variants)
+        if row is None and not shared:
+            return Lookup(card=None, candidates=[])
+        card = self._card_from(row) if row is not None else None
+        if not shared:
+            return Lookup(card=card, candidates=[])
+        sharers = [
+            cid for cid in self._sharers(variants) if card is None or cid != card.customer_id
+        ]
+        people = [(card, True)] if card is not None else []
+        people += [(c, False) for c in self.cards(sharers)]
+        ranked = rank_candidates(
+            address,
+            [(c, holder, *self._contacts_from(c.customer_id, variants)) for c, holder in people],
+        )
+        return Lookup(card=ranked[0].card if ranked else card, candidates=ranked)
+
+    def card(self, customer_id: UUID) -> Card | None:
+        cards = self.cards([customer_id])
+        return cards[0] if cards else None
+
+    def cards(self, customer_ids: list[UUID]) -> list[Card]:
+        return [self._card_from(row) for row in self._rows(customer_ids)]
+
+    def search(self, text: str, *, limit: int = 20) -> list[Card]:
+        """Customers by an address prefix (phone, e-mail, social id) or a name prefix."""
+        ids = self._ids_by_prefix(text, limit)
+        return self.cards(ids)[:limit]
+
+    def duplicates(self, customer_id: UUID, *, limit: int = 20) -> list[Suggestion]:
+        """Customers that may be the same person, best first, with the evidence; those an
+        agent dismissed (either way round) and merged ones are left out."""
+        card = self.card(customer_id)
+        if card is None:
+            return []
+        dismissed = self._dismissed(customer_id)
+        ids = self._possible_duplicates(card)
+        out = []
+        for other in self.cards([i for i in ids if i != customer_id]):
+            if other.merged_into is not None or str(other.customer_id) in dismissed:
+                continue
+            if str(customer_id) in self._dismissed(other.customer_id):
+                continue
+            score, reasons = suggestion_reasons(card, other)
+            if reasons:
+                out.append(Suggestion(other.customer_id, score, reasons, other))
+        out.sort(key=lambda s: (-s.score, str(s.customer_id)))
+        return out[:limit]
+
+    def _card_from(self, row: CustomerRow) -> Card:
+        absorbed = self._rows(self._absorbed_by(row.customer_id)) if row.absorbed else []
+        return card_of(row, absorbed)
+
+    def _possible_duplicates(self, card: Card) -> list[UUID]:
+        addresses: set[str] = set()
+        for a in card.addresses:
+            addresses.update(phone_variants(a))
+        ids = set(self._holders(sorted(addresses)).values())
+        for a in card.addresses:
+            base = email_base(a)
+            if base:
+                ids.update(self._ids_by_email_base(base))
+        if card.name:
+            ids.update(self._ids_by_name(card.name.strip().casefold()))
+        ids.discard(card.customer_id)
+        return sorted(ids, key=str)
+
+    def _lookup_row(self, variants: list[str]) -> tuple[CustomerRow | None, bool]:
+        """The row of the customer holding one of these addresses, and whether any of them is
+        shared with other customers: one read on the hot path."""
+        raise NotImplementedError
+
+    def _rows(self, customer_ids: list[UUID]) -> list[CustomerRow]:
+        raise NotImplementedError
+
+    def _absorbed_by(self, customer_id: UUID) -> list[UUID]:
+        raise NotImplementedError
+
+    def _sharers(self, addresses: list[str]) -> list[UUID]:
+        raise NotImplementedError
+
+    def _holders(self, addresses: list[str]) -> dict[str, UUID]:
+        raise NotImplementedError
+
+    def _contacts_from(
+        self, customer_id: UUID, addresses: list[str]
+    ) -> tuple[datetime | None, int]:
+        raise NotImplementedError
+
+    def _ids_by_prefix(self, text: str, limit: int) -> list[UUID]:
+        raise NotImplementedError
+
+    def _ids_by_email_base(self, base: str) -> list[UUID]:
+        raise NotImplementedError
+
+    def _ids_by_name(self, name_key: str) -> list[UUID]:
+        raise NotImplementedError
+
+    def _dismissed(self, customer_id: UUID) -> dict[str, str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer to "who is this?": ``card`` None when nobody has the address."""
+
+    card: Card | None
+    candidates: list[Candidate]
+
 
 def summarize(payload: dict[str, Any]) -> str:
     """One line an agent reads on the timeline."""
@@ -162,6 +311,7 @@ def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
     """Map (notification id, domain event) pairs to view changes. Pure."""
     changes = TimelineChanges()
     for position, event in events:
+        add_desk_entry(changes, position, event)  # conversations, notes, files
         if isinstance(event, Customer.FirstContacted):
             changes.new_customers.append(
                 CustomerSummary(
@@ -193,7 +343,35 @@ def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
             report = _delivery_report(event)
             if report is not None:
                 changes.deliveries.append(report)
+            agent = event.payload.get("agent") if event.interaction_type in _HANDLED else None
+            if agent:
+                changes.ops.append(AgentHandled(event.originator_id, agent, event.occurred_at))
+        else:
+            op = _directory_op(event)
+            if op is not None:
+                changes.ops.append(op)
     return changes
+
+
+# Contacts that name the agent who handled them.
+_HANDLED = frozenset({"call.answered.v1", "call.ended.v1"})
+
+
+def _directory_op(event: Any) -> DirectoryOp | None:
+    cid = event.originator_id
+    if isinstance(event, Customer.ConsentChanged):
+        return ConsentSet(cid, f"{event.channel}:{event.purpose}", event.granted)
+    if isinstance(event, Customer.AddressLinked):
+        return AddressAdded(cid, event.address, event.shared)
+    if isinstance(event, Customer.Absorbed):
+        return Merged(cid, event.absorbed_id)
+    if isinstance(event, Customer.Unmerged):
+        return Unmerged(cid, event.absorbed_id, list(event.addresses), list(event.moved))
+    if isinstance(event, Customer.ProfileChanged):
+        return ProfileSet(cid, dict(event.changes))
+    if isinstance(event, Customer.DuplicateDismissed):
+        return DuplicateDismissed(cid, event.other_id, event.reason)
+    return None
 
 
 def _delivery_report(event: Customer.InteractionRecorded) -> DeliveryReport | None:
@@ -212,10 +390,20 @@ def _delivery_report(event: Customer.InteractionRecorded) -> DeliveryReport | No
     )
 
 
+def contact_addresses(entries: Iterable[TimelineEntry]) -> list[tuple[str, UUID]]:
+    """The addresses a customer was in contact at (a WhatsApp number beside the phone it
+    first called from), once each: the card lists them."""
+    return list(
+        dict.fromkeys((e.party, e.customer_id) for e in entries if e.direction != "internal")
+    )
+
+
 def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, datetime, str]]:
     """Per customer: how many new contacts, and the latest one's time and channel."""
     rollup: dict[UUID, tuple[int, datetime, str]] = {}
     for e in entries:
+        if e.direction == "internal":  # the desk's own doings (notes, status) are no contact
+            continue
         count, last, channel = rollup.get(e.customer_id, (0, e.occurred_at, e.channel))
         if e.occurred_at >= last:
             last, channel = e.occurred_at, e.channel

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from contracts import DeliveryStatus
+from projections.directory import (
+    RECENT,
+    AddressAdded,
+    AgentHandled,
+    ConsentSet,
+    CustomerRow,
+    DirectoryOp,
+    DuplicateDismissed,
+    Merged,
+    ProfileSet,
+    RecentContact,
+    Unmerged,
+    phone_variants,
+)
 from projections.timeline import (
     CustomerSummary,
     DeliveryReport,
@@ -17,11 +33,54 @@ from projections.timeline import (
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    contact_addresses,
     contact_rollup,
     fold_delivery_reports,
     payload_json,
     storable,
 )
+
+# Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
+SCHEMA = 2
+_NAMES = ("entries", "customers", "addresses", "shared_addresses", "deliveries", "skipped")
+_ENTRY_COLUMNS = (
+    "customer_id, position, occurred_at, type, channel, direction, party, provider_ref, "
+    "summary, payload"
+)
+_SUMMARY_COLUMNS = (
+    "customer_id, first_address, first_seen, contact_count, last_contact_at, last_channel"
+)
+
+
+def _row(r: dict[str, Any]) -> CustomerRow:
+    return CustomerRow(
+        customer_id=r["customer_id"],
+        first_address=r["first_address"],
+        first_seen=r["first_seen"],
+        contact_count=r["contact_count"],
+        last_contact_at=r["last_contact_at"],
+        last_channel=r["last_channel"],
+        profile=r["profile"],
+        profile_version=r["profile_version"],
+        consent=r["consent"],
+        last_agent=r["last_agent"],
+        last_agent_at=r["last_agent_at"],
+        merged_into=r["merged_into"],
+        absorbed=r["absorbed"],
+        addresses=sorted(r["addresses"] or []),
+        recent=[
+            RecentContact(
+                position=p,
+                occurred_at=datetime.fromisoformat(at),
+                type=type_,
+                channel=ch,
+                direction=d,
+                party=party,
+                summary=summary,
+            )
+            for p, at, type_, ch, d, party, summary in (r["recent"] or [])
+        ],
+    )
 
 
 class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
@@ -29,32 +88,58 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)
         self._t = {
-            name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}"))
-            for name in ("entries", "customers", "addresses", "deliveries", "skipped")
+            name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}")) for name in _NAMES
         }
+        self._schema_table = SQL("{0}.{1}").format(schema, Identifier("timeline_view_schema"))
         t = self._t
         self.sql_create_statements += [
+            # customer_id: whose history holds the event; owner_id: whose timeline shows it
+            # (the survivor's, after a merge).
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
-                "position bigint PRIMARY KEY, customer_id uuid NOT NULL, "
+                "position bigint PRIMARY KEY, customer_id uuid NOT NULL, owner_id uuid NOT NULL, "
                 "occurred_at timestamptz NOT NULL, type text NOT NULL, channel text NOT NULL, "
                 "direction text NOT NULL, party text NOT NULL, provider_ref text NOT NULL, "
                 "summary text NOT NULL, payload jsonb NOT NULL)"
             ).format(t["entries"]),
             SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_entries_by_time "
-                "ON {0} (customer_id, occurred_at, position)"
+                "CREATE INDEX IF NOT EXISTS timeline_entries_by_owner "
+                "ON {0} (owner_id, occurred_at, position)"
             ).format(t["entries"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "customer_id uuid PRIMARY KEY, first_address text NOT NULL, "
                 "first_seen timestamptz NOT NULL, contact_count bigint NOT NULL DEFAULT 0, "
-                "last_contact_at timestamptz, last_channel text)"
+                "last_contact_at timestamptz, last_channel text, name_key text, "
+                "profile jsonb NOT NULL DEFAULT '{{}}', profile_version int NOT NULL DEFAULT 0, "
+                "consent jsonb NOT NULL DEFAULT '{{}}', last_agent text, "
+                "last_agent_at timestamptz, merged_into uuid, absorbed int NOT NULL DEFAULT 0, "
+                "dismissed jsonb NOT NULL DEFAULT '{{}}')"
+            ).format(t["customers"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_customers_by_name ON {0} "
+                "(name_key text_pattern_ops) WHERE name_key IS NOT NULL"
+            ).format(t["customers"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_customers_by_survivor ON {0} (merged_into) "
+                "WHERE merged_into IS NOT NULL"
             ).format(t["customers"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "address text PRIMARY KEY, customer_id uuid NOT NULL)"
             ).format(t["addresses"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_addresses_by_prefix "
+                "ON {0} (address text_pattern_ops)"
+            ).format(t["addresses"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_addresses_by_customer ON {0} (customer_id)"
+            ).format(t["addresses"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
+                "address text NOT NULL, customer_id uuid NOT NULL, "
+                "PRIMARY KEY (address, customer_id))"
+            ).format(t["shared_addresses"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "message_ref text PRIMARY KEY, customer_id uuid NOT NULL, channel text NOT NULL, "
@@ -66,6 +151,55 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "skipped_at timestamptz NOT NULL DEFAULT now())"
             ).format(t["skipped"]),
         ]
+        # One customer's row with its addresses and last contacts: the card in one statement.
+        self._row_select = SQL(
+            "SELECT c.*, "
+            "(SELECT json_agg(a.address) FROM {addresses} a "
+            " WHERE a.customer_id = c.customer_id) AS addresses, "
+            "(SELECT json_agg(json_build_array(t.position, t.occurred_at, t.type, t.channel, "
+            " t.direction, t.party, t.summary)) FROM (SELECT * FROM {entries} "
+            " WHERE owner_id = c.customer_id ORDER BY occurred_at DESC, position DESC "
+            " LIMIT {recent}) t) AS recent "
+            "FROM {customers} c "
+        ).format(
+            addresses=t["addresses"],
+            entries=t["entries"],
+            customers=t["customers"],
+            recent=RECENT,
+        )
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            # Two processes starting together: one at a time decides about the schema.
+            curs.execute("SELECT pg_advisory_xact_lock(727274)")
+            curs.execute(
+                SQL("CREATE TABLE IF NOT EXISTS {0} (version int NOT NULL)").format(
+                    self._schema_table
+                )
+            )
+            curs.execute(SQL("SELECT version FROM {0}").format(self._schema_table))
+            row = curs.fetchone()
+            if row is None or row["version"] != SCHEMA:
+                # An older view (or none): drop it, and its position, to rebuild from zero.
+                for table in self._t.values():
+                    curs.execute(SQL("DROP TABLE IF EXISTS {0}").format(table))
+                curs.execute(SQL("SELECT to_regclass(%s) AS t"), (self._tracking_name(),))
+                if curs.fetchone()["t"] is not None:
+                    curs.execute(
+                        SQL("DELETE FROM {0}.{1} WHERE application_name != %s").format(
+                            Identifier(self.datastore.schema),
+                            Identifier(self.tracking_table_name),
+                        ),
+                        (self.table_migration_identifier,),
+                    )
+                curs.execute(SQL("DELETE FROM {0}").format(self._schema_table))
+                curs.execute(
+                    SQL("INSERT INTO {0} VALUES (%s)").format(self._schema_table), (SCHEMA,)
+                )
+        super().create_table()
+
+    def _tracking_name(self) -> str:
+        return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
         t = self._t
@@ -74,26 +208,34 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             if changes.new_customers:
                 curs.executemany(
                     SQL(
-                        "INSERT INTO {0} VALUES (%s, %s, %s, 0, NULL, NULL) ON CONFLICT DO NOTHING"
+                        "INSERT INTO {0} (customer_id, first_address, first_seen) "
+                        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
                     ).format(t["customers"]),
                     [
                         (s.customer_id, storable(s.first_address), s.first_seen)
                         for s in changes.new_customers
                     ],
                 )
-            if changes.addresses:
+            addresses = [*changes.addresses, *contact_addresses(changes.entries)]
+            if addresses:
                 curs.executemany(
                     SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
                         t["addresses"]
                     ),
-                    [(storable(address), cid) for address, cid in changes.addresses],
+                    [(storable(address), cid) for address, cid in addresses],
                 )
             if changes.entries:
-                with curs.copy(SQL("COPY {0} FROM STDIN").format(t["entries"])) as copy:
+                with curs.copy(
+                    SQL(
+                        "COPY {0} (position, customer_id, owner_id, occurred_at, type, channel, "
+                        "direction, party, provider_ref, summary, payload) FROM STDIN"
+                    ).format(t["entries"])
+                ) as copy:
                     for e in changes.entries:
                         copy.write_row(
                             (
                                 e.position,
+                                e.customer_id,
                                 e.customer_id,
                                 e.occurred_at,
                                 *storable([e.type, e.channel, e.direction, e.party]),
@@ -101,19 +243,154 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                                 payload_json(e.payload),
                             )
                         )
-                curs.executemany(
-                    SQL(
-                        "UPDATE {0} SET contact_count = contact_count + %s, "
-                        "last_channel = CASE WHEN last_contact_at IS NULL OR %s >= last_contact_at "
-                        "THEN %s ELSE last_channel END, "
-                        "last_contact_at = GREATEST(last_contact_at, %s) WHERE customer_id = %s"
-                    ).format(t["customers"]),
-                    [
-                        (count, last, channel, last, cid)
-                        for cid, (count, last, channel) in contact_rollup(changes.entries).items()
-                    ],
-                )
+                rollup = contact_rollup(changes.entries)
+                if rollup:
+                    curs.executemany(
+                        SQL(
+                            "UPDATE {0} SET contact_count = contact_count + %s, "
+                            "last_channel = CASE WHEN last_contact_at IS NULL "
+                            "OR %s >= last_contact_at THEN %s ELSE last_channel END, "
+                            "last_contact_at = GREATEST(last_contact_at, %s) "
+                            "WHERE customer_id = %s"
+                        ).format(t["customers"]),
+                        [
+                            (count, last, channel, last, cid)
+                            for cid, (count, last, channel) in rollup.items()
+                        ],
+                    )
             self._apply_deliveries(curs, changes.deliveries)
+            for op in changes.ops:
+                self._apply_op(curs, op)
+
+    def _apply_op(self, curs: Any, op: DirectoryOp) -> None:
+        t = self._t
+        customers = t["customers"]
+        if isinstance(op, ConsentSet):
+            curs.execute(
+                SQL("UPDATE {0} SET consent = consent || %s::jsonb WHERE customer_id = %s").format(
+                    customers
+                ),
+                (json.dumps({op.key: op.granted}), op.customer_id),
+            )
+        elif isinstance(op, AgentHandled):
+            curs.execute(
+                SQL(
+                    "UPDATE {0} SET last_agent = %s, last_agent_at = %s WHERE customer_id = %s "
+                    "AND (last_agent_at IS NULL OR last_agent_at <= %s)"
+                ).format(customers),
+                (storable(op.agent), op.at, op.customer_id, op.at),
+            )
+        elif isinstance(op, ProfileSet):
+            # A value of None clears a field: jsonb_strip_nulls after the merge.
+            curs.execute(
+                SQL(
+                    "UPDATE {0} SET profile = jsonb_strip_nulls(profile || %s::jsonb), "
+                    "profile_version = profile_version + 1 WHERE customer_id = %s"
+                ).format(customers),
+                (json.dumps(storable(op.changes)), op.customer_id),
+            )
+            curs.execute(
+                SQL(
+                    "UPDATE {0} SET name_key = lower(profile->>'name') WHERE customer_id = %s"
+                ).format(customers),
+                (op.customer_id,),
+            )
+        elif isinstance(op, AddressAdded):
+            address = storable(op.address)
+            if op.shared:
+                curs.execute(
+                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+                        t["shared_addresses"]
+                    ),
+                    (address, op.customer_id),
+                )
+                curs.execute(
+                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+                        t["addresses"]
+                    ),
+                    (address, op.customer_id),
+                )
+            else:
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {0} VALUES (%s, %s) "
+                        "ON CONFLICT (address) DO UPDATE SET customer_id = excluded.customer_id"
+                    ).format(t["addresses"]),
+                    (address, op.customer_id),
+                )
+        elif isinstance(op, Merged):
+            s, a = op.survivor_id, op.absorbed_id
+            self._exec(curs, "UPDATE {addresses} SET customer_id = %s WHERE customer_id = %s", s, a)
+            self._exec(curs, "UPDATE {entries} SET owner_id = %s WHERE owner_id = %s", s, a)
+            self._exec(curs, "UPDATE {customers} SET merged_into = %s WHERE customer_id = %s", s, a)
+            self._exec(
+                curs, "UPDATE {customers} SET absorbed = absorbed + 1 WHERE customer_id = %s", s
+            )
+            self._recount(curs, [s, a])
+        elif isinstance(op, Unmerged):
+            s, a = op.survivor_id, op.absorbed_id
+            for address in dict.fromkeys(v for x in op.addresses for v in phone_variants(x)):
+                self._exec(
+                    curs,
+                    "UPDATE {addresses} SET customer_id = %s WHERE address = %s "
+                    "AND customer_id = %s",
+                    a,
+                    storable(address),
+                    s,
+                )
+            self._exec(
+                curs,
+                "UPDATE {entries} SET owner_id = %s WHERE owner_id = %s AND customer_id = %s",
+                a,
+                s,
+                a,
+            )
+            for key in op.moved:
+                self._exec(
+                    curs,
+                    "UPDATE {entries} SET owner_id = %s WHERE owner_id = %s AND customer_id = %s "
+                    "AND type = %s AND channel = %s AND provider_ref = %s",
+                    a,
+                    s,
+                    s,
+                    *storable(key.split("|", 2)),
+                )
+            self._exec(curs, "UPDATE {customers} SET merged_into = NULL WHERE customer_id = %s", a)
+            self._exec(
+                curs, "UPDATE {customers} SET absorbed = absorbed - 1 WHERE customer_id = %s", s
+            )
+            self._recount(curs, [s, a])
+        elif isinstance(op, DuplicateDismissed):
+            curs.execute(
+                SQL(
+                    "UPDATE {0} SET dismissed = dismissed || %s::jsonb WHERE customer_id = %s"
+                ).format(customers),
+                (json.dumps({str(op.other_id): storable(op.reason)}), op.customer_id),
+            )
+
+    def _sql(self, template: str) -> Composed:
+        return SQL(template).format(**self._t)
+
+    def _exec(self, curs: Any, template: str, *params: Any) -> None:
+        curs.execute(self._sql(template), params)
+
+    def _recount(self, curs: Any, customer_ids: list[UUID]) -> None:
+        """A customer's contact figures from the contacts its timeline shows now."""
+        for cid in customer_ids:
+            curs.execute(
+                self._sql(
+                    "UPDATE {customers} SET "
+                    "contact_count = (SELECT count(*) FROM {entries} "
+                    "  WHERE owner_id = %(c)s AND direction != 'internal'), "
+                    "last_contact_at = (SELECT max(occurred_at) FROM {entries} "
+                    "  WHERE owner_id = %(c)s AND direction != 'internal'), "
+                    "last_channel = (SELECT channel FROM {entries} "
+                    "  WHERE owner_id = %(c)s AND direction != 'internal' "
+                    "  ORDER BY occurred_at DESC, position DESC LIMIT 1) "
+                    "WHERE customer_id = %(c)s"
+                ),
+                {"c": cid},
+            )
 
     def _apply_deliveries(self, curs: Any, reports: list[DeliveryReport]) -> None:
         if not reports:
@@ -162,14 +439,13 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             return [SkippedEvent(**row) for row in curs.fetchall()]
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT * FROM {0} WHERE message_ref = %s").format(self._t["deliveries"]),
-                (message_ref,),
-            )
-            row = curs.fetchone()
-        if row is None:
+        rows = self._read(
+            SQL("SELECT * FROM {0} WHERE message_ref = %s").format(self._t["deliveries"]),
+            (message_ref,),
+        )
+        if not rows:
             return None
+        row = rows[0]
         return DeliveryReport(
             message_ref=row["message_ref"],
             customer_id=row["customer_id"],
@@ -181,33 +457,30 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
     def timeline(
         self, customer_id: UUID, *, limit: int = 100, offset: int = 0
     ) -> list[TimelineEntry]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT * FROM {0} WHERE customer_id = %s "
-                    "ORDER BY occurred_at DESC, position DESC LIMIT %s OFFSET %s"
-                ).format(self._t["entries"]),
-                (customer_id, limit, offset),
-            )
-            return [TimelineEntry(**row) for row in curs.fetchall()]
+        rows = self._read(
+            SQL(
+                f"SELECT {_ENTRY_COLUMNS} FROM {{0}} WHERE owner_id = %s "
+                "ORDER BY occurred_at DESC, position DESC LIMIT %s OFFSET %s"
+            ).format(self._t["entries"]),
+            (customer_id, limit, offset),
+        )
+        return [TimelineEntry(**row) for row in rows]
 
     def customer_for_address(self, address: str) -> UUID | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
-                (address,),
-            )
-            row = curs.fetchone()
-        return row["customer_id"] if row else None
+        rows = self._read(
+            SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
+            (address,),
+        )
+        return rows[0]["customer_id"] if rows else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT * FROM {0} WHERE customer_id = %s").format(self._t["customers"]),
-                (customer_id,),
-            )
-            row = curs.fetchone()
-        return CustomerSummary(**row) if row else None
+        rows = self._read(
+            SQL(f"SELECT {_SUMMARY_COLUMNS} FROM {{0}} WHERE customer_id = %s").format(
+                self._t["customers"]
+            ),
+            (customer_id,),
+        )
+        return CustomerSummary(**rows[0]) if rows else None
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -219,3 +492,127 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 ),
                 (self.table_migration_identifier,),
             )
+
+    # -- the directory's reads --------------------------------------------------------------
+
+    def _read(self, query: Composed | SQL, params: Any = ()) -> list[dict[str, Any]]:
+        """One statement on a pooled connection, outside any explicit transaction."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, params, prepare=True)
+            return curs.fetchall()
+
+    def _lookup_row(self, variants: list[str]) -> tuple[CustomerRow | None, bool]:
+        rows = self._read(self._lookup_select, {"v": variants})
+        if rows:
+            return _row(rows[0]), bool(rows[0]["shared"])
+        shared = self._read(
+            self._sql("SELECT 1 FROM {shared_addresses} WHERE address = ANY(%s) LIMIT 1"),
+            (variants,),
+        )
+        return None, bool(shared)
+
+    @property
+    def _lookup_select(self) -> Composed:
+        query = self.__dict__.get("_lookup_query")
+        if query is None:
+            query = self.__dict__["_lookup_query"] = SQL(
+                "SELECT * FROM ({row} WHERE c.customer_id = (SELECT customer_id FROM "
+                "{addresses} WHERE address = ANY(%(v)s) LIMIT 1)) r, "
+                "(SELECT EXISTS (SELECT 1 FROM {shared} WHERE address = ANY(%(v)s)) AS shared) s"
+            ).format(
+                row=self._row_select,
+                addresses=self._t["addresses"],
+                shared=self._t["shared_addresses"],
+            )
+        return query
+
+    def _rows(self, customer_ids: list[UUID]) -> list[CustomerRow]:
+        if not customer_ids:
+            return []
+        rows = self._read(
+            self._row_select + SQL("WHERE c.customer_id = ANY(%s)"), (list(customer_ids),)
+        )
+        by_id = {r["customer_id"]: _row(r) for r in rows}
+        return [by_id[i] for i in customer_ids if i in by_id]
+
+    def _absorbed_by(self, customer_id: UUID) -> list[UUID]:
+        rows = self._read(
+            self._sql(
+                "SELECT customer_id FROM {customers} WHERE merged_into = %s ORDER BY customer_id"
+            ),
+            (customer_id,),
+        )
+        return [r["customer_id"] for r in rows]
+
+    def _sharers(self, addresses: list[str]) -> list[UUID]:
+        rows = self._read(
+            self._sql(
+                "SELECT DISTINCT customer_id FROM {shared_addresses} WHERE address = ANY(%s) "
+                "ORDER BY customer_id"
+            ),
+            (addresses,),
+        )
+        return [r["customer_id"] for r in rows]
+
+    def _holders(self, addresses: list[str]) -> dict[str, UUID]:
+        if not addresses:
+            return {}
+        rows = self._read(
+            self._sql("SELECT address, customer_id FROM {addresses} WHERE address = ANY(%s)"),
+            (addresses,),
+        )
+        return {r["address"]: r["customer_id"] for r in rows}
+
+    def _contacts_from(
+        self, customer_id: UUID, addresses: list[str]
+    ) -> tuple[datetime | None, int]:
+        rows = self._read(
+            self._sql(
+                "SELECT max(occurred_at) AS last, count(*) AS n FROM {entries} "
+                "WHERE owner_id = %s AND direction != 'internal' AND party = ANY(%s)"
+            ),
+            (customer_id, addresses),
+        )
+        return rows[0]["last"], rows[0]["n"]
+
+    def _ids_by_prefix(self, text: str, limit: int) -> list[UUID]:
+        prefix = text.strip().casefold()
+        if not prefix:
+            return []
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        by_address = self._read(
+            self._sql(
+                "SELECT DISTINCT customer_id FROM {addresses} WHERE address LIKE %s LIMIT %s"
+            ),
+            (pattern, limit),
+        )
+        by_name = self._read(
+            self._sql(
+                "SELECT customer_id FROM {customers} WHERE name_key LIKE %s "
+                "AND merged_into IS NULL ORDER BY name_key LIMIT %s"
+            ),
+            (pattern, limit),
+        )
+        return list(dict.fromkeys(r["customer_id"] for r in (*by_address, *by_name)))
+
+    def _ids_by_email_base(self, base: str) -> list[UUID]:
+        local, _, domain = base.rpartition("@")
+        escape = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+        rows = self._read(
+            self._sql("SELECT customer_id FROM {addresses} WHERE address = %s OR address LIKE %s"),
+            (base, f"{local.translate(escape)}+%@{domain.translate(escape)}"),
+        )
+        return [r["customer_id"] for r in rows]
+
+    def _ids_by_name(self, name_key: str) -> list[UUID]:
+        rows = self._read(
+            self._sql("SELECT customer_id FROM {customers} WHERE name_key = %s LIMIT 50"),
+            (name_key,),
+        )
+        return [r["customer_id"] for r in rows]
+
+    def _dismissed(self, customer_id: UUID) -> dict[str, str]:
+        rows = self._read(
+            self._sql("SELECT dismissed FROM {customers} WHERE customer_id = %s"), (customer_id,)
+        )
+        return rows[0]["dismissed"] if rows else {}

@@ -14,6 +14,20 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from contracts import DeliveryStatus
+from projections.directory import (
+    RECENT,
+    AddressAdded,
+    AgentHandled,
+    ConsentSet,
+    CustomerRow,
+    DirectoryOp,
+    DuplicateDismissed,
+    Merged,
+    ProfileSet,
+    RecentContact,
+    Unmerged,
+    phone_variants,
+)
 from projections.timeline import (
     CustomerSummary,
     DeliveryReport,
@@ -21,11 +35,21 @@ from projections.timeline import (
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    contact_addresses,
     contact_rollup,
     fold_delivery_reports,
     payload_json,
     storable,
 )
+
+# Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
+SCHEMA = 2
+_TABLES = ("timeline", "customers", "addresses", "shared_addresses", "deliveries", "skipped")
+
+
+def _with_variants(addresses: list[str]) -> list[str]:
+    """The addresses and the same numbers on the other phone channels."""
+    return list(dict.fromkeys(v for a in addresses for v in phone_variants(a)))
 
 
 def _ts(dt: datetime) -> str:
@@ -35,6 +59,41 @@ def _ts(dt: datetime) -> str:
 
 def _dt(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if text else None
+
+
+# One customer's row with its addresses and last contacts: the card in one statement.
+_ROW_COLUMNS = (
+    "c.customer_id, c.first_address, c.first_seen, c.contact_count, c.last_contact_at, "
+    "c.last_channel, c.profile, c.profile_version, c.consent, c.last_agent, c.last_agent_at, "
+    "c.merged_into, c.absorbed, "
+    "(SELECT json_group_array(a.address) FROM addresses a WHERE a.customer_id = c.customer_id), "
+    "(SELECT json_group_array(json_array(t.position, t.occurred_at, t.type, t.channel, "
+    "t.direction, t.party, t.summary)) FROM (SELECT * FROM timeline WHERE owner_id = c.customer_id "
+    f"ORDER BY occurred_at DESC, position DESC LIMIT {RECENT}) t)"
+)
+
+
+def _row(r: Any) -> CustomerRow:
+    return CustomerRow(
+        customer_id=UUID(r[0]),
+        first_address=r[1],
+        first_seen=_dt(r[2]),  # type: ignore[arg-type]
+        contact_count=r[3],
+        last_contact_at=_dt(r[4]),
+        last_channel=r[5],
+        profile=json.loads(r[6]),
+        profile_version=r[7],
+        consent=json.loads(r[8]),
+        last_agent=r[9],
+        last_agent_at=_dt(r[10]),
+        merged_into=UUID(r[11]) if r[11] else None,
+        absorbed=r[12],
+        addresses=sorted(json.loads(r[13])),
+        recent=[
+            RecentContact(p, _dt(at), type_, ch, d, party, summary)  # type: ignore[arg-type]
+            for p, at, type_, ch, d, party, summary in json.loads(r[14])
+        ],
+    )
 
 
 class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
@@ -60,23 +119,65 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             self._readers.conn = conn
         return conn
 
+    def _read(self, query: str, params: tuple | list = ()) -> list[Any]:
+        reader = self._reader()
+        if reader is not None:
+            return reader.execute(query, params).fetchall()
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query, params)
+            return c.fetchall()
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("CREATE TABLE IF NOT EXISTS view_schema (version INTEGER NOT NULL)")
+            c.execute("SELECT version FROM view_schema")
+            row = c.fetchone()
+            if row is None or row[0] != SCHEMA:
+                # An older view (or none): drop it, and its position, to rebuild from zero.
+                for table in _TABLES:
+                    c.execute(f"DROP TABLE IF EXISTS {table}")
+                c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tracking'")
+                if c.fetchone():
+                    c.execute(
+                        "DELETE FROM tracking WHERE application_name != ?",
+                        (self.table_migration_identifier,),
+                    )
+                c.execute("DELETE FROM view_schema")
+                c.execute("INSERT INTO view_schema VALUES (?)", (SCHEMA,))
+        super().create_table()
+
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements += [
             # The position (the event's notification id) is the rowid: inserts append.
+            # customer_id: whose history holds the event; owner_id: whose timeline shows it
+            # (the survivor's, after a merge).
             "CREATE TABLE IF NOT EXISTS timeline ("
-            "position INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, occurred_at TEXT NOT NULL, "
+            "position INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, owner_id TEXT NOT NULL, "
+            "occurred_at TEXT NOT NULL, "
             "type TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL, "
             "party TEXT NOT NULL, provider_ref TEXT NOT NULL, summary TEXT NOT NULL, "
             "payload TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS timeline_by_time "
-            "ON timeline (customer_id, occurred_at, position)",
+            "CREATE INDEX IF NOT EXISTS timeline_by_owner "
+            "ON timeline (owner_id, occurred_at, position)",
             "CREATE TABLE IF NOT EXISTS customers ("
             "customer_id TEXT PRIMARY KEY, first_address TEXT NOT NULL, first_seen TEXT NOT NULL, "
-            "contact_count INTEGER NOT NULL DEFAULT 0, last_contact_at TEXT, last_channel TEXT"
+            "contact_count INTEGER NOT NULL DEFAULT 0, last_contact_at TEXT, last_channel TEXT, "
+            "name_key TEXT, profile TEXT NOT NULL DEFAULT '{}', "
+            "profile_version INTEGER NOT NULL DEFAULT 0, consent TEXT NOT NULL DEFAULT '{}', "
+            "last_agent TEXT, last_agent_at TEXT, merged_into TEXT, "
+            "absorbed INTEGER NOT NULL DEFAULT 0, dismissed TEXT NOT NULL DEFAULT '{}'"
             ") WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS customers_by_name ON customers (name_key) "
+            "WHERE name_key IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS customers_by_survivor ON customers (merged_into) "
+            "WHERE merged_into IS NOT NULL",
             "CREATE TABLE IF NOT EXISTS addresses ("
             "address TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS addresses_by_customer ON addresses (customer_id)",
+            "CREATE TABLE IF NOT EXISTS shared_addresses ("
+            "address TEXT NOT NULL, customer_id TEXT NOT NULL, "
+            "PRIMARY KEY (address, customer_id)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS deliveries ("
             "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
             "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
@@ -89,7 +190,8 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
         with self.datastore.transaction(commit=True) as c:
             self._insert_tracking(c, tracking)
             c.executemany(
-                "INSERT OR IGNORE INTO customers VALUES (?, ?, ?, 0, NULL, NULL)",
+                "INSERT OR IGNORE INTO customers (customer_id, first_address, first_seen) "
+                "VALUES (?, ?, ?)",
                 [
                     (str(s.customer_id), s.first_address, _ts(s.first_seen))
                     for s in changes.new_customers
@@ -97,13 +199,17 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             )
             c.executemany(
                 "INSERT OR IGNORE INTO addresses VALUES (?, ?)",
-                [(address, str(cid)) for address, cid in changes.addresses],
+                [
+                    (address, str(cid))
+                    for address, cid in (*changes.addresses, *contact_addresses(changes.entries))
+                ],
             )
             c.executemany(
-                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         e.position,
+                        str(e.customer_id),
                         str(e.customer_id),
                         _ts(e.occurred_at),
                         e.type,
@@ -129,6 +235,104 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 ],
             )
             self._apply_deliveries(c, changes.deliveries)
+            for op in changes.ops:
+                self._apply_op(c, op)
+
+    def _apply_op(self, c: Any, op: DirectoryOp) -> None:
+        if isinstance(op, ConsentSet):
+            c.execute(
+                "UPDATE customers SET consent = json_set(consent, ?, json(?)) "
+                "WHERE customer_id = ?",
+                (f'$."{op.key}"', "true" if op.granted else "false", str(op.customer_id)),
+            )
+        elif isinstance(op, AgentHandled):
+            c.execute(
+                "UPDATE customers SET last_agent = ?, last_agent_at = ? WHERE customer_id = ? "
+                "AND (last_agent_at IS NULL OR last_agent_at <= ?)",
+                (op.agent, _ts(op.at), str(op.customer_id), _ts(op.at)),
+            )
+        elif isinstance(op, ProfileSet):
+            c.execute(
+                "UPDATE customers SET profile = json_patch(profile, ?), "
+                "profile_version = profile_version + 1 WHERE customer_id = ?",
+                (json.dumps(op.changes), str(op.customer_id)),
+            )
+            c.execute(
+                "UPDATE customers SET name_key = lower(json_extract(profile, '$.name')) "
+                "WHERE customer_id = ?",
+                (str(op.customer_id),),
+            )
+        elif isinstance(op, AddressAdded):
+            if op.shared:
+                c.execute(
+                    "INSERT OR IGNORE INTO shared_addresses VALUES (?, ?)",
+                    (op.address, str(op.customer_id)),
+                )
+                # A shared address nobody held yet is held by the first customer it names.
+                c.execute(
+                    "INSERT OR IGNORE INTO addresses VALUES (?, ?)",
+                    (op.address, str(op.customer_id)),
+                )
+            else:
+                c.execute(
+                    "INSERT OR REPLACE INTO addresses VALUES (?, ?)",
+                    (op.address, str(op.customer_id)),
+                )
+        elif isinstance(op, Merged):
+            survivor, absorbed = str(op.survivor_id), str(op.absorbed_id)
+            c.execute(
+                "UPDATE addresses SET customer_id = ? WHERE customer_id = ?", (survivor, absorbed)
+            )
+            c.execute("UPDATE timeline SET owner_id = ? WHERE owner_id = ?", (survivor, absorbed))
+            c.execute(
+                "UPDATE customers SET merged_into = ? WHERE customer_id = ?", (survivor, absorbed)
+            )
+            c.execute(
+                "UPDATE customers SET absorbed = absorbed + 1 WHERE customer_id = ?", (survivor,)
+            )
+            self._recount(c, [survivor, absorbed])
+        elif isinstance(op, Unmerged):
+            survivor, absorbed = str(op.survivor_id), str(op.absorbed_id)
+            c.executemany(
+                "UPDATE addresses SET customer_id = ? WHERE address = ? AND customer_id = ?",
+                [(absorbed, a, survivor) for a in _with_variants(op.addresses)],
+            )
+            c.execute(
+                "UPDATE timeline SET owner_id = ? WHERE owner_id = ? AND customer_id = ?",
+                (absorbed, survivor, absorbed),
+            )
+            c.executemany(
+                "UPDATE timeline SET owner_id = ? WHERE owner_id = ? AND customer_id = ? "
+                "AND type = ? AND channel = ? AND provider_ref = ?",
+                [(absorbed, survivor, survivor, *key.split("|", 2)) for key in op.moved],
+            )
+            c.execute("UPDATE customers SET merged_into = NULL WHERE customer_id = ?", (absorbed,))
+            c.execute(
+                "UPDATE customers SET absorbed = absorbed - 1 WHERE customer_id = ?", (survivor,)
+            )
+            self._recount(c, [survivor, absorbed])
+        elif isinstance(op, DuplicateDismissed):
+            c.execute(
+                "UPDATE customers SET dismissed = json_set(dismissed, ?, ?) WHERE customer_id = ?",
+                (f'$."{op.other_id}"', op.reason, str(op.customer_id)),
+            )
+
+    @staticmethod
+    def _recount(c: Any, customer_ids: list[str]) -> None:
+        """A customer's contact figures from the contacts its timeline shows now."""
+        for cid in customer_ids:
+            c.execute(
+                "UPDATE customers SET "
+                "contact_count = (SELECT count(*) FROM timeline "
+                "  WHERE owner_id = ?1 AND direction != 'internal'), "
+                "last_contact_at = (SELECT max(occurred_at) FROM timeline "
+                "  WHERE owner_id = ?1 AND direction != 'internal'), "
+                "last_channel = (SELECT channel FROM timeline "
+                "  WHERE owner_id = ?1 AND direction != 'internal' "
+                "  ORDER BY occurred_at DESC, position DESC LIMIT 1) "
+                "WHERE customer_id = ?1",
+                (cid,),
+            )
 
     def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -187,22 +391,15 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
     ) -> list[TimelineEntry]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT * FROM timeline WHERE customer_id = ? "
+                "SELECT * FROM timeline WHERE owner_id = ? "
                 "ORDER BY occurred_at DESC, position DESC LIMIT ? OFFSET ?",
                 (str(customer_id), limit, offset),
             )
             return [self._entry(row) for row in c.fetchall()]
 
     def customer_for_address(self, address: str) -> UUID | None:
-        query = "SELECT customer_id FROM addresses WHERE address = ?"
-        reader = self._reader()
-        if reader is not None:
-            row = reader.execute(query, (address,)).fetchone()
-        else:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(query, (address,))
-                row = c.fetchone()
-        return UUID(row[0]) if row else None
+        rows = self._read("SELECT customer_id FROM addresses WHERE address = ?", (address,))
+        return UUID(rows[0][0]) if rows else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
         with self.datastore.transaction(commit=False) as c:
@@ -221,12 +418,115 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for table in ("timeline", "customers", "addresses", "deliveries", "skipped"):
+            for table in _TABLES:
                 c.execute(f"DELETE FROM {table}")
             c.execute(
                 "DELETE FROM tracking WHERE application_name != ?",
                 (self.table_migration_identifier,),
             )
+
+    # -- the directory's reads --------------------------------------------------------------
+
+    def _lookup_row(self, variants: list[str]) -> tuple[CustomerRow | None, bool]:
+        marks = ",".join("?" * len(variants))
+        rows = self._read(
+            f"SELECT {_ROW_COLUMNS}, "
+            f"EXISTS (SELECT 1 FROM shared_addresses WHERE address IN ({marks})) "
+            "FROM customers c WHERE c.customer_id = "
+            f"(SELECT customer_id FROM addresses WHERE address IN ({marks}) LIMIT 1)",
+            [*variants, *variants],
+        )
+        if rows:
+            return _row(rows[0]), bool(rows[0][15])
+        shared = self._read(
+            f"SELECT 1 FROM shared_addresses WHERE address IN ({marks}) LIMIT 1", variants
+        )
+        return None, bool(shared)
+
+    def _rows(self, customer_ids: list[UUID]) -> list[CustomerRow]:
+        if not customer_ids:
+            return []
+        ids = [str(i) for i in customer_ids]
+        rows = self._read(
+            f"SELECT {_ROW_COLUMNS} FROM customers c "
+            f"WHERE c.customer_id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        by_id = {r[0]: _row(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _absorbed_by(self, customer_id: UUID) -> list[UUID]:
+        rows = self._read(
+            "SELECT customer_id FROM customers WHERE merged_into = ? ORDER BY customer_id",
+            (str(customer_id),),
+        )
+        return [UUID(r[0]) for r in rows]
+
+    def _sharers(self, addresses: list[str]) -> list[UUID]:
+        rows = self._read(
+            "SELECT DISTINCT customer_id FROM shared_addresses "
+            f"WHERE address IN ({','.join('?' * len(addresses))}) ORDER BY customer_id",
+            addresses,
+        )
+        return [UUID(r[0]) for r in rows]
+
+    def _holders(self, addresses: list[str]) -> dict[str, UUID]:
+        if not addresses:
+            return {}
+        rows = self._read(
+            "SELECT address, customer_id FROM addresses "
+            f"WHERE address IN ({','.join('?' * len(addresses))})",
+            addresses,
+        )
+        return {r[0]: UUID(r[1]) for r in rows}
+
+    def _contacts_from(
+        self, customer_id: UUID, addresses: list[str]
+    ) -> tuple[datetime | None, int]:
+        rows = self._read(
+            "SELECT max(occurred_at), count(*) FROM timeline WHERE owner_id = ? "
+            f"AND direction != 'internal' AND party IN ({','.join('?' * len(addresses))})",
+            [str(customer_id), *addresses],
+        )
+        return _dt(rows[0][0]), rows[0][1]
+
+    def _ids_by_prefix(self, text: str, limit: int) -> list[UUID]:
+        prefix = text.strip().casefold()
+        if not prefix:
+            return []
+        upper = prefix + "\U0010ffff"
+        by_address = self._read(
+            "SELECT DISTINCT customer_id FROM addresses WHERE address >= ? AND address < ? LIMIT ?",
+            (prefix, upper, limit),
+        )
+        by_name = self._read(
+            "SELECT customer_id FROM customers WHERE name_key >= ? AND name_key < ? "
+            "AND merged_into IS NULL ORDER BY name_key LIMIT ?",
+            (prefix, upper, limit),
+        )
+        ids = dict.fromkeys(UUID(r[0]) for r in (*by_address, *by_name))
+        return list(ids)
+
+    def _ids_by_email_base(self, base: str) -> list[UUID]:
+        local, _, domain = base.rpartition("@")
+        rows = self._read(
+            "SELECT customer_id FROM addresses WHERE address = ? "
+            "OR (address >= ? AND address < ? AND address LIKE ?)",
+            (base, f"{local}+", f"{local},", f"%@{domain}"),
+        )
+        return [UUID(r[0]) for r in rows]
+
+    def _ids_by_name(self, name_key: str) -> list[UUID]:
+        rows = self._read(
+            "SELECT customer_id FROM customers WHERE name_key = ? LIMIT 50", (name_key,)
+        )
+        return [UUID(r[0]) for r in rows]
+
+    def _dismissed(self, customer_id: UUID) -> dict[str, str]:
+        rows = self._read(
+            "SELECT dismissed FROM customers WHERE customer_id = ?", (str(customer_id),)
+        )
+        return json.loads(rows[0][0]) if rows else {}
 
     @staticmethod
     def _entry(row: Any) -> TimelineEntry:

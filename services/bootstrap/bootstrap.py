@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from channels.email import EmailIngestion, EmailSender
+from channels.email.blobs import LocalBlobStore
 from channels.outbound import Sender
 from channels.publishing import InteractionPublisher
 from channels.sms import TwilioSmsSender, twilio_sms_router
@@ -38,7 +40,13 @@ from services.bootstrap.stores import (
     open_timeline_view,
     open_user_directory,
 )
+from services.desk.follower import DeskFollower
+from services.desk.service import DeskService
+from services.gateway.access import AccessTable
 from services.gateway.api import create_api
+from services.gateway.auth import v1_router
+from services.gateway.customers_api import customer_commands_router
+from services.gateway.desk_api import desk_router
 from services.history.customers import CustomerHistory
 from services.history.ledger import OutboundLedger
 from services.history.users import UserDirectory
@@ -83,6 +91,23 @@ class Hub:
 
     def timeline_follower(self) -> TimelineFollower:
         return TimelineFollower(self.history(), self.timeline_view())
+
+    def blobs(self) -> LocalBlobStore:
+        """File contents by SHA-256: e-mail attachments and the desk's files, one store."""
+        return LocalBlobStore(self.settings.data_dir / "blobs")
+
+    def desk(self) -> DeskService:
+        """The desk's commands; its store is opened on first use.  Not cached: the desk
+        follower writes the same desks from another instance."""
+        return DeskService(
+            lambda: self.history(cached=False),
+            blobs=self.blobs,
+            max_file_bytes=self.settings.desk_max_file_bytes,
+        )
+
+    def desk_follower(self) -> DeskFollower:
+        quiet_gap = timedelta(hours=self.settings.desk_quiet_gap_hours)
+        return DeskFollower(self.history(cached=False), quiet_gap=quiet_gap)
 
     # -- the services --------------------------------------------------------------------
 
@@ -189,9 +214,20 @@ class Hub:
         users: UserDirectory | None = None,
     ) -> FastAPI:
         """The HTTP API with the configured channels' webhooks; ``users`` say who may call it."""
+        users = users or self.user_directory()
+        access = AccessTable(users)
+        desk = v1_router(access)  # bearer and role table, like every /v1 operation
+        desk.include_router(desk_router(self.desk()))
+        # Not the customers' writer (the recorder is): decide on what is stored, not cached.
+        desk.include_router(
+            customer_commands_router(
+                self.history(cached=False), view, default_region=self.settings.default_region
+            )
+        )
         return create_api(
             view=view,
-            users=users or self.user_directory(),
+            users=users,
             default_region=self.settings.default_region,
-            routers=self.webhook_routers(publisher=publisher, directory=view),
+            routers=[desk, *self.webhook_routers(publisher=publisher, directory=view)],
+            access=access,
         )

@@ -12,7 +12,6 @@ import signal
 import sys
 from collections.abc import Coroutine
 from contextlib import suppress
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
@@ -22,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.bootstrap.customers_cli import customer_app
+from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
 from services.bootstrap.settings import Settings
 from services.bootstrap.users_cli import users_app
 
@@ -41,6 +42,12 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 app.add_typer(users_app, name="users", help="Users, roles and API tokens.")
+app.add_typer(
+    customer_app, name="customer", help="One customer: card, profile, links, merges, duplicates."
+)
+app.add_typer(conversations_app, name="conversations", help="Conversations and their status.")
+app.add_typer(notes_app, name="notes", help="Notes on customers and conversations.")
+app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
 
 try:  # the local broker launcher (services/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -101,7 +108,7 @@ def _install_stop(stop: asyncio.Event) -> None:
 def serve(
     service: Annotated[
         list[str] | None,
-        typer.Argument(help="recorder, timeline, api, outbound, email (default: all)"),
+        typer.Argument(help="recorder, timeline, desk, api, outbound, email (default: all)"),
     ] = None,
     log_level: str = "INFO",
 ) -> None:
@@ -278,10 +285,10 @@ def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
         address = parse_any_address(target, default_region=settings.default_region)
     except AddressError as e:
         raise _fail(str(e)) from None
-    customer_id = view.customer_for_address(address)
-    if customer_id is None:
+    found = view.lookup(address)
+    if found.card is None:
         raise _fail(f"no customer has the address {address}")
-    return customer_id, view
+    return found.card.customer_id, view
 
 
 @app.command()
@@ -329,12 +336,34 @@ def timeline(
 
 
 @app.command()
-def lookup(address: str) -> None:
-    """Who is this? The customer behind an address, with a contact summary (JSON)."""
+def lookup(
+    address: Annotated[
+        str, typer.Argument(help="a phone number, e-mail or social id (or a customer id)")
+    ],
+) -> None:
+    """Who is this? The customer card behind an address (JSON; "known": false if nobody)."""
+    from contracts import AddressError, parse_any_address
+    from services.bootstrap.customers_cli import lookup_answer
+
     settings = _settings()
-    customer_id, view = _resolve(address, settings)
-    summary = view.summary(customer_id)  # type: ignore[attr-defined]
-    out.print_json(json.dumps(asdict(summary), default=str))
+    try:
+        customer_id = UUID(address)
+    except ValueError:
+        pass
+    else:
+        from services.gateway.customers_api import card_out
+
+        card = _hub(settings).timeline_view().card(customer_id)
+        if card is None:
+            raise _fail(f"no customer {customer_id} (try an address: switchboard lookup +4930…)")
+        out.print_json(card_out(card).model_dump_json())
+        return
+    try:
+        normalized = parse_any_address(address, default_region=settings.default_region)
+    except AddressError as e:
+        raise _fail(str(e)) from None
+    answer = lookup_answer(normalized, _hub(settings).timeline_view())
+    out.print_json(answer.model_dump_json())
 
 
 @app.command()

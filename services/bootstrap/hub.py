@@ -22,7 +22,7 @@ from services.bootstrap.supervision import supervise
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recorder", "timeline", "api", "outbound", "email")
+SERVICES = ("recorder", "timeline", "desk", "api", "outbound", "email")
 
 
 async def run_hub(
@@ -43,6 +43,7 @@ async def run_hub(
     tasks: list[asyncio.Task] = []
     follower_stop = threading.Event()
     follower_thread: threading.Thread | None = None
+    desk_thread: threading.Thread | None = None
     server: uvicorn.Server | None = None
 
     def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -60,6 +61,12 @@ async def run_hub(
             target=follower.run, args=(follower_stop,), name="timeline", daemon=True
         )
         follower_thread.start()
+    if "desk" in services:  # opens and joins conversations from recorded contacts
+        desk_follower = hub.desk_follower()
+        desk_thread = threading.Thread(
+            target=desk_follower.run, args=(follower_stop,), name="desk", daemon=True
+        )
+        desk_thread.start()
     if "email" in services:
         if hub.channels().mailboxes:
 
@@ -121,6 +128,8 @@ async def run_hub(
                 await asyncio.wait_for(task, timeout=20)
         if follower_thread is not None:
             follower_thread.join(timeout=10)
+        if desk_thread is not None:
+            desk_thread.join(timeout=10)
         if webhook_publisher is not None:
             await webhook_publisher.stop()
 

@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     local_kafka_port: int = Field(
         19092, ge=1024, le=65534, description="`switchboard up`'s own broker (controller: +1)"
     )
+    desk_quiet_gap_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 365,
+        description="An SMS or messenger chat quiet for this long: the next message opens a "
+        "new conversation",
+    )
+    desk_max_file_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024, description="Largest file agents may attach"
+    )
     default_region: str | None = Field(
         None, description="Region for national phone numbers without +, e.g. 'US' or 'DE'"
     )
@@ -122,7 +132,10 @@ class Settings(BaseSettings):
                 "POSTGRES_PASSWORD": unquote(url.password or ""),
                 # A stuck writer surfaces as an error (retried) instead of hanging forever.
                 "POSTGRES_LOCK_TIMEOUT": "10",
-                "POSTGRES_POOL_SIZE": "4",
+                # One connection kept per store part and process, more while busy (up to 8;
+                # the extra ones close when idle): a hub process opens several parts.
+                "POSTGRES_POOL_SIZE": "1",
+                "POSTGRES_MAX_OVERFLOW": "7",
                 # Leave off: the DB-function insert path skips the tracking row (LIBRARIES.md 1.3).
                 "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             }

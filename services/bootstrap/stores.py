@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, PersistenceError
 from eventsourcing.utils import Environment
 
 from projections.timeline import TimelineView
@@ -22,13 +22,14 @@ T = TypeVar("T")
 
 def _racing_create(build: Callable[[], T]) -> T:
     """PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one: two
-    processes starting together can both try, and one fails.  Trying again then finds
-    the table."""
+    processes starting together can both try, and one fails (a unique violation in the
+    catalog, or "tuple concurrently updated").  Trying again then finds the table."""
     for attempt in range(5):
         try:
             return build()
-        except IntegrityError:
-            if attempt == 4:
+        except PersistenceError as e:
+            racing = isinstance(e, IntegrityError) or "concurrently updated" in str(e)
+            if not racing or attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
@@ -43,7 +44,9 @@ def open_history(settings: Settings, *, cached: bool = True) -> CustomerHistory:
     env = settings.event_store_env()
     if not cached:
         env["AGGREGATE_CACHE_MAXSIZE"] = ""
-    return _racing_create(lambda: CustomerHistory(env=env))
+    history = _racing_create(lambda: CustomerHistory(env=env))
+    history.migrate_identities()
+    return history
 
 
 def _store_env(settings: Settings, purpose: str) -> dict[str, str]:

@@ -12,15 +12,14 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
-from fastapi.exceptions import RequestValidationError
 
-from contracts import AddressError, parse_any_address
 from projections.timeline import TimelineView
 from services.gateway.access import AccessTable
 from services.gateway.auth import document_access, v1_router
+from services.gateway.customers_api import add_directory_routes
 from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
-from services.gateway.schemas import CustomerLookup, Delivery, Timeline, TimelineItem
+from services.gateway.schemas import Delivery, Timeline, TimelineItem
 from services.gateway.users_api import users_router
 from services.history.users import UserDirectory
 
@@ -58,38 +57,7 @@ def create_api(
     access = access or AccessTable(users)
     v1 = v1_router(access)
 
-    @v1.get(
-        "/lookup",
-        response_model=CustomerLookup,
-        responses={
-            404: {"description": "No customer has this address."},
-            422: {"description": "The address is missing or is no address we can read."},
-        },
-        tags=["customers"],
-    )
-    def lookup(
-        address: Annotated[
-            str,
-            Query(
-                min_length=1,
-                max_length=320,
-                description="Phone number, e-mail or social id",
-                examples=["+4930123456789"],
-            ),
-        ],
-    ) -> CustomerLookup:
-        try:
-            normalized = parse_any_address(address, default_region=default_region)
-        except AddressError as e:
-            # The same answer as any other refused field: 422 naming it.
-            raise RequestValidationError(
-                [{"type": "address", "loc": ("query", "address"), "msg": str(e)}]
-            ) from None
-        customer_id = view.customer_for_address(normalized)
-        summary = view.summary(customer_id) if customer_id else None
-        if summary is None:
-            raise HTTPException(404, f"no customer has the address {normalized}")
-        return CustomerLookup(address=normalized, **asdict(summary))
+    add_directory_routes(v1, view, default_region=default_region)
 
     @v1.get(
         "/customers/{customer_id}/timeline",
@@ -104,6 +72,7 @@ def create_api(
     ) -> Timeline:
         if view.summary(customer_id) is None:
             raise HTTPException(404, f"no customer {customer_id}")
+        # A merged customer's history shows on the survivor's timeline (its card says which).
         entries = view.timeline(customer_id, limit=limit, offset=offset)
         items = [
             TimelineItem(**{k: v for k, v in asdict(e).items() if k != "customer_id"})

@@ -191,6 +191,11 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     schemas.update(definitions.get("$defs", {}))
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
+            if "requestBody" in operation:
+                # FastAPI answers a body it cannot parse at all with 400, on every route.
+                operation.setdefault("responses", {}).setdefault(
+                    "400", {"description": "The body could not be parsed (the detail says why)."}
+                )
             for status, response in operation.get("responses", {}).items():
                 if status[:1] not in ("4", "5"):
                     continue

@@ -13,6 +13,11 @@ Why these rows:
 - A delivery report says how far one outbound message got: campaign managers track their
   sends with it, so they may read it too.
 - Managing users and tokens is for admins only.
+- Deciding about a customer (profile edits, linking an address, merging, unmerging, dismissing
+  a suggested duplicate) is desk work: agents, supervisors and admins; each decision is an
+  event naming who made it, and a merge can be undone.
+- The desk (conversations, their status, notes and files): agents, supervisors and admins
+  work on it; auditors read it (files included), they change nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +29,28 @@ from services.domain.users import Role
 READ_CUSTOMERS = frozenset({Role.agent, Role.supervisor, Role.auditor, Role.admin})
 READ_DELIVERIES = READ_CUSTOMERS | {Role.campaign_manager}
 ADMINISTER = frozenset({Role.admin})
+WORK_THE_DESK = frozenset({Role.agent, Role.supervisor, Role.admin})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/lookup"): READ_CUSTOMERS,
     ("GET", "/v1/customers/{customer_id}/timeline"): READ_CUSTOMERS,
+    ("GET", "/v1/customers"): READ_CUSTOMERS,
+    ("GET", "/v1/customers/{customer_id}"): READ_CUSTOMERS,
+    ("GET", "/v1/customers/{customer_id}/duplicates"): READ_CUSTOMERS,
+    ("PATCH", "/v1/customers/{customer_id}"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/addresses"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/merge"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/unmerge"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/duplicates/{other_id}/dismiss"): WORK_THE_DESK,
     ("GET", "/v1/deliveries/{message_ref}"): READ_DELIVERIES,
+    ("GET", "/v1/customers/{customer_id}/conversations"): READ_CUSTOMERS,
+    ("GET", "/v1/conversations/{conversation_id}"): READ_CUSTOMERS,
+    ("POST", "/v1/conversations/{conversation_id}/status"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/notes"): WORK_THE_DESK,
+    ("POST", "/v1/conversations/{conversation_id}/notes"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/files"): WORK_THE_DESK,
+    ("POST", "/v1/conversations/{conversation_id}/files"): WORK_THE_DESK,
+    ("GET", "/v1/files/{sha256}"): READ_CUSTOMERS,
     ("GET", "/v1/users"): ADMINISTER,
     ("POST", "/v1/users"): ADMINISTER,
     ("POST", "/v1/users/{username}/disable"): ADMINISTER,

@@ -31,16 +31,6 @@ class Timeline(BaseModel):
     offset: int
 
 
-class CustomerLookup(BaseModel):
-    customer_id: UUID
-    address: str = Field(description="The normalized address that was looked up")
-    first_address: str
-    first_seen: datetime
-    contact_count: int
-    last_contact_at: datetime | None
-    last_channel: str | None
-
-
 class Delivery(BaseModel):
     message_ref: str = Field(
         description="The provider's id of the outbound message, or the "

@@ -20,12 +20,13 @@ from eventsourcing.application import (
     LRUCache,
     ProcessingEvent,
 )
-from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 from eventsourcing.utils import get_topic
 
-from contracts import ConsentChanged, InteractionEvent
-from contracts.errors import NotFound
-from services.domain import Customer, customer_id_for
+from contracts import ConsentChanged, InteractionEvent, identity_of
+from contracts.errors import Conflict, InputError, NotFound, Unavailable
+from services.domain import Customer
+from services.domain.errors import DecisionRefused, InvalidDecision
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ _RECORDERS = {
 }
 
 SNAPSHOT_INTERVAL = 100
+# Identity keys a recorder remembers (about 100 bytes each).
+OWNER_CACHE_SIZE = 200_000
 
 
 def dedupe_key(event: InteractionEvent) -> str:
@@ -160,20 +163,29 @@ class CustomerHistory(Application[UUID]):
         known = self.known_refs([dedupe_key(e) for e in batch]) if batch else set()
         customers: dict[UUID, Customer] = {}
         refs: list[tuple[str, Any]] = []
-        # Each party's customer id once per record (the identity decision, made here only).
-        customer_ids = [customer_id_for(e.party) for e in batch]
-        existing = self._existing_among(set(customer_ids))
-        for interaction, customer_id in zip(batch, customer_ids, strict=True):
-            key = dedupe_key(interaction)
-            if key in known:
+        new_identities: list[tuple[str, UUID]] = []
+        # The identity decision, made here only: each party's person, once per record.
+        keys = [identity_of(e.party) for e in batch]
+        owners = self._owners(set(keys))
+        for interaction, key in zip(batch, keys, strict=True):
+            dedupe = dedupe_key(interaction)
+            if dedupe in known:
                 outcome.duplicates += 1
                 continue
-            known.add(key)
-            customer = customers.get(customer_id)
-            if customer is None:
-                customer = self._load_or_create(interaction, customer_id, existing, outcome)
-                customers[customer_id] = customer
-            refs.append((key, self._id_param(customer.id)))
+            known.add(dedupe)
+            customer_id = owners.get(key)
+            if customer_id is None:
+                # Record first, clean up later: an unknown person is a new customer at once.
+                customer = Customer.first_contact(
+                    key, address=interaction.party, channel=str(interaction.channel)
+                )
+                new_identities.append((key, customer.id))
+                outcome.customers_created += 1
+            else:
+                customer = customers.get(customer_id) or self._current(customer_id)
+            owners[key] = customer.id
+            customers[customer.id] = customer
+            refs.append((dedupe, self._id_param(customer.id)))
             customer.record_interaction(**interaction_fields(interaction))
             if isinstance(interaction, ConsentChanged):
                 customer.change_consent(
@@ -185,12 +197,17 @@ class CustomerHistory(Application[UUID]):
             outcome.recorded += 1
         try:
             recordings = self._save_customers(
-                customers.values(), trackings=trackings, provider_refs=refs
+                customers.values(),
+                trackings=trackings,
+                provider_refs=refs,
+                new_identities=new_identities,
             )
         except Exception:
-            # Our in-memory copies now hold events that were never stored.
+            # Our in-memory copies now hold events that were never stored (and a merge
+            # elsewhere may have moved an identity we remembered).
             self.forget_cached_customers()
             raise
+        self._remember_owners(owners)
         outcome.notification_ids = [r.notification.id for r in recordings]
         return outcome
 
@@ -215,29 +232,80 @@ class CustomerHistory(Application[UUID]):
         cache = self.repository.cache
         if isinstance(cache, LRUCache):
             self.repository.cache = LRUCache(maxsize=cache.maxsize)
+        self._owner_cache.clear()
 
-    def _load_or_create(
-        self,
-        interaction: InteractionEvent,
-        customer_id: UUID,
-        existing: set[UUID],
-        outcome: BatchOutcome,
-    ) -> Customer:
-        if customer_id in existing:
-            return self.repository.get(customer_id)
-        outcome.customers_created += 1
-        # Record first, clean up later: an unknown address is a new customer at once.
-        return Customer(address=interaction.party, channel=str(interaction.channel))
+    # -- identity ------------------------------------------------------------------------
 
-    def _existing_among(self, ids: set[UUID]) -> set[UUID]:
-        """Customers of this batch already stored: cached ones, then one query for the rest."""
-        cache = self.repository.cache
-        cached = {i for i in ids if cache is not None and i in cache.cache}  # type: ignore[attr-defined]
-        unknown = list(ids - cached)
-        lookup = getattr(self.recorder, "existing_originators", None)
-        if lookup is None:  # the in-memory store (unit tests)
-            return cached | {i for i in unknown if self.recorder.select_events(i, limit=1)}
-        return cached | (lookup(unknown) if unknown else set())
+    @property
+    def _owner_cache(self) -> dict[str, UUID]:
+        """Identity keys this instance resolved.  Safe to keep: whatever moves a key (a merge,
+        an unmerge) writes an event on the customer it led to, so recording on that stale
+        customer fails its save, and the retry starts with this cache cleared."""
+        cache = self.__dict__.get("_owners_seen")
+        if cache is None:
+            cache = self.__dict__["_owners_seen"] = {}
+        return cache
+
+    def _remember_owners(self, owners: dict[str, UUID]) -> None:
+        cache = self._owner_cache
+        if len(cache) + len(owners) > OWNER_CACHE_SIZE:
+            cache.clear()
+        cache.update(owners)
+
+    def _owners(self, keys: set[str]) -> dict[str, UUID]:
+        """The customer each identity key leads to now; unknown keys are left out."""
+        cache = self._owner_cache
+        found = {k: cache[k] for k in keys if k in cache}
+        unknown = [k for k in keys if k not in found]
+        if unknown:
+            found.update(self._identity_table().identities(unknown))
+        return found
+
+    def _identity_table(self) -> Any:
+        recorder = self.recorder
+        if not hasattr(recorder, "identities"):
+            raise RuntimeError("the customer history needs the SQLite or PostgreSQL store")
+        return recorder
+
+    def _current(self, customer_id: UUID) -> Customer:
+        """The customer an identity leads to, following merges (the table is never behind
+        the events; a remembered owner can be, and then the save fails and is retried)."""
+        customer = self.repository.get(customer_id)
+        for _ in range(10):
+            if customer.merged_into is None:
+                return customer
+            customer = self.repository.get(customer.merged_into)
+        raise AssertionError(f"customer {customer_id}: merges form a cycle")
+
+    def customer_for_address(self, address: str) -> UUID | None:
+        """Which customer a contact from ``address`` (normalized) is recorded on now."""
+        key = identity_of(address)
+        return self._identity_table().identities([key]).get(key)
+
+    def migrate_identities(self) -> int:
+        """A store written before identities were kept: fill the table once from the
+        customers' first addresses, in the order they were first seen (when two customers
+        share a person's key, the first keeps it and the other shows as a duplicate).
+        Returns how many customers it filled in."""
+        recorder = self.recorder
+        if not hasattr(recorder, "has_identities") or recorder.has_identities():
+            return 0
+        rows: list[tuple[str, UUID]] = []
+        position = 0
+        while page := recorder.select_notifications(
+            start=position,
+            limit=10_000,
+            topics=[Customer.FirstContacted.TOPIC],
+            inclusive_of_start=False,
+        ):
+            for n in page:
+                first = self.mapper.to_domain_event(n)
+                rows.append((identity_of(first.address), first.originator_id))
+            position = page[-1].id
+        if rows:
+            log.info("identities: filled in from %s customers stored before them", len(rows))
+            recorder.backfill_identities(rows)
+        return len(rows)
 
     def _id_param(self, customer_id: UUID) -> Any:
         return customer_id.hex if isinstance(self.recorder, SQLiteHistoryRecorder) else customer_id
@@ -258,3 +326,128 @@ class CustomerHistory(Application[UUID]):
                 snapshots.append(Customer.Snapshot.take(aggregate))
         if snapshots:
             self.snapshots.put(snapshots)
+
+    # -- what agents decide (the API and the CLI) ---------------------------------------------
+
+    def link_address(
+        self, customer_id: UUID, address: str, *, by: str, reason: str, shared: bool = False
+    ) -> Customer:
+        """Link ``address`` (normalized) to a customer: later contacts from it are recorded
+        there.  An address that already leads to another customer is refused (merge them,
+        or link it as ``shared``: a number several customers use)."""
+        key = identity_of(address)
+
+        def link() -> tuple[list[Customer], dict[str, Any]]:
+            customer = self.get_customer(customer_id)
+            owner = self.customer_for_address(address)
+            if owner == customer.id:
+                raise Conflict(f"{address} already leads to customer {customer.id}")
+            if owner is not None and not shared:
+                raise Conflict(
+                    f"{address} leads to customer {owner}: merge the two customers, or link "
+                    "it as shared (a number several customers use)"
+                )
+            if shared and address in customer.shared_addresses:
+                raise Conflict(f"{address} is already shared with customer {customer.id}")
+            customer.link_address(address, shared=shared, by=by, reason=reason)
+            claims = [(key, customer.id)] if owner is None else []
+            return [customer], {"new_identities": claims}
+
+        (customer,) = self._decide(link)
+        return customer
+
+    def merge(
+        self,
+        survivor_id: UUID,
+        absorbed_id: UUID,
+        *,
+        by: str,
+        reason: str,
+        evidence: dict[str, Any] | None = None,
+    ) -> tuple[Customer, Customer]:
+        """``absorbed_id`` is the same person as ``survivor_id``: one event on each, and every
+        address of the absorbed customer leads to the survivor, in one transaction."""
+        if survivor_id == absorbed_id:
+            raise InputError("a customer cannot be merged into itself")
+
+        def merge() -> tuple[list[Customer], dict[str, Any]]:
+            survivor = self.get_customer(survivor_id)
+            absorbed = self.get_customer(absorbed_id)
+            absorbed.merge_into(survivor, by=by, reason=reason, evidence=evidence or {})
+            moved = [(identity_of(a), survivor.id) for a in absorbed.addresses]
+            return [survivor, absorbed], {"moved_identities": moved}
+
+        survivor, absorbed = self._decide(merge)
+        return survivor, absorbed
+
+    def unmerge(
+        self, survivor_id: UUID, absorbed_id: UUID, *, by: str, reason: str
+    ) -> tuple[Customer, Customer, list[str]]:
+        """Undo a merge: the absorbed customer's addresses lead to it again, and the contacts
+        recorded on the survivor since the merge from those addresses go back with them
+        (their ``type|channel|provider_ref`` keys are the third value returned)."""
+        moved: list[str] = []
+
+        def unmerge() -> tuple[list[Customer], dict[str, Any]]:
+            survivor = self.get_customer(survivor_id)
+            absorbed = self.get_customer(absorbed_id)
+            merged = survivor.absorbed.get(str(absorbed_id))
+            if merged is None or absorbed.merged_into != survivor.id:
+                raise Conflict(f"customer {absorbed_id} was never merged into {survivor_id}")
+            keys = {identity_of(a) for a in merged["addresses"]}
+            moved[:] = [
+                f"{e.interaction_type}|{e.channel}|{e.provider_ref}"
+                for e in self.events.get(survivor.id, gt=merged["version"])
+                if isinstance(e, Customer.InteractionRecorded) and identity_of(e.party) in keys
+            ]
+            survivor.unmerge(absorbed, moved=moved, by=by, reason=reason)
+            return [survivor, absorbed], {"moved_identities": [(k, absorbed.id) for k in keys]}
+
+        survivor, absorbed = self._decide(unmerge)
+        return survivor, absorbed, moved
+
+    def edit_profile(
+        self, customer_id: UUID, changes: dict[str, Any], *, by: str, expected_version: int
+    ) -> Customer:
+        def edit() -> tuple[list[Customer], dict[str, Any]]:
+            customer = self.get_customer(customer_id)
+            customer.change_profile(changes, by=by, expected_version=expected_version)
+            return [customer], {}
+
+        (customer,) = self._decide(edit)
+        return customer
+
+    def dismiss_duplicate(
+        self, customer_id: UUID, other_id: UUID, *, by: str, reason: str
+    ) -> Customer:
+        def dismiss() -> tuple[list[Customer], dict[str, Any]]:
+            customer = self.get_customer(customer_id)
+            self.get_customer(other_id)
+            customer.dismiss_duplicate(other_id, reason=reason, by=by)
+            return [customer], {}
+
+        (customer,) = self._decide(dismiss)
+        return customer
+
+    def _decide(self, decide: Any) -> list[Customer]:
+        """Run a decision on fresh customers and save what it changed, with the identity
+        changes, in one transaction.  A contact recorded on one of them meanwhile makes the
+        save fail (the versions moved): decide again on the new state, a few times."""
+        for attempt in range(5):
+            try:
+                customers, identity_changes = decide()
+            except DecisionRefused as e:
+                raise Conflict(str(e)) from None
+            except InvalidDecision as e:
+                raise InputError(str(e)) from None
+            try:
+                self._save_customers(customers, **identity_changes)
+            except IntegrityError:
+                self.forget_cached_customers()
+                if attempt == 4:
+                    raise Unavailable(
+                        "the customer kept changing while this was being saved; try again"
+                    ) from None
+                continue
+            return customers
+        raise AssertionError("unreachable")

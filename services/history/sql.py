@@ -10,6 +10,14 @@ atomically with the events, so these subclasses accept two more keyword argument
   ``IntegrityError`` and the whole batch is rolled back.
 - ``provider_refs``: ``(dedupe_key, customer_id)`` pairs.  The key is unique, so a
   provider delivery recorded twice (two racing consumers, say) also rolls back.
+- ``new_identities``: ``(identity key, customer_id)`` for people seen for the first time (or
+  an address linked for the first time).  The key is unique: two racing first contacts of
+  one person roll one batch back, which is then recorded on the other's customer.
+- ``moved_identities``: ``(identity key, customer_id)`` that now lead elsewhere (a merge, an
+  unmerge).
+
+The identities table (identity key -> the customer its contacts are recorded on) is what
+``CustomerHistory`` resolves every contact with: written only with the events that change it.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
             "CREATE TABLE IF NOT EXISTS provider_refs ("
             "ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
         )
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS identities ("
+            "key TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
+        )
         return statements
 
     def _insert_events(
@@ -48,9 +60,41 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
         refs: Sequence[tuple[str, str]] = kwargs.get("provider_refs") or ()
         if refs:
             c.executemany("INSERT INTO provider_refs VALUES (?, ?)", refs)
+        new: Sequence[tuple[str, UUID]] = kwargs.get("new_identities") or ()
+        if new:
+            c.executemany("INSERT INTO identities VALUES (?, ?)", [(k, i.hex) for k, i in new])
+        moved: Sequence[tuple[str, UUID]] = kwargs.get("moved_identities") or ()
+        if moved:
+            c.executemany(
+                "INSERT INTO identities VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET customer_id = excluded.customer_id",
+                [(k, i.hex) for k, i in moved],
+            )
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(c, tracking)
         return super()._insert_events(c, stored_events, **kwargs)
+
+    def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
+        """The customer each of these identity keys leads to (keys nobody has are left out)."""
+        found: dict[str, UUID] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(list(keys)):
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"SELECT key, customer_id FROM identities WHERE key IN ({marks})", chunk)
+                found.update((row[0], UUID(row[1])) for row in c.fetchall())
+        return found
+
+    def has_identities(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM identities LIMIT 1")
+            return c.fetchone() is not None
+
+    def backfill_identities(self, rows: Sequence[tuple[str, UUID]]) -> None:
+        """Identities of customers stored before the table existed; the first one wins."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO identities VALUES (?, ?)", [(k, i.hex) for k, i in rows]
+            )
 
     def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these aggregates have been created (one query instead of one each)."""
@@ -89,6 +133,27 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             ).format(table)
         )
         self._insert_refs = SQL("INSERT INTO {0} VALUES (%s, %s)").format(table)
+        identities = SQL("{0}.{1}").format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name.removesuffix("_events") + "_identities"),
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, customer_id uuid NOT NULL)"
+            ).format(identities)
+        )
+        self._insert_identity = SQL("INSERT INTO {0} VALUES (%s, %s)").format(identities)
+        self._move_identity = SQL(
+            "INSERT INTO {0} VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET customer_id = excluded.customer_id"
+        ).format(identities)
+        self._backfill_identity = SQL(
+            "INSERT INTO {0} VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+        ).format(identities)
+        self._select_identities = SQL(
+            "SELECT key, customer_id FROM {0} WHERE key = ANY(%s)"
+        ).format(identities)
+        self._any_identity = SQL("SELECT 1 FROM {0} LIMIT 1").format(identities)
         self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%s)").format(table)
         self._select_existing = SQL(
             "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1 "
@@ -105,10 +170,34 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         for tracking in trackings:
             self._insert_tracking(curs, tracking)
         refs: Sequence[tuple[str, Any]] = kwargs.get("provider_refs") or ()
-        if refs:
-            with curs.connection.cursor() as refs_cursor:
-                refs_cursor.executemany(self._insert_refs, refs)
+        new: Sequence[tuple[str, UUID]] = kwargs.get("new_identities") or ()
+        moved: Sequence[tuple[str, UUID]] = kwargs.get("moved_identities") or ()
+        if refs or new or moved:
+            with curs.connection.cursor() as side:
+                if refs:
+                    side.executemany(self._insert_refs, refs)
+                if new:
+                    side.executemany(self._insert_identity, new)
+                if moved:
+                    side.executemany(self._move_identity, moved)
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
+        found: dict[str, UUID] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for chunk in _chunks(list(keys)):
+                curs.execute(self._select_identities, (list(chunk),), prepare=True)
+                found.update((row["key"], row["customer_id"]) for row in curs.fetchall())
+        return found
+
+    def has_identities(self) -> bool:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._any_identity)
+            return curs.fetchone() is not None
+
+    def backfill_identities(self, rows: Sequence[tuple[str, UUID]]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(self._backfill_identity, list(rows))
 
     def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
         found: set[UUID] = set()

@@ -38,7 +38,6 @@ from contracts import (
     parse_command,
 )
 from services.consumers import kafka_consumer
-from services.domain import customer_id_for
 from services.domain.outbound_policy import consent_refusal
 from services.history.customers import CustomerHistory, CustomerNotFound
 from services.history.ledger import OutboundLedger
@@ -202,7 +201,9 @@ class OutboundDispatcher:
         raise AssertionError("unreachable")
 
     def _recipient(self, address: str) -> Recipient:
-        customer_id = customer_id_for(address)
+        customer_id = self.history.customer_for_address(address)
+        if customer_id is None:
+            return Recipient(address=address)
         try:
             customer = self.history.get_customer(customer_id)
         except CustomerNotFound:

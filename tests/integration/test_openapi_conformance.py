@@ -289,10 +289,11 @@ def recorded_customer(hub: RunningHub, admin: dict[str, str]) -> uuid.UUID:
 
     def projected() -> bool:
         delivery = requests.get(f"{hub.url}/v1/deliveries/{MESSAGE_SID}", headers=admin, timeout=5)
-        return lookup().status_code == 200 and delivery.status_code == 200
+        found = lookup()
+        return found.status_code == 200 and found.json()["known"] and delivery.status_code == 200
 
     _until(projected, what="the seeded customer in the timeline view")
-    return uuid.UUID(lookup().json()["customer_id"])
+    return uuid.UUID(lookup().json()["customer"]["customer_id"])
 
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)

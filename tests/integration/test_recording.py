@@ -65,12 +65,21 @@ async def test_published_sms_and_call_appear_on_the_timeline_and_lookup(
     found = api.get("/v1/lookup", params={"address": "+49 (30) 1234-5678"})
     assert found.status_code == 200, found.text
     body = found.json()
-    assert body["contact_count"] == 2
-    assert body["last_channel"] == "voice"
-    items = api.get(f"/v1/customers/{body['customer_id']}/timeline").json()["items"]
+    assert body["known"] is True and body["address"] == "+493012345678"
+    card = body["customer"]
+    assert card["contact_count"] == 2
+    assert card["last_channel"] == "voice"
+    assert [r["type"] for r in card["recent"]] == ["call.ringing.v1", "message.received.v1"]
+    items = api.get(f"/v1/customers/{card['customer_id']}/timeline").json()["items"]
     assert [i["type"] for i in items] == ["call.ringing.v1", "message.received.v1"]
     assert items[1]["summary"] == "Where is my parcel?"
-    assert api.get("/v1/lookup", params={"address": "+4930999999"}).status_code in (404, 422)
+    unknown = api.get("/v1/lookup", params={"address": "+4930999999"})
+    assert unknown.status_code == 200 and unknown.json() == {
+        "address": "+4930999999",
+        "known": False,
+        "customer": None,
+        "candidates": [],
+    }
     assert api.get("/v1/lookup", params={"address": "not a phone"}).status_code == 422
 
 

@@ -1,0 +1,311 @@
+"""``switchboard customer show|search|edit|link|merge|unmerge|duplicates|dismiss``.
+
+These work on the store directly, like ``switchboard lookup`` (the operator's machine has access
+to it); a running hub's view shows the change within milliseconds.  Every decision is an event
+in the customer's history naming who made it (``--by``, default ``cli:<login name>``).
+Exit codes: 0 ok, 1 refused (one line saying why and what to do), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from contracts.errors import SwitchboardError
+from services.bootstrap.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.timeline import TimelineView
+    from services.bootstrap.bootstrap import Hub
+
+customer_app = typer.Typer(
+    help="One customer: the card, profile edits, linked addresses, merges and duplicates.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+By = Annotated[
+    str | None, typer.Option("--by", help="who decides (default: cli:<your login name>)")
+]
+Reason = Annotated[str, typer.Option("--reason", help="why (kept with the event)")]
+
+
+def _hub() -> Hub:
+    from services.bootstrap.bootstrap import bootstrap
+
+    return bootstrap(Settings())
+
+
+def _by(by: str | None) -> str:
+    return by or f"cli:{getpass.getuser()}"
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except SwitchboardError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _customer_id(text: str, view: TimelineView, settings: Settings) -> UUID:
+    """A customer id, or an address whose customer is meant."""
+    from contracts import AddressError, parse_any_address
+
+    try:
+        return UUID(text)
+    except ValueError:
+        pass
+    try:
+        address = parse_any_address(text, default_region=settings.default_region)
+    except AddressError as e:
+        raise _fail(f"{e} (give a customer id or an address)") from None
+    found = view.lookup(address)
+    if found.card is None:
+        raise _fail(f"no customer has the address {address}")
+    if found.candidates:
+        ids = ", ".join(str(c.card.customer_id) for c in found.candidates)
+        raise _fail(f"{address} is shared by several customers ({ids}): give a customer id")
+    return found.card.customer_id
+
+
+def _print_json(model: Any) -> None:
+    out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else model)
+
+
+def lookup_answer(address: str, view: TimelineView) -> Any:
+    from services.gateway.customers_api import CandidateOut, LookupAnswer, card_out
+
+    found = view.lookup(address)
+    return LookupAnswer(
+        address=address,
+        known=found.card is not None,
+        customer=card_out(found.card) if found.card else None,
+        candidates=[
+            CandidateOut(customer=card_out(c.card), reason=c.reason) for c in found.candidates
+        ],
+    )
+
+
+@customer_app.command("show")
+def show(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+) -> None:
+    """The customer card (JSON): profile, addresses, consent, last contacts."""
+    from services.gateway.customers_api import card_out
+
+    hub = _hub()
+    view = hub.timeline_view()
+    card = view.card(_customer_id(customer, view, hub.settings))
+    if card is None:
+        raise _fail(f"no customer {customer}")
+    _print_json(card_out(card))
+
+
+@customer_app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="an address or name, or its beginning")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+) -> None:
+    """Customers by address or name prefix, one line each."""
+    hub = _hub()
+    cards = hub.timeline_view().search(text, limit=limit)
+    if not cards:
+        out.print(f"no customer matches {text!r}")
+        return
+    for card in cards:
+        name = card.profile.get("name") or "(no name)"
+        addresses = ", ".join(card.addresses)
+        out.print(f"{card.customer_id}  {name}  {addresses}  ({card.contact_count} contacts)")
+
+
+@customer_app.command("edit")
+def edit(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+    expected_version: Annotated[
+        int,
+        typer.Option(
+            "--expected-version",
+            help="the profile_version you saw (customer show); another edit since then is refused",
+        ),
+    ],
+    name: Annotated[str | None, typer.Option()] = None,
+    tier: Annotated[str | None, typer.Option()] = None,
+    language: Annotated[str | None, typer.Option(help="e.g. de, pt-BR")] = None,
+    time_zone: Annotated[str | None, typer.Option(help="e.g. Europe/Berlin")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="repeat for several; replaces the tags")
+    ] = None,
+    preferred_channel: Annotated[str | None, typer.Option()] = None,
+    clear: Annotated[
+        list[str] | None, typer.Option(help="a field to clear; repeat for several")
+    ] = None,
+    by: By = None,
+) -> None:
+    """Edit the profile (an event naming who did it)."""
+    from services.gateway.customers_api import ProfileEdit
+
+    fields: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "name": name,
+            "tier": tier,
+            "language": language,
+            "time_zone": time_zone,
+            "tags": tag,
+            "preferred_channel": preferred_channel,
+        }.items()
+        if v is not None
+    }
+    for field in clear or []:
+        fields[field] = None
+    if not fields:
+        raise _fail("nothing to change: give --name, --tier, --language, … or --clear FIELD")
+    try:
+        profile = ProfileEdit(expected_version=expected_version, **fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _fail(f"--{where.replace('_', '-')}: {first['msg']}") from None
+    hub = _hub()
+    cid = _customer_id(customer, hub.timeline_view(), hub.settings)
+    with _one_line_errors():
+        changed = hub.history(cached=False).edit_profile(
+            cid, profile.changes(), by=_by(by), expected_version=expected_version
+        )
+    out.print(f"customer {cid}: profile version {changed.profile_version}")
+    out.print_json(json.dumps(changed.profile))
+
+
+@customer_app.command("link")
+def link(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+    address: Annotated[str, typer.Argument(help="the address to link (phone, e-mail, telegram:…)")],
+    reason: Reason,
+    shared: Annotated[
+        bool, typer.Option(help="a number several customers use (a family landline)")
+    ] = False,
+    by: By = None,
+) -> None:
+    """Link an address: later contacts from it are recorded on this customer."""
+    from contracts import AddressError, parse_any_address
+
+    hub = _hub()
+    try:
+        normalized = parse_any_address(address, default_region=hub.settings.default_region)
+    except AddressError as e:
+        raise _fail(str(e)) from None
+    cid = _customer_id(customer, hub.timeline_view(), hub.settings)
+    with _one_line_errors():
+        hub.history(cached=False).link_address(
+            cid, normalized, by=_by(by), reason=reason, shared=shared
+        )
+    out.print(f"linked {normalized} to customer {cid}" + (" (shared)" if shared else ""))
+
+
+@customer_app.command("merge")
+def merge(
+    survivor: Annotated[str, typer.Argument(help="the customer that stays (id or address)")],
+    absorbed: Annotated[
+        str, typer.Argument(help="the same person's other customer (id or address)")
+    ],
+    reason: Reason,
+    by: By = None,
+) -> None:
+    """Merge two customers into one person (undo with `customer unmerge`)."""
+    hub = _hub()
+    view = hub.timeline_view()
+    keep = _customer_id(survivor, view, hub.settings)
+    other = _customer_id(absorbed, view, hub.settings)
+    if keep == other:
+        raise _fail("both name the same customer: nothing to merge")
+    from services.gateway.customers_api import merge_evidence
+
+    evidence = merge_evidence(view, keep, other)
+    with _one_line_errors():
+        _, gone = hub.history(cached=False).merge(
+            keep, other, by=_by(by), reason=reason, evidence=evidence
+        )
+    out.print(
+        f"merged customer {other} into {keep}; {', '.join(gone.addresses)} now lead to {keep} "
+        f"(undo: switchboard customer unmerge {keep} {other} --reason …)"
+    )
+
+
+@customer_app.command("unmerge")
+def unmerge(
+    survivor: Annotated[str, typer.Argument(help="the customer it was merged into (id)")],
+    absorbed: Annotated[str, typer.Argument(help="the customer to restore (id)")],
+    reason: Reason,
+    by: By = None,
+) -> None:
+    """Undo a merge: both stand alone again, with their own addresses and histories."""
+    hub = _hub()
+    view = hub.timeline_view()
+    keep = _customer_id(survivor, view, hub.settings)
+    try:
+        other = UUID(absorbed)
+    except ValueError:
+        raise _fail(
+            f"{absorbed!r} is no customer id: its addresses lead to the survivor now; see "
+            f"`switchboard customer show {keep}` (merged)"
+        ) from None
+    with _one_line_errors():
+        _, restored, moved = hub.history(cached=False).unmerge(
+            keep, other, by=_by(by), reason=reason
+        )
+    out.print(
+        f"customer {other} restored with {', '.join(restored.addresses)}; "
+        f"{len(moved)} contact(s) recorded since the merge went back with them"
+    )
+
+
+@customer_app.command("duplicates")
+def duplicates(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+) -> None:
+    """Customers that may be the same person, best first, with the evidence."""
+    hub = _hub()
+    view = hub.timeline_view()
+    cid = _customer_id(customer, view, hub.settings)
+    suggestions = view.duplicates(cid)
+    if not suggestions:
+        out.print("no likely duplicates")
+        return
+    for s in suggestions:
+        name = s.card.profile.get("name") or "(no name)"
+        out.print(f"{s.customer_id}  {s.score:.2f}  {name}  {', '.join(s.card.addresses)}")
+        for reason in s.reasons:
+            out.print(f"    {reason}")
+
+
+@customer_app.command("dismiss")
+def dismiss(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+    other: Annotated[str, typer.Argument(help="the suggested duplicate (id)")],
+    reason: Reason,
+    by: By = None,
+) -> None:
+    """Say a suggested duplicate is someone else."""
+    hub = _hub()
+    view = hub.timeline_view()
+    cid = _customer_id(customer, view, hub.settings)
+    other_id = _customer_id(other, view, hub.settings)
+    with _one_line_errors():
+        hub.history(cached=False).dismiss_duplicate(cid, other_id, by=_by(by), reason=reason)
+    out.print(f"{other_id} is no longer suggested as a duplicate of {cid}")

@@ -1,0 +1,1 @@
+"""The agent desk: conversations opened and joined from recorded contacts, notes and files."""
