@@ -93,8 +93,31 @@ class DuplicateDismissed:
     reason: str
 
 
+@dataclass(frozen=True)
+class ConversationOpened:
+    customer_id: UUID
+    conversation_id: UUID
+    channel: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class ConversationChanged:
+    conversation_id: UUID
+    status: str
+    assignee: str | None
+
+
 DirectoryOp = (
-    AddressAdded | Merged | Unmerged | ProfileSet | ConsentSet | AgentHandled | DuplicateDismissed
+    AddressAdded
+    | Merged
+    | Unmerged
+    | ProfileSet
+    | ConsentSet
+    | AgentHandled
+    | DuplicateDismissed
+    | ConversationOpened
+    | ConversationChanged
 )
 
 
@@ -110,6 +133,17 @@ class RecentContact:
     direction: str
     party: str
     summary: str
+
+
+@dataclass(frozen=True)
+class OpenConversation:
+    """A conversation not resolved yet, as the card lists it."""
+
+    conversation_id: UUID
+    channel: str
+    status: str
+    assignee: str | None
+    opened_at: datetime
 
 
 @dataclass
@@ -131,6 +165,7 @@ class CustomerRow:
     absorbed: int  # how many customers are merged into this one
     addresses: list[str]
     recent: list[RecentContact] = field(default_factory=list)
+    conversations: list[OpenConversation] = field(default_factory=list)
 
 
 @dataclass
@@ -149,6 +184,7 @@ class Card:
     consent: dict[str, bool]
     last_agent: str | None
     recent: list[RecentContact]
+    conversations: list[OpenConversation] = field(default_factory=list)
     merged_into: UUID | None = None
     merged: list[UUID] = field(default_factory=list)
 
@@ -204,6 +240,11 @@ def card_of(row: CustomerRow, absorbed: list[CustomerRow] = ()) -> Card:  # type
         consent=consent,
         last_agent=max(agents)[1] if agents else None,
         recent=row.recent,
+        conversations=sorted(
+            (c for r in (row, *absorbed) for c in r.conversations),
+            key=lambda c: c.opened_at,
+            reverse=True,
+        ),
         merged_into=row.merged_into,
         merged=[r.customer_id for r in absorbed],
     )

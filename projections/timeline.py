@@ -25,6 +25,8 @@ from projections.directory import (
     Candidate,
     Card,
     ConsentSet,
+    ConversationChanged,
+    ConversationOpened,
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
@@ -40,6 +42,7 @@ from projections.directory import (
     suggestion_reasons,
 )
 from services.domain import Customer
+from services.domain.desk import CustomerDesk
 
 # The stored topics this view reads; the store filters on them.
 TOPICS = (
@@ -371,6 +374,12 @@ def _directory_op(event: Any) -> DirectoryOp | None:
         return ProfileSet(cid, dict(event.changes))
     if isinstance(event, Customer.DuplicateDismissed):
         return DuplicateDismissed(cid, event.other_id, event.reason)
+    if isinstance(event, CustomerDesk.ConversationOpened):
+        return ConversationOpened(
+            event.customer_id, event.conversation_id, event.channel, event.opened_at
+        )
+    if isinstance(event, CustomerDesk.ConversationStatusChanged):
+        return ConversationChanged(event.conversation_id, event.to_status, event.assignee)
     return None
 
 

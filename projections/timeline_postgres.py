@@ -17,10 +17,13 @@ from projections.directory import (
     AddressAdded,
     AgentHandled,
     ConsentSet,
+    ConversationChanged,
+    ConversationOpened,
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
     Merged,
+    OpenConversation,
     ProfileSet,
     RecentContact,
     Unmerged,
@@ -41,8 +44,16 @@ from projections.timeline import (
 )
 
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
-SCHEMA = 2
-_NAMES = ("entries", "customers", "addresses", "shared_addresses", "deliveries", "skipped")
+SCHEMA = 3
+_NAMES = (
+    "entries",
+    "customers",
+    "addresses",
+    "shared_addresses",
+    "conversations",
+    "deliveries",
+    "skipped",
+)
 _ENTRY_COLUMNS = (
     "customer_id, position, occurred_at, type, channel, direction, party, provider_ref, "
     "summary, payload"
@@ -79,6 +90,10 @@ def _row(r: dict[str, Any]) -> CustomerRow:
                 summary=summary,
             )
             for p, at, type_, ch, d, party, summary in (r["recent"] or [])
+        ],
+        conversations=[
+            OpenConversation(UUID(cid), ch, status, assignee, datetime.fromisoformat(at))
+            for cid, ch, status, assignee, at in (r["conversations"] or [])
         ],
     )
 
@@ -142,6 +157,15 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             ).format(t["shared_addresses"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
+                "conversation_id uuid PRIMARY KEY, customer_id uuid NOT NULL, "
+                "owner_id uuid NOT NULL, channel text NOT NULL, status text NOT NULL, "
+                "assignee text, opened_at timestamptz NOT NULL)"
+            ).format(t["conversations"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_conversations_by_owner ON {0} (owner_id)"
+            ).format(t["conversations"]),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} ("
                 "message_ref text PRIMARY KEY, customer_id uuid NOT NULL, channel text NOT NULL, "
                 "status text NOT NULL, updated_at timestamptz NOT NULL)"
             ).format(t["deliveries"]),
@@ -159,9 +183,13 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             "(SELECT json_agg(json_build_array(t.position, t.occurred_at, t.type, t.channel, "
             " t.direction, t.party, t.summary)) FROM (SELECT * FROM {entries} "
             " WHERE owner_id = c.customer_id ORDER BY occurred_at DESC, position DESC "
-            " LIMIT {recent}) t) AS recent "
+            " LIMIT {recent}) t) AS recent, "
+            "(SELECT json_agg(json_build_array(v.conversation_id, v.channel, v.status, "
+            " v.assignee, v.opened_at)) FROM {conversations} v "
+            " WHERE v.owner_id = c.customer_id AND v.status != 'resolved') AS conversations "
             "FROM {customers} c "
         ).format(
+            conversations=t["conversations"],
             addresses=t["addresses"],
             entries=t["entries"],
             customers=t["customers"],
@@ -322,6 +350,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             s, a = op.survivor_id, op.absorbed_id
             self._exec(curs, "UPDATE {addresses} SET customer_id = %s WHERE customer_id = %s", s, a)
             self._exec(curs, "UPDATE {entries} SET owner_id = %s WHERE owner_id = %s", s, a)
+            self._exec(curs, "UPDATE {conversations} SET owner_id = %s WHERE owner_id = %s", s, a)
             self._exec(curs, "UPDATE {customers} SET merged_into = %s WHERE customer_id = %s", s, a)
             self._exec(
                 curs, "UPDATE {customers} SET absorbed = absorbed + 1 WHERE customer_id = %s", s
@@ -338,13 +367,15 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     storable(address),
                     s,
                 )
-            self._exec(
-                curs,
-                "UPDATE {entries} SET owner_id = %s WHERE owner_id = %s AND customer_id = %s",
-                a,
-                s,
-                a,
-            )
+            for table in ("entries", "conversations"):
+                self._exec(
+                    curs,
+                    f"UPDATE {{{table}}} SET owner_id = %s WHERE owner_id = %s "
+                    "AND customer_id = %s",
+                    a,
+                    s,
+                    a,
+                )
             for key in op.moved:
                 self._exec(
                     curs,
@@ -360,6 +391,27 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 curs, "UPDATE {customers} SET absorbed = absorbed - 1 WHERE customer_id = %s", s
             )
             self._recount(curs, [s, a])
+        elif isinstance(op, ConversationOpened):
+            self._exec(
+                curs,
+                "INSERT INTO {conversations} SELECT %s, %s, coalesce(("
+                "SELECT merged_into FROM {customers} WHERE customer_id = %s), %s), "
+                "%s, 'open', NULL, %s ON CONFLICT DO NOTHING",
+                op.conversation_id,
+                op.customer_id,
+                op.customer_id,
+                op.customer_id,
+                storable(op.channel),
+                op.opened_at,
+            )
+        elif isinstance(op, ConversationChanged):
+            self._exec(
+                curs,
+                "UPDATE {conversations} SET status = %s, assignee = %s WHERE conversation_id = %s",
+                storable(op.status),
+                storable(op.assignee),
+                op.conversation_id,
+            )
         elif isinstance(op, DuplicateDismissed):
             curs.execute(
                 SQL(

@@ -19,10 +19,13 @@ from projections.directory import (
     AddressAdded,
     AgentHandled,
     ConsentSet,
+    ConversationChanged,
+    ConversationOpened,
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
     Merged,
+    OpenConversation,
     ProfileSet,
     RecentContact,
     Unmerged,
@@ -43,8 +46,16 @@ from projections.timeline import (
 )
 
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
-SCHEMA = 2
-_TABLES = ("timeline", "customers", "addresses", "shared_addresses", "deliveries", "skipped")
+SCHEMA = 3
+_TABLES = (
+    "timeline",
+    "customers",
+    "addresses",
+    "shared_addresses",
+    "conversations",
+    "deliveries",
+    "skipped",
+)
 
 
 def _with_variants(addresses: list[str]) -> list[str]:
@@ -69,7 +80,10 @@ _ROW_COLUMNS = (
     "(SELECT json_group_array(a.address) FROM addresses a WHERE a.customer_id = c.customer_id), "
     "(SELECT json_group_array(json_array(t.position, t.occurred_at, t.type, t.channel, "
     "t.direction, t.party, t.summary)) FROM (SELECT * FROM timeline WHERE owner_id = c.customer_id "
-    f"ORDER BY occurred_at DESC, position DESC LIMIT {RECENT}) t)"
+    f"ORDER BY occurred_at DESC, position DESC LIMIT {RECENT}) t), "
+    "(SELECT json_group_array(json_array(v.conversation_id, v.channel, v.status, v.assignee, "
+    "v.opened_at)) FROM conversations v "
+    "WHERE v.owner_id = c.customer_id AND v.status != 'resolved')"
 )
 
 
@@ -92,6 +106,10 @@ def _row(r: Any) -> CustomerRow:
         recent=[
             RecentContact(p, _dt(at), type_, ch, d, party, summary)  # type: ignore[arg-type]
             for p, at, type_, ch, d, party, summary in json.loads(r[14])
+        ],
+        conversations=[
+            OpenConversation(UUID(cid), ch, status, assignee, _dt(at))  # type: ignore[arg-type]
+            for cid, ch, status, assignee, at in json.loads(r[15])
         ],
     )
 
@@ -178,6 +196,11 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "CREATE TABLE IF NOT EXISTS shared_addresses ("
             "address TEXT NOT NULL, customer_id TEXT NOT NULL, "
             "PRIMARY KEY (address, customer_id)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS conversations ("
+            "conversation_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, owner_id TEXT NOT NULL, "
+            "channel TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT, opened_at TEXT NOT NULL"
+            ") WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner_id)",
             "CREATE TABLE IF NOT EXISTS deliveries ("
             "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
             "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
@@ -283,7 +306,10 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             c.execute(
                 "UPDATE addresses SET customer_id = ? WHERE customer_id = ?", (survivor, absorbed)
             )
-            c.execute("UPDATE timeline SET owner_id = ? WHERE owner_id = ?", (survivor, absorbed))
+            for table in ("timeline", "conversations"):
+                c.execute(
+                    f"UPDATE {table} SET owner_id = ? WHERE owner_id = ?", (survivor, absorbed)
+                )
             c.execute(
                 "UPDATE customers SET merged_into = ? WHERE customer_id = ?", (survivor, absorbed)
             )
@@ -297,10 +323,11 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 "UPDATE addresses SET customer_id = ? WHERE address = ? AND customer_id = ?",
                 [(absorbed, a, survivor) for a in _with_variants(op.addresses)],
             )
-            c.execute(
-                "UPDATE timeline SET owner_id = ? WHERE owner_id = ? AND customer_id = ?",
-                (absorbed, survivor, absorbed),
-            )
+            for table in ("timeline", "conversations"):
+                c.execute(
+                    f"UPDATE {table} SET owner_id = ? WHERE owner_id = ? AND customer_id = ?",
+                    (absorbed, survivor, absorbed),
+                )
             c.executemany(
                 "UPDATE timeline SET owner_id = ? WHERE owner_id = ? AND customer_id = ? "
                 "AND type = ? AND channel = ? AND provider_ref = ?",
@@ -311,11 +338,34 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 "UPDATE customers SET absorbed = absorbed - 1 WHERE customer_id = ?", (survivor,)
             )
             self._recount(c, [survivor, absorbed])
+        elif isinstance(op, ConversationOpened):
+            c.execute(
+                "INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?, 'open', NULL, ?)",
+                (
+                    str(op.conversation_id),
+                    str(op.customer_id),
+                    self._owner(c, str(op.customer_id)),
+                    op.channel,
+                    _ts(op.opened_at),
+                ),
+            )
+        elif isinstance(op, ConversationChanged):
+            c.execute(
+                "UPDATE conversations SET status = ?, assignee = ? WHERE conversation_id = ?",
+                (op.status, op.assignee, str(op.conversation_id)),
+            )
         elif isinstance(op, DuplicateDismissed):
             c.execute(
                 "UPDATE customers SET dismissed = json_set(dismissed, ?, ?) WHERE customer_id = ?",
                 (f'$."{op.other_id}"', op.reason, str(op.customer_id)),
             )
+
+    @staticmethod
+    def _owner(c: Any, customer_id: str) -> str:
+        """Whose card shows this customer's things: the survivor, if it was merged."""
+        c.execute("SELECT merged_into FROM customers WHERE customer_id = ?", (customer_id,))
+        row = c.fetchone()
+        return row[0] if row and row[0] else customer_id
 
     @staticmethod
     def _recount(c: Any, customer_ids: list[str]) -> None:
@@ -437,7 +487,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             [*variants, *variants],
         )
         if rows:
-            return _row(rows[0]), bool(rows[0][15])
+            return _row(rows[0]), bool(rows[0][16])
         shared = self._read(
             f"SELECT 1 FROM shared_addresses WHERE address IN ({marks}) LIMIT 1", variants
         )

@@ -9,7 +9,7 @@ so ``switchboard lookup`` opens one view and nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from channels.social import (
 )
 from channels.voice import cti_router, twilio_voice_router
 from contracts import Channel
-from projections.follower import TimelineFollower
+from projections.follower import NewEvents, TimelineFollower
 from projections.timeline import TimelineView
 from services.bootstrap.channels import ChannelConfigs, channel_configs
 from services.bootstrap.settings import Settings
@@ -65,6 +65,8 @@ def bootstrap(settings: Settings, *, senders: Mapping[Channel, Sender] | None = 
 class Hub:
     settings: Settings
     stand_in_senders: Mapping[Channel, Sender] | None = None
+    # Every store part this hub opens tells its followers about new events at once.
+    new_events: NewEvents = field(default_factory=NewEvents)
 
     @property
     def kafka(self) -> str:
@@ -78,7 +80,9 @@ class Hub:
     # -- the stores ----------------------------------------------------------------------
 
     def history(self, *, cached: bool = True) -> CustomerHistory:
-        return open_history(self.settings, cached=cached)
+        history = open_history(self.settings, cached=cached)
+        history.on_saved = self.new_events.notify
+        return history
 
     def outbound_ledger(self) -> OutboundLedger:
         return open_outbound_ledger(self.settings)
@@ -90,7 +94,7 @@ class Hub:
         return open_timeline_view(self.settings)
 
     def timeline_follower(self) -> TimelineFollower:
-        return TimelineFollower(self.history(), self.timeline_view())
+        return TimelineFollower(self.history(), self.timeline_view(), new_events=self.new_events)
 
     def blobs(self) -> LocalBlobStore:
         """File contents by SHA-256: e-mail attachments and the desk's files, one store."""
@@ -107,7 +111,9 @@ class Hub:
 
     def desk_follower(self) -> DeskFollower:
         quiet_gap = timedelta(hours=self.settings.desk_quiet_gap_hours)
-        return DeskFollower(self.history(cached=False), quiet_gap=quiet_gap)
+        return DeskFollower(
+            self.history(cached=False), quiet_gap=quiet_gap, new_events=self.new_events
+        )
 
     # -- the services --------------------------------------------------------------------
 

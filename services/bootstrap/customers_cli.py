@@ -2,16 +2,13 @@
 
 These work on the store directly, like ``switchboard lookup`` (the operator's machine has access
 to it); a running hub's view shows the change within milliseconds.  Every decision is an event
-in the customer's history naming who made it (``--by``, default ``cli:<login name>``).
+in the customer's history naming who made it (``--as USER``, default ``cli:<login name>``).
 Exit codes: 0 ok, 1 refused (one line saying why and what to do), 2 usage error.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -19,69 +16,23 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from contracts.errors import SwitchboardError
-from services.bootstrap.settings import Settings
+from services.bootstrap.cli_common import AsUser, customer_of
+from services.bootstrap.cli_common import actor as _actor
+from services.bootstrap.cli_common import fail as _fail
+from services.bootstrap.cli_common import hub as _hub
+from services.bootstrap.cli_common import one_line_errors as _one_line_errors
 
 if TYPE_CHECKING:
     from projections.timeline import TimelineView
-    from services.bootstrap.bootstrap import Hub
 
 customer_app = typer.Typer(
     help="One customer: the card, profile edits, linked addresses, merges and duplicates.",
     no_args_is_help=True,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-By = Annotated[
-    str | None, typer.Option("--by", help="who decides (default: cli:<your login name>)")
-]
 Reason = Annotated[str, typer.Option("--reason", help="why (kept with the event)")]
-
-
-def _hub() -> Hub:
-    from services.bootstrap.bootstrap import bootstrap
-
-    return bootstrap(Settings())
-
-
-def _by(by: str | None) -> str:
-    return by or f"cli:{getpass.getuser()}"
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except SwitchboardError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(1)
-
-
-def _customer_id(text: str, view: TimelineView, settings: Settings) -> UUID:
-    """A customer id, or an address whose customer is meant."""
-    from contracts import AddressError, parse_any_address
-
-    try:
-        return UUID(text)
-    except ValueError:
-        pass
-    try:
-        address = parse_any_address(text, default_region=settings.default_region)
-    except AddressError as e:
-        raise _fail(f"{e} (give a customer id or an address)") from None
-    found = view.lookup(address)
-    if found.card is None:
-        raise _fail(f"no customer has the address {address}")
-    if found.candidates:
-        ids = ", ".join(str(c.card.customer_id) for c in found.candidates)
-        raise _fail(f"{address} is shared by several customers ({ids}): give a customer id")
-    return found.card.customer_id
 
 
 def _print_json(model: Any) -> None:
@@ -111,7 +62,7 @@ def show(
 
     hub = _hub()
     view = hub.timeline_view()
-    card = view.card(_customer_id(customer, view, hub.settings))
+    card = view.card(customer_of(customer, hub))
     if card is None:
         raise _fail(f"no customer {customer}")
     _print_json(card_out(card))
@@ -155,7 +106,7 @@ def edit(
     clear: Annotated[
         list[str] | None, typer.Option(help="a field to clear; repeat for several")
     ] = None,
-    by: By = None,
+    as_user: AsUser = None,
 ) -> None:
     """Edit the profile (an event naming who did it)."""
     from services.gateway.customers_api import ProfileEdit
@@ -183,10 +134,10 @@ def edit(
         where = ".".join(str(p) for p in first["loc"])
         raise _fail(f"--{where.replace('_', '-')}: {first['msg']}") from None
     hub = _hub()
-    cid = _customer_id(customer, hub.timeline_view(), hub.settings)
+    cid = customer_of(customer, hub)
     with _one_line_errors():
         changed = hub.history(cached=False).edit_profile(
-            cid, profile.changes(), by=_by(by), expected_version=expected_version
+            cid, profile.changes(), by=_actor(hub, as_user), expected_version=expected_version
         )
     out.print(f"customer {cid}: profile version {changed.profile_version}")
     out.print_json(json.dumps(changed.profile))
@@ -200,7 +151,7 @@ def link(
     shared: Annotated[
         bool, typer.Option(help="a number several customers use (a family landline)")
     ] = False,
-    by: By = None,
+    as_user: AsUser = None,
 ) -> None:
     """Link an address: later contacts from it are recorded on this customer."""
     from contracts import AddressError, parse_any_address
@@ -210,10 +161,10 @@ def link(
         normalized = parse_any_address(address, default_region=hub.settings.default_region)
     except AddressError as e:
         raise _fail(str(e)) from None
-    cid = _customer_id(customer, hub.timeline_view(), hub.settings)
+    cid = customer_of(customer, hub)
     with _one_line_errors():
         hub.history(cached=False).link_address(
-            cid, normalized, by=_by(by), reason=reason, shared=shared
+            cid, normalized, by=_actor(hub, as_user), reason=reason, shared=shared
         )
     out.print(f"linked {normalized} to customer {cid}" + (" (shared)" if shared else ""))
 
@@ -225,13 +176,13 @@ def merge(
         str, typer.Argument(help="the same person's other customer (id or address)")
     ],
     reason: Reason,
-    by: By = None,
+    as_user: AsUser = None,
 ) -> None:
     """Merge two customers into one person (undo with `customer unmerge`)."""
     hub = _hub()
     view = hub.timeline_view()
-    keep = _customer_id(survivor, view, hub.settings)
-    other = _customer_id(absorbed, view, hub.settings)
+    keep = customer_of(survivor, hub)
+    other = customer_of(absorbed, hub)
     if keep == other:
         raise _fail("both name the same customer: nothing to merge")
     from services.gateway.customers_api import merge_evidence
@@ -239,7 +190,7 @@ def merge(
     evidence = merge_evidence(view, keep, other)
     with _one_line_errors():
         _, gone = hub.history(cached=False).merge(
-            keep, other, by=_by(by), reason=reason, evidence=evidence
+            keep, other, by=_actor(hub, as_user), reason=reason, evidence=evidence
         )
     out.print(
         f"merged customer {other} into {keep}; {', '.join(gone.addresses)} now lead to {keep} "
@@ -252,12 +203,11 @@ def unmerge(
     survivor: Annotated[str, typer.Argument(help="the customer it was merged into (id)")],
     absorbed: Annotated[str, typer.Argument(help="the customer to restore (id)")],
     reason: Reason,
-    by: By = None,
+    as_user: AsUser = None,
 ) -> None:
     """Undo a merge: both stand alone again, with their own addresses and histories."""
     hub = _hub()
-    view = hub.timeline_view()
-    keep = _customer_id(survivor, view, hub.settings)
+    keep = customer_of(survivor, hub)
     try:
         other = UUID(absorbed)
     except ValueError:
@@ -267,7 +217,7 @@ def unmerge(
         ) from None
     with _one_line_errors():
         _, restored, moved = hub.history(cached=False).unmerge(
-            keep, other, by=_by(by), reason=reason
+            keep, other, by=_actor(hub, as_user), reason=reason
         )
     out.print(
         f"customer {other} restored with {', '.join(restored.addresses)}; "
@@ -282,7 +232,7 @@ def duplicates(
     """Customers that may be the same person, best first, with the evidence."""
     hub = _hub()
     view = hub.timeline_view()
-    cid = _customer_id(customer, view, hub.settings)
+    cid = customer_of(customer, hub)
     suggestions = view.duplicates(cid)
     if not suggestions:
         out.print("no likely duplicates")
@@ -299,13 +249,13 @@ def dismiss(
     customer: Annotated[str, typer.Argument(help="a customer id or an address")],
     other: Annotated[str, typer.Argument(help="the suggested duplicate (id)")],
     reason: Reason,
-    by: By = None,
+    as_user: AsUser = None,
 ) -> None:
     """Say a suggested duplicate is someone else."""
     hub = _hub()
-    view = hub.timeline_view()
-    cid = _customer_id(customer, view, hub.settings)
-    other_id = _customer_id(other, view, hub.settings)
+    cid = customer_of(customer, hub)
+    other_id = customer_of(other, hub)
+    by = _actor(hub, as_user)
     with _one_line_errors():
-        hub.history(cached=False).dismiss_duplicate(cid, other_id, by=_by(by), reason=reason)
+        hub.history(cached=False).dismiss_duplicate(cid, other_id, by=by, reason=reason)
     out.print(f"{other_id} is no longer suggested as a duplicate of {cid}")

@@ -8,10 +8,7 @@ Exit codes: 0 ok, 1 refused (one line naming why), 2 usage error.
 
 from __future__ import annotations
 
-import getpass
 import mimetypes
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
@@ -20,11 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.errors import SwitchboardError
-from services.bootstrap.settings import Settings
+from services.bootstrap.cli_common import AsUser, customer_of
+from services.bootstrap.cli_common import actor as _actor
+from services.bootstrap.cli_common import hub as _hub
+from services.bootstrap.cli_common import one_line_errors as _one_line_errors
 
 if TYPE_CHECKING:
-    from services.bootstrap.bootstrap import Hub
+    pass
 
 conversations_app = typer.Typer(help="Conversations: list them, change their status.")
 notes_app = typer.Typer(help="Notes on a customer or a conversation.")
@@ -32,39 +31,10 @@ files_app = typer.Typer(help="Files attached to a customer or a conversation.")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-AsUser = Annotated[
-    str | None,
-    typer.Option("--as", help="record the change as this user (default: cli:<login name>)"),
-]
 CustomerOption = Annotated[UUID | None, typer.Option("--customer", help="a customer id")]
 ConversationOption = Annotated[
     UUID | None, typer.Option("--conversation", help="a conversation id")
 ]
-
-
-def _hub() -> Hub:
-    from services.bootstrap.bootstrap import bootstrap
-
-    return bootstrap(Settings())
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except SwitchboardError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-
-
-def _actor(hub: Hub, name: str | None) -> str:
-    if name is None:
-        return f"cli:{getpass.getuser()}"
-    user = hub.user_directory().user(name)  # UnknownUser: one line, exit 1
-    if user.disabled:
-        err.print(f"[red]error:[/red] user {user.username!r} is disabled")
-        raise typer.Exit(1)
-    return user.username
 
 
 def _one_target(customer: UUID | None, conversation: UUID | None) -> dict[str, UUID]:
@@ -74,10 +44,14 @@ def _one_target(customer: UUID | None, conversation: UUID | None) -> dict[str, U
 
 
 @conversations_app.command("list")
-def list_conversations(customer_id: UUID) -> None:
+def list_conversations(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+) -> None:
     """A customer's conversations, newest contact first."""
+    hub = _hub()
+    customer_id = customer_of(customer, hub)
     with _one_line_errors():
-        conversations = _hub().desk().conversations(customer_id)
+        conversations = hub.desk().conversations(customer_id)
     table = Table(title=f"customer {customer_id}")
     for column in ("conversation", "channel", "party", "status", "assignee", "last contact", "v"):
         table.add_column(column)

@@ -123,6 +123,7 @@ async def run_hub(
         if server is not None:
             server.should_exit = True
         follower_stop.set()
+        hub.new_events.notify()  # the followers wake and see the stop
         for task in tasks:
             with suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=20)

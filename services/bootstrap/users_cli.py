@@ -7,8 +7,6 @@ Exit codes: 0 ok, 1 failure (one line naming what is wrong), 2 usage error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.errors import SwitchboardError
+from services.bootstrap.cli_common import one_line_errors as _one_line_errors
 from services.bootstrap.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,15 +38,6 @@ def _directory() -> UserDirectory:
     from services.bootstrap.bootstrap import bootstrap
 
     return bootstrap(Settings()).user_directory()
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except SwitchboardError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
 
 
 def _read_password(password_file: Path | None, prompt: bool) -> str | None:

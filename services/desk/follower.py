@@ -24,6 +24,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from projections.follower import NewEvents
 from services.desk.contacts import contact_of
 from services.desk.store import load_or_start_desk, save_desks
 from services.domain.customer import Customer
@@ -44,7 +45,9 @@ class DeskFollower:
         quiet_gap: timedelta,
         batch_size: int = 500,
         idle_wait: float = 0.05,
+        new_events: NewEvents | None = None,
     ) -> None:
+        self.new_events = new_events or NewEvents()
         self.history = history
         self.quiet_gap = quiet_gap
         self.batch_size = batch_size
@@ -110,6 +113,7 @@ class DeskFollower:
         """Follow until ``stop`` is set; a failing batch is logged and retried."""
         wait = self.idle_wait
         while not stop.is_set():
+            seen = self.new_events.generation
             try:
                 read = self.run_once()
             except Exception:
@@ -120,5 +124,5 @@ class DeskFollower:
             if read:
                 wait = self.idle_wait
             else:
-                stop.wait(wait)
+                self.new_events.wait(seen, wait)
                 wait = min(wait * 2, 0.5)

@@ -40,6 +40,14 @@ class RecentContactOut(BaseModel):
     summary: str
 
 
+class OpenConversationOut(BaseModel):
+    conversation_id: UUID
+    channel: str
+    status: str = Field(examples=["assigned"])
+    assignee: str | None
+    opened_at: datetime
+
+
 class CardOut(BaseModel):
     """What an agent sees of a customer before picking up."""
 
@@ -65,6 +73,9 @@ class CardOut(BaseModel):
     last_channel: str | None
     last_agent: str | None = Field(description="Who last handled them (answered a call)")
     recent: list[RecentContactOut] = Field(description="The last contacts, newest first")
+    open_conversations: list[OpenConversationOut] = Field(
+        description="Conversations not resolved yet, newest first (GET /v1/conversations/{id})"
+    )
     merged_into: UUID | None = Field(
         description="Set when this customer was merged into another: look that one up"
     )
@@ -230,6 +241,7 @@ def card_out(card: Card) -> CardOut:
         last_channel=card.last_channel,
         last_agent=card.last_agent,
         recent=[RecentContactOut(**vars(r)) for r in card.recent],
+        open_conversations=[OpenConversationOut(**vars(c)) for c in card.conversations],
         merged_into=card.merged_into,
         merged=card.merged,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -97,6 +97,14 @@ class CustomerHistory(Application[UUID]):
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
+
+    # Called after each commit of this instance (the hub wakes its followers with it).
+    on_saved: Callable[[], None] | None = None
+
+    def _notify(self, recordings: list) -> None:
+        super()._notify(recordings)
+        if recordings and self.on_saved is not None:
+            self.on_saved()
 
     def construct_recorder(self) -> ProcessRecorder:
         # Our recorders commit Kafka offsets and provider refs with the events.

@@ -367,3 +367,40 @@ def test_a_store_from_before_identities_is_filled_in_once_and_keeps_its_customer
     reopened.record_interactions([call(PHONE, "CA1", 0), whatsapp(f"whatsapp:{PHONE}", "w1", 1)])
     assert reopened.get_customer(legacy_id).contact_count == 2
     assert reopened.migrate_identities() == 0  # once only
+
+
+def test_open_conversations_are_on_the_card_and_follow_a_merge(
+    desk: Desk, hub_settings: Settings
+) -> None:
+    from services.domain.conversation_rules import Status
+
+    hub = bootstrap(hub_settings)
+    desk.record(sms(PHONE, "SM1", 0), email("anna@example.com", "<m1@example.com>", 1))
+    hub.desk_follower().catch_up()
+    desk.caught_up()
+    caller, anna = desk.owner(PHONE), desk.owner("anna@example.com")
+    (chat,) = desk.view.card(caller).conversations
+    assert (chat.channel, chat.status, chat.assignee) == ("sms", "open", None)
+
+    service = hub.desk()
+    (conversation,) = service.conversations(caller)
+    service.change_status(
+        conversation.conversation_id,
+        Status.assigned,
+        by="supervisor-1",
+        assignee="agent-7",
+        expected_version=conversation.version,
+    )
+    desk.history.merge(anna, caller, by="agent-7", reason="same person")
+    desk.caught_up()
+    card = desk.view.card(anna)
+    assert sorted((c.channel, c.status, c.assignee) for c in card.conversations) == [
+        ("email", "open", None),
+        ("sms", "assigned", "agent-7"),
+    ]
+    (thread,) = service.conversations(anna)
+    service.change_status(
+        thread.conversation_id, Status.resolved, by="agent-7", expected_version=thread.version
+    )
+    desk.caught_up()
+    assert [c.channel for c in desk.view.card(anna).conversations] == ["sms"]

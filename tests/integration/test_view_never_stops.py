@@ -114,3 +114,28 @@ def test_two_followers_of_one_view_neither_skip_nor_double(hub_settings: Setting
     assert sorted(e.summary for e in entries) == sorted(f"message {i}" for i in range(30))
     assert view.skipped() == []
     assert first.position == late.position == history.recorder.max_notification_id()
+
+
+def test_a_commit_in_this_process_wakes_the_follower_instead_of_waiting_for_its_poll(
+    hub_settings: Settings,
+) -> None:
+    """The card is current within milliseconds of a commit: the follower sleeps until the hub's
+    store parts say they saved something (here it would otherwise poll only every 30 s)."""
+    import threading
+
+    hub = bootstrap(hub_settings)
+    follower = TimelineFollower(
+        hub.history(), hub.timeline_view(), idle_wait=30.0, new_events=hub.new_events
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=follower.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        for ref in ("SM-first", "SM-wake"):  # the second finds the follower asleep
+            outcome = hub.history().record_interactions([sms(ref, "ring ring")])
+            assert follower.wait_for(outcome.notification_ids[-1], timeout=10), "not woken"
+    finally:
+        stop.set()
+        hub.new_events.notify()
+        thread.join(timeout=10)
+    assert not thread.is_alive()

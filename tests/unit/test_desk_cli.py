@@ -112,7 +112,9 @@ def test_usage_errors_exit_2(env: dict[str, str], customer: UUID) -> None:
     for args in (
         ["notes", "add", "both", "--customer", str(customer), "--conversation", conversation],
         ["notes", "add", "neither"],
-        ["conversations", "list", "not-a-uuid"],
         ["conversations", "status", conversation, "closed"],
     ):
         assert switchboard(env, *args).exit_code == 2, args
+    # A customer is an id or an address: anything else is refused in one line.
+    unknown = switchboard(env, "conversations", "list", "not-a-uuid")
+    assert unknown.exit_code == 1 and "give a customer id or an address" in unknown.output
