@@ -131,6 +131,10 @@ def fold_delivery_reports(
 class TimelineView(TrackingRecorder):
     """The view's interface; SQLite and PostgreSQL implement it."""
 
+    # A card read that is a local file read of some microseconds (SQLite): an async caller
+    # may make it on its event loop; one that is a network round trip may not.
+    reads_in_process = False
+
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
         raise NotImplementedError
 

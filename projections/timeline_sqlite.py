@@ -69,25 +69,29 @@ def _ts(dt: datetime) -> str:
 
 
 def _dt(text: str | None) -> datetime | None:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if text else None
+    # fromisoformat reads the trailing Z (3.11) and is ~50 times faster than strptime.
+    return datetime.fromisoformat(text) if text else None
 
 
-# One customer's row with its addresses and last contacts: the card in one statement.
+# One customer's row with its addresses, last contacts and open conversations: the card in one
+# statement, its nested parts as one JSON document (one decode).
 _ROW_COLUMNS = (
     "c.customer_id, c.first_address, c.first_seen, c.contact_count, c.last_contact_at, "
-    "c.last_channel, c.profile, c.profile_version, c.consent, c.last_agent, c.last_agent_at, "
-    "c.merged_into, c.absorbed, "
+    "c.last_channel, c.profile_version, c.last_agent, c.last_agent_at, c.merged_into, "
+    "c.absorbed, json_array(json(c.profile), json(c.consent), "
     "(SELECT json_group_array(a.address) FROM addresses a WHERE a.customer_id = c.customer_id), "
     "(SELECT json_group_array(json_array(t.position, t.occurred_at, t.type, t.channel, "
     "t.direction, t.party, t.summary)) FROM (SELECT * FROM timeline WHERE owner_id = c.customer_id "
     f"ORDER BY occurred_at DESC, position DESC LIMIT {RECENT}) t), "
     "(SELECT json_group_array(json_array(v.conversation_id, v.channel, v.status, v.assignee, "
     "v.opened_at)) FROM conversations v "
-    "WHERE v.owner_id = c.customer_id AND v.status != 'resolved')"
+    "WHERE v.owner_id = c.customer_id AND v.status != 'resolved'))"
 )
+_SHARED_COLUMN = 12
 
 
 def _row(r: Any) -> CustomerRow:
+    profile, consent, addresses, recent, conversations = json.loads(r[11])
     return CustomerRow(
         customer_id=UUID(r[0]),
         first_address=r[1],
@@ -95,26 +99,28 @@ def _row(r: Any) -> CustomerRow:
         contact_count=r[3],
         last_contact_at=_dt(r[4]),
         last_channel=r[5],
-        profile=json.loads(r[6]),
-        profile_version=r[7],
-        consent=json.loads(r[8]),
-        last_agent=r[9],
-        last_agent_at=_dt(r[10]),
-        merged_into=UUID(r[11]) if r[11] else None,
-        absorbed=r[12],
-        addresses=sorted(json.loads(r[13])),
+        profile=profile,
+        profile_version=r[6],
+        consent=consent,
+        last_agent=r[7],
+        last_agent_at=_dt(r[8]),
+        merged_into=UUID(r[9]) if r[9] else None,
+        absorbed=r[10],
+        addresses=sorted(addresses),
         recent=[
             RecentContact(p, _dt(at), type_, ch, d, party, summary)  # type: ignore[arg-type]
-            for p, at, type_, ch, d, party, summary in json.loads(r[14])
+            for p, at, type_, ch, d, party, summary in recent
         ],
         conversations=[
             OpenConversation(UUID(cid), ch, status, assignee, _dt(at))  # type: ignore[arg-type]
-            for cid, ch, status, assignee, at in json.loads(r[15])
+            for cid, ch, status, assignee, at in conversations
         ],
     )
 
 
 class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
+    reads_in_process = True
+
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self._readers = threading.local()
@@ -487,7 +493,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             [*variants, *variants],
         )
         if rows:
-            return _row(rows[0]), bool(rows[0][16])
+            return _row(rows[0]), bool(rows[0][_SHARED_COLUMN])
         shared = self._read(
             f"SELECT 1 FROM shared_addresses WHERE address IN ({marks}) LIMIT 1", variants
         )

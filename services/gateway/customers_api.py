@@ -14,7 +14,8 @@ from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -292,14 +293,19 @@ def add_directory_routes(
                 examples=["+4930123456789"],
             ),
         ],
-    ) -> LookupAnswer:
+    ) -> Response:
         """Who is calling (or writing): the customer card, or ``known: false``.
 
-        Async on purpose: the card is one indexed read on a connection this thread owns,
-        cheaper than the hop to FastAPI's thread pool (bench/lookup.py)."""
+        Async on purpose: on SQLite the card is one indexed read on a connection this thread
+        owns, cheaper than the hop to FastAPI's thread pool (bench/lookup.py); a PostgreSQL
+        round trip goes to the pool.  The answer is serialized once, here (it is the
+        documented model; FastAPI would validate it a second time)."""
         normalized = _address_or_422(address, ("query", "address"), default_region)
-        found = view.lookup(normalized)
-        return LookupAnswer(
+        if view.reads_in_process:
+            found = view.lookup(normalized)
+        else:
+            found = await run_in_threadpool(view.lookup, normalized)
+        answer = LookupAnswer(
             address=normalized,
             known=found.card is not None,
             customer=card_out(found.card) if found.card is not None else None,
@@ -307,6 +313,7 @@ def add_directory_routes(
                 CandidateOut(customer=card_out(c.card), reason=c.reason) for c in found.candidates
             ],
         )
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @router.get("/customers", response_model=SearchAnswer, tags=["customers"])
     def search(

@@ -23,6 +23,7 @@ Why these rows:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from services.domain.users import Role
 
@@ -73,6 +74,7 @@ def _pattern(template: str) -> re.Pattern[str]:
 _MATCHERS = [(method, path, _pattern(path)) for method, path in ROUTE_ROLES]
 
 
+@lru_cache(maxsize=8192)  # called on every /v1 request; the paths in use repeat
 def operation_of(method: str, request_path: str) -> tuple[str, frozenset[Role]] | None:
     """The table's row for a request (``GET``, ``/v1/customers/42/timeline``): its path
     template and roles; None when no row matches (then nobody may call it)."""
@@ -82,6 +84,7 @@ def operation_of(method: str, request_path: str) -> tuple[str, frozenset[Role]] 
     return None
 
 
+@lru_cache(maxsize=64)
 def spelled(roles: frozenset[Role]) -> str:
     """'agent, supervisor or admin', in the order of ``Role``."""
     names = [str(role) for role in Role if role in roles]
