@@ -57,7 +57,62 @@ class NotificationSource(Protocol):
     mapper: Any
 
 
-class TimelineFollower:
+class Follower:
+    """What every follower of the notification log does besides its batch: catch up, and
+    follow until stopped — woken by this process's commits, else polling, backing off to half
+    a second when idle; a failing batch is logged, the position taken from the store again,
+    and the batch retried."""
+
+    name = "follower"
+    idle_wait = 0.05
+    new_events: NewEvents
+
+    @property
+    def position(self) -> int:
+        raise NotImplementedError
+
+    def run_once(self) -> int:
+        """Apply the next batch; returns how many stored events were read."""
+        raise NotImplementedError
+
+    def resync(self) -> None:
+        """Take the position from the store again (after a failed batch)."""
+        raise NotImplementedError
+
+    def catch_up(self) -> int:
+        """Apply everything stored so far (a rebuild from zero after a reset)."""
+        total = 0
+        while n := self.run_once():
+            total += n
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow until ``stop`` is set."""
+        wait = self.idle_wait
+        while not stop.is_set():
+            seen = self.new_events.generation
+            try:
+                read = self.run_once()
+            except Exception:
+                log.exception(
+                    "%s batch failed; retrying from position %s", self.name, self.position
+                )
+                stop.wait(1.0)
+                try:
+                    self.resync()
+                except Exception:
+                    log.exception("%s: the store does not answer", self.name)
+                continue
+            if read:
+                wait = self.idle_wait
+            else:
+                self.new_events.wait(seen, wait)
+                wait = min(wait * 2, 0.5)
+
+
+class TimelineFollower(Follower):
+    name = "timeline"
+
     def __init__(
         self,
         source: NotificationSource,
@@ -131,30 +186,8 @@ class TimelineFollower:
         answer at all (then nothing is wrong with the events: the caller retries)."""
         return self.view.max_tracking_id(self.source.name) or 0
 
-    def catch_up(self) -> int:
-        """Apply everything stored so far (a rebuild from zero after ``view.reset()``)."""
-        total = 0
-        while n := self.run_once():
-            total += n
-        return total
-
-    def run(self, stop: threading.Event) -> None:
-        """Follow until ``stop`` is set; a failing batch is logged and retried."""
-        wait = self.idle_wait
-        while not stop.is_set():
-            seen = self.new_events.generation
-            try:
-                read = self.run_once()
-            except Exception:
-                log.exception("timeline batch failed; retrying from position %s", self._position)
-                self._position = self.view.max_tracking_id(self.source.name) or 0
-                stop.wait(1.0)
-                continue
-            if read:
-                wait = self.idle_wait
-            else:
-                self.new_events.wait(seen, wait)
-                wait = min(wait * 2, 0.5)
+    def resync(self) -> None:
+        self._position = self.view.max_tracking_id(self.source.name) or 0
 
     def wait_for(self, notification_id: int, timeout: float) -> bool:
         """Block until the view includes ``notification_id`` (read-your-writes)."""

@@ -15,7 +15,6 @@ change to a desk between load and save is the same conflict: the batch is placed
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from projections.follower import NewEvents
+from projections.follower import Follower, NewEvents
 from services.desk.contacts import contact_of
 from services.desk.store import load_or_start_desk, save_desks
 from services.domain.customer import Customer
@@ -37,7 +36,10 @@ TRACKING_NAME = "desk"
 TOPICS = (Customer.InteractionRecorded.TOPIC,)
 
 
-class DeskFollower:
+class DeskFollower(Follower):
+    name = "desk"
+    position = 0
+
     def __init__(
         self,
         history: CustomerHistory,
@@ -103,26 +105,5 @@ class DeskFollower:
     def _customer_of(notification: Any) -> UUID:
         return UUID(str(notification.originator_id))
 
-    def catch_up(self) -> int:
-        total = 0
-        while n := self.run_once():
-            total += n
-        return total
-
-    def run(self, stop: threading.Event) -> None:
-        """Follow until ``stop`` is set; a failing batch is logged and retried."""
-        wait = self.idle_wait
-        while not stop.is_set():
-            seen = self.new_events.generation
-            try:
-                read = self.run_once()
-            except Exception:
-                log.exception("desk batch failed; retrying from position %s", self.position)
-                stop.wait(1.0)
-                self.position = self._stored_position()
-                continue
-            if read:
-                wait = self.idle_wait
-            else:
-                self.new_events.wait(seen, wait)
-                wait = min(wait * 2, 0.5)
+    def resync(self) -> None:
+        self.position = self._stored_position()
