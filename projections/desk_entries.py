@@ -122,7 +122,9 @@ def _make(
     return TimelineEntry(
         customer_id=event.customer_id,
         position=position,
-        occurred_at=event.timestamp,
+        # A conversation opens with the contact that opened it (not when the desk got to
+        # it): on the timeline it stands right beside that contact.
+        occurred_at=getattr(event, "opened_at", None) or event.timestamp,
         type=type,
         channel=channel,
         direction=DIRECTION,

@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from contracts import DeliveryStatus, status_advances
+from contracts.errors import ConfigError
 from projections.desk_entries import DESK_TOPICS, add_desk_entry
 from projections.directory import (
     AddressAdded,
@@ -126,6 +127,17 @@ def fold_delivery_reports(
             status[report.message_ref] = report.status
             winners[report.message_ref] = report
     return winners
+
+
+class ViewFromTheFuture(ConfigError):
+    """The view was built by a newer release: an older process must not drop and rebuild it
+    (it would undo the upgrade); upgrade this process instead."""
+
+    def __init__(self, found: int, ours: int) -> None:
+        super().__init__(
+            f"the timeline view has schema {found}, this release knows {ours}: it was built by "
+            "a newer Switchboard; run that release (or `switchboard projections rebuild` with it)"
+        )
 
 
 class TimelineView(TrackingRecorder):

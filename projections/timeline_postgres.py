@@ -36,6 +36,7 @@ from projections.timeline import (
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    ViewFromTheFuture,
     contact_addresses,
     contact_rollup,
     fold_delivery_reports,
@@ -44,7 +45,7 @@ from projections.timeline import (
 )
 
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
-SCHEMA = 3
+SCHEMA = 4
 _NAMES = (
     "entries",
     "customers",
@@ -182,7 +183,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             " WHERE a.customer_id = c.customer_id) AS addresses, "
             "(SELECT json_agg(json_build_array(t.position, t.occurred_at, t.type, t.channel, "
             " t.direction, t.party, t.summary)) FROM (SELECT * FROM {entries} "
-            " WHERE owner_id = c.customer_id ORDER BY occurred_at DESC, position DESC "
+            " WHERE owner_id = c.customer_id AND direction != 'internal' "
+            " ORDER BY occurred_at DESC, position DESC "
             " LIMIT {recent}) t) AS recent, "
             "(SELECT json_agg(json_build_array(v.conversation_id, v.channel, v.status, "
             " v.assignee, v.opened_at)) FROM {conversations} v "
@@ -207,6 +209,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             )
             curs.execute(SQL("SELECT version FROM {0}").format(self._schema_table))
             row = curs.fetchone()
+            if row is not None and row["version"] > SCHEMA:
+                raise ViewFromTheFuture(row["version"], SCHEMA)
             if row is None or row["version"] != SCHEMA:
                 # An older view (or none): drop it, and its position, to rebuild from zero.
                 for table in self._t.values():

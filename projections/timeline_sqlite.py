@@ -38,6 +38,7 @@ from projections.timeline import (
     TimelineChanges,
     TimelineEntry,
     TimelineView,
+    ViewFromTheFuture,
     contact_addresses,
     contact_rollup,
     fold_delivery_reports,
@@ -46,7 +47,7 @@ from projections.timeline import (
 )
 
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
-SCHEMA = 3
+SCHEMA = 4
 _TABLES = (
     "timeline",
     "customers",
@@ -82,6 +83,7 @@ _ROW_COLUMNS = (
     "(SELECT json_group_array(a.address) FROM addresses a WHERE a.customer_id = c.customer_id), "
     "(SELECT json_group_array(json_array(t.position, t.occurred_at, t.type, t.channel, "
     "t.direction, t.party, t.summary)) FROM (SELECT * FROM timeline WHERE owner_id = c.customer_id "
+    "AND direction != 'internal' "
     f"ORDER BY occurred_at DESC, position DESC LIMIT {RECENT}) t), "
     "(SELECT json_group_array(json_array(v.conversation_id, v.channel, v.status, v.assignee, "
     "v.opened_at)) FROM conversations v "
@@ -156,6 +158,8 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             c.execute("CREATE TABLE IF NOT EXISTS view_schema (version INTEGER NOT NULL)")
             c.execute("SELECT version FROM view_schema")
             row = c.fetchone()
+            if row is not None and row[0] > SCHEMA:
+                raise ViewFromTheFuture(row[0], SCHEMA)
             if row is None or row[0] != SCHEMA:
                 # An older view (or none): drop it, and its position, to rebuild from zero.
                 for table in _TABLES:

@@ -200,25 +200,41 @@ def merge(
 
 @customer_app.command("unmerge")
 def unmerge(
-    survivor: Annotated[str, typer.Argument(help="the customer it was merged into (id)")],
-    absorbed: Annotated[str, typer.Argument(help="the customer to restore (id)")],
+    survivor: Annotated[
+        str, typer.Argument(help="the customer it was merged into (id or address)")
+    ],
+    absorbed: Annotated[
+        str, typer.Argument(help="the customer to restore: its id, or an address it had")
+    ],
     reason: Reason,
     as_user: AsUser = None,
 ) -> None:
     """Undo a merge: both stand alone again, with their own addresses and histories."""
+    from contracts import AddressError, identity_of, parse_any_address
+
     hub = _hub()
     keep = customer_of(survivor, hub)
+    history = hub.history(cached=False)
     try:
         other = UUID(absorbed)
     except ValueError:
-        raise _fail(
-            f"{absorbed!r} is no customer id: its addresses lead to the survivor now; see "
-            f"`switchboard customer show {keep}` (merged)"
-        ) from None
+        # Its addresses lead to the survivor now: find the merged customer that had it.
+        try:
+            address = parse_any_address(absorbed, default_region=hub.settings.default_region)
+        except AddressError as e:
+            raise _fail(f"{e} (give the merged customer's id or an address it had)") from None
+        with _one_line_errors():
+            merged = history.get_customer(keep).absorbed
+        had = [
+            UUID(cid)
+            for cid, m in merged.items()
+            if identity_of(address) in {identity_of(a) for a in m["addresses"]}
+        ]
+        if not had:
+            raise _fail(f"no customer merged into {keep} had the address {address}") from None
+        (other,) = had
     with _one_line_errors():
-        _, restored, moved = hub.history(cached=False).unmerge(
-            keep, other, by=_actor(hub, as_user), reason=reason
-        )
+        _, restored, moved = history.unmerge(keep, other, by=_actor(hub, as_user), reason=reason)
     out.print(
         f"customer {other} restored with {', '.join(restored.addresses)}; "
         f"{len(moved)} contact(s) recorded since the merge went back with them"

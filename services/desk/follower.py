@@ -68,10 +68,10 @@ class DeskFollower(Follower):
             return 0
         try:
             self._place(notifications)
-        except IntegrityError:
+        except IntegrityError as e:
             # Another follower placed (some of) these, or an agent changed a desk meanwhile.
             self.position = self._stored_position()
-            log.info("desk: batch conflicted; continuing from position %s", self.position)
+            log.info("desk: batch conflicted (%s); continuing from position %s", e, self.position)
             return len(notifications)
         self.position = notifications[-1].id
         return len(notifications)

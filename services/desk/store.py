@@ -18,8 +18,6 @@ from eventsourcing.persistence import Tracking
 from services.domain.desk import CustomerDesk, desk_id_for
 from services.history.customers import CustomerHistory
 
-SNAPSHOT_INTERVAL = 100
-
 
 def load_desk(history: CustomerHistory, customer_id: UUID) -> CustomerDesk | None:
     try:
@@ -47,20 +45,6 @@ def save_desks(
     history: CustomerHistory, aggregates: Sequence[Aggregate], *, trackings: Sequence[Tracking] = ()
 ) -> list[int]:
     """Save in one transaction (with ``trackings``); the new notification ids."""
-    before = {a.id: a.version - len(a.pending_events) for a in aggregates}
+    # Snapshots of busy desks are taken by the history's save, as for customers.
     recordings = history.save(*aggregates, trackings=list(trackings))
-    _snapshot(history, [a for a in aggregates if isinstance(a, CustomerDesk)], before)
     return [r.notification.id for r in recordings]
-
-
-def _snapshot(history: CustomerHistory, desks: list[CustomerDesk], before: dict) -> None:
-    # A desk gains an event per contact; snapshots keep a busy customer's desk quick to load.
-    if history.snapshots is None:
-        return
-    due = [
-        CustomerDesk.Snapshot.take(d)
-        for d in desks
-        if d.version // SNAPSHOT_INTERVAL > before[d.id] // SNAPSHOT_INTERVAL
-    ]
-    if due:
-        history.snapshots.put(due)

@@ -26,6 +26,7 @@ from eventsourcing.utils import get_topic
 from contracts import ConsentChanged, InteractionEvent, identity_of
 from contracts.errors import Conflict, InputError, NotFound, Unavailable
 from services.domain import Customer
+from services.domain.desk import CustomerDesk
 from services.domain.errors import DecisionRefused, InvalidDecision
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
@@ -326,12 +327,16 @@ class CustomerHistory(Application[UUID]):
         new_events = Counter(e.originator_id for e in processing_event.events)
         snapshots = []
         for aggregate in processing_event.aggregates.values():
+            # Aggregates with a long life of many events; every save in this store comes here
+            # (Application.save calls it too), so this is the one place snapshots are taken.
+            if not isinstance(aggregate, Customer | CustomerDesk):
+                continue
             new = new_events[aggregate.id]
             if (
                 aggregate.version // SNAPSHOT_INTERVAL
                 > (aggregate.version - new) // SNAPSHOT_INTERVAL
             ):
-                snapshots.append(Customer.Snapshot.take(aggregate))
+                snapshots.append(type(aggregate).Snapshot.take(aggregate))
         if snapshots:
             self.snapshots.put(snapshots)
 

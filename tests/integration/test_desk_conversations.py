@@ -222,3 +222,29 @@ def test_concurrent_status_changes_from_one_version_keep_one_and_refuse_the_othe
     winner = next(o for o in outcomes if o != "refused")
     now = hub.desk().conversation(chat.conversation_id)
     assert (now.assignee, now.version) == (winner, 2)
+
+
+def test_a_busy_desk_is_snapshotted_once_and_its_follower_never_conflicts(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A customer with hundreds of contacts: its desk crosses the snapshot interval inside a
+    batch, and the history's save snapshots it (once: a second snapshot of the same version
+    was a unique-key failure after the commit, logged as a conflict)."""
+    import logging
+
+    from services.domain.desk import desk_id_for
+
+    caplog.set_level(logging.INFO)
+    history = hub.history()
+    follower = hub.desk_follower()
+    for start in range(0, 250, 50):
+        history.record_interactions(
+            [sms(f"SM-busy-{i}", T0 + timedelta(minutes=i)) for i in range(start, start + 50)]
+        )
+        follower.run_once()
+    follower.catch_up()
+    assert "conflicted" not in caplog.text
+    desk_id = desk_id_for(customer_id_for(PHONE))
+    assert list(history.snapshots.get(desk_id))  # loads from a snapshot
+    (chat,) = hub.desk().conversations(customer_id_for(PHONE))
+    assert chat.contact_count == 250

@@ -379,8 +379,12 @@ def test_open_conversations_are_on_the_card_and_follow_a_merge(
     hub.desk_follower().catch_up()
     desk.caught_up()
     caller, anna = desk.owner(PHONE), desk.owner("anna@example.com")
-    (chat,) = desk.view.card(caller).conversations
+    card = desk.view.card(caller)
+    (chat,) = card.conversations
     assert (chat.channel, chat.status, chat.assignee) == ("sms", "open", None)
+    assert [r.type for r in card.recent] == ["message.received.v1"]  # contacts, not desk work
+    opened = [e for e in desk.view.timeline(caller) if e.type == "conversation.opened"]
+    assert [e.occurred_at for e in opened] == [T0]  # beside the contact that opened it
 
     service = hub.desk()
     (conversation,) = service.conversations(caller)

@@ -139,3 +139,34 @@ def test_a_commit_in_this_process_wakes_the_follower_instead_of_waiting_for_its_
         hub.new_events.notify()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_an_older_view_is_rebuilt_and_a_newer_one_is_left_alone(hub_settings: Settings) -> None:
+    """After an upgrade the view rebuilds itself from the store; a process of an older release
+    that opens the upgraded view refuses to touch it instead of undoing the upgrade."""
+    from projections.timeline import ViewFromTheFuture
+    from projections.timeline_sqlite import SQLiteTimelineView
+
+    hub = bootstrap(hub_settings)
+    history = hub.history()
+    history.record_interactions([sms("SM-1", "hello")])
+    TimelineFollower(history, hub.timeline_view()).catch_up()
+    table = (
+        "view_schema"
+        if isinstance(hub.timeline_view(), SQLiteTimelineView)
+        else ("timeline_view_schema")
+    )
+
+    def set_version(version: int) -> None:
+        with hub.timeline_view().datastore.transaction(commit=True) as c:
+            c.execute(f"UPDATE {table} SET version = {version}")
+
+    set_version(1)  # built by an older release
+    view = hub.timeline_view()
+    assert view.customer_for_address(PARTY) is None and view.max_tracking_id("switchboard") is None
+    TimelineFollower(history, view).catch_up()
+    assert view.customer_for_address(PARTY) is not None
+
+    set_version(99)  # built by a newer one
+    with pytest.raises(ViewFromTheFuture, match="newer Switchboard"):
+        hub.timeline_view()
