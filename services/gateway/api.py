@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 
 from projections.timeline import TimelineView
 from services.gateway.access import AccessTable
-from services.gateway.auth import document_access, v1_router
+from services.gateway.auth import V1Guard, document_access, v1_router
 from services.gateway.customers_api import add_directory_routes
 from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
@@ -55,7 +55,8 @@ def create_api(
         return {"status": "ok"}
 
     access = access or AccessTable(users)
-    v1 = v1_router(access)
+    api.add_middleware(V1Guard, access=access)
+    v1 = v1_router()
 
     add_directory_routes(v1, view, default_region=default_region)
 

@@ -91,6 +91,11 @@ def _title(status: int) -> str:
         return "Error"
 
 
+def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """A problem body for ``status`` (what a handler or a middleware answers)."""
+    return _problem_response(Problem(title=_title(status), status=status, detail=detail), headers)
+
+
 def _problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(
         problem.model_dump(mode="json"),
