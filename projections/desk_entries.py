@@ -7,12 +7,10 @@ the acting user as ``party`` and, for files, the download path in the payload.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from projections.changes import TimelineChanges, TimelineEntry
 from services.domain.desk import CustomerDesk
-
-if TYPE_CHECKING:  # projections.timeline imports this module
-    from projections.timeline import TimelineChanges, TimelineEntry
 
 DESK_TOPICS = (
     CustomerDesk.ConversationOpened.TOPIC,
@@ -117,8 +115,6 @@ def _make(
     summary: str,
     payload: dict[str, Any],
 ) -> TimelineEntry:
-    from projections.timeline import TimelineEntry
-
     return TimelineEntry(
         customer_id=event.customer_id,
         position=position,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,13 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from contracts import DeliveryStatus, status_advances
 from contracts.errors import ConfigError
+from projections.changes import (
+    CustomerSummary,
+    DeliveryReport,
+    SkippedEvent,
+    TimelineChanges,
+    TimelineEntry,
+)
 from projections.desk_entries import DESK_TOPICS, add_desk_entry
 from projections.directory import (
     AddressAdded,
@@ -45,6 +52,19 @@ from projections.directory import (
 from services.domain import Customer
 from services.domain.desk import CustomerDesk
 
+__all__ = [
+    "TOPICS",
+    "CustomerSummary",
+    "DeliveryReport",
+    "Lookup",
+    "SkippedEvent",
+    "TimelineChanges",
+    "TimelineEntry",
+    "TimelineView",
+    "ViewFromTheFuture",
+    "changes_for",
+]
+
 # The stored topics this view reads; the store filters on them.
 TOPICS = (
     Customer.FirstContacted.TOPIC,
@@ -57,62 +77,6 @@ TOPICS = (
     Customer.DuplicateDismissed.TOPIC,
     *DESK_TOPICS,
 )
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    customer_id: UUID
-    position: int
-    occurred_at: datetime
-    type: str
-    channel: str
-    direction: str
-    party: str
-    provider_ref: str
-    summary: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CustomerSummary:
-    customer_id: UUID
-    first_address: str
-    first_seen: datetime
-    contact_count: int
-    last_contact_at: datetime | None
-    last_channel: str | None
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """An outbound message's status as reported (sent when we sent it, then the provider's)."""
-
-    message_ref: str
-    customer_id: UUID
-    channel: str
-    status: DeliveryStatus
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
-class SkippedEvent:
-    """A stored event the view could not apply: recorded, so it is never skipped silently."""
-
-    notification_id: int
-    reason: str
-    skipped_at: datetime
-
-
-@dataclass
-class TimelineChanges:
-    """What one batch of stored events does to the view."""
-
-    entries: list[TimelineEntry] = field(default_factory=list)
-    new_customers: list[CustomerSummary] = field(default_factory=list)
-    addresses: list[tuple[str, UUID]] = field(default_factory=list)
-    deliveries: list[DeliveryReport] = field(default_factory=list)
-    # The directory's changes, applied in order after the entries (directory.py).
-    ops: list[DirectoryOp] = field(default_factory=list)
 
 
 def fold_delivery_reports(

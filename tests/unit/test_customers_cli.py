@@ -130,3 +130,32 @@ def test_unmerging_what_was_never_merged_is_refused(env: dict[str, str]) -> None
     mail_customer = card(env, MAIL)["customer"]["customer_id"]
     result = switchboard(env, "customer", "unmerge", phone_customer, mail_customer, "--reason", "r")
     assert result.exit_code == 1 and "never merged" in result.output
+
+
+def test_a_withheld_callers_one_call_customer_is_merged_into_the_known_one(
+    env: dict[str, str],
+) -> None:
+    from contracts import CallRinging
+
+    hub = bootstrap(Settings(data_dir=Path(env["SWITCHBOARD_DATA_DIR"])))
+    hub.history().record_interactions(
+        [
+            CallRinging(
+                channel=Channel.voice,
+                direction="inbound",
+                party="anonymous:CA777",
+                provider_ref="CA777",
+                call_id="CA777",
+                occurred_at=datetime(2026, 3, 2, 10, tzinfo=UTC),
+            )
+        ]
+    )
+    catch_up(env)
+    merged = switchboard(
+        env, "customer", "merge", PHONE, "anonymous:CA777", "--reason", "she gave her number"
+    )
+    assert merged.exit_code == 0, merged.output
+    catch_up(env)
+    found = card(env, "anonymous:CA777")["customer"]
+    assert found["customer_id"] == card(env, PHONE)["customer"]["customer_id"]
+    assert found["contact_count"] == 3
