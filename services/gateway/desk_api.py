@@ -326,9 +326,8 @@ def desk_router(desk: DeskService) -> APIRouter:
         return add_note(request, note, conversation_id=conversation_id)
 
     async def attach(request: Request, **target: UUID) -> FileInfo:
-        # The form is read here, after the token and role were checked (a declared File
-        # parameter would be parsed before them), and a body larger than the limit allows
-        # is refused from its Content-Length before it is read.
+        # The form is read here rather than as a declared File parameter, so that a body
+        # larger than the limit is refused from its Content-Length before it is read.
         data, filename, content_type = await _uploaded(request, desk.max_file_bytes)
         try:
             attached = await run_in_threadpool(
