@@ -78,7 +78,9 @@ class V1Guard:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        row = operation_of(scope["method"], path) if path.startswith(V1 + "/") else None
+        # Starlette answers HEAD with the GET route: it is guarded as that GET.
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        row = operation_of(method, path) if path.startswith(V1 + "/") else None
         if row is None:  # not /v1, or no such operation: FastAPI answers (404, 405)
             await self.app(scope, receive, send)
             return

@@ -164,6 +164,22 @@ def test_every_operation_refuses_a_missing_or_invalid_token_with_a_bearer_challe
         assert spelled(ROUTE_ROLES[(method, path)]) in answer.json()["detail"]
 
 
+def test_head_is_guarded_like_the_get_it_answers_with(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    """Starlette answers HEAD on a GET route (no body, but headers such as the length): it
+    needs the same token and role as the GET."""
+    document = client.get("/openapi.json").json()
+    gets = [(p, o) for (m, p, o) in operations(document) if m == "GET" and p.startswith("/v1/")]
+    assert gets
+    for path, operation in gets:
+        request = request_for(document, path, operation)
+        assert call(client, "HEAD", request, None).status_code == 401, path
+        if Role.campaign_manager not in ROUTE_ROLES[("GET", path)]:
+            refused = call(client, "HEAD", request, tokens[Role.campaign_manager])
+            assert refused.status_code == 403, path
+
+
 def test_the_health_check_and_docs_need_no_token(client: TestClient) -> None:
     for url in ("/healthz", "/docs", "/redoc", "/openapi.json"):
         assert client.get(url).status_code == 200, url
