@@ -298,9 +298,9 @@ def phone_variants(address: str) -> list[str]:
     return [address]
 
 
-def address_variants(address: str) -> list[str]:
-    """What a lookup of ``address`` matches: the person's number on every phone channel."""
-    return phone_variants(address)
+def with_phone_variants(addresses: list[str]) -> list[str]:
+    """The addresses, and the same numbers on the other phone channels, once each."""
+    return list(dict.fromkeys(v for a in addresses for v in phone_variants(a)))
 
 
 def suggestion_reasons(mine: Card, theirs: Card) -> tuple[float, list[str]]:

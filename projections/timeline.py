@@ -42,12 +42,12 @@ from projections.directory import (
     ProfileSet,
     Suggestion,
     Unmerged,
-    address_variants,
     card_of,
     email_base,
     phone_variants,
     rank_candidates,
     suggestion_reasons,
+    with_phone_variants,
 )
 from services.domain import Customer
 from services.domain.desk import CustomerDesk
@@ -129,7 +129,10 @@ class TimelineView(TrackingRecorder):
         raise NotImplementedError
 
     def customer_for_address(self, address: str) -> UUID | None:
-        raise NotImplementedError
+        """Who contacts from ``address`` (normalized) are shown on: the one holding it, or
+        its number on another phone channel (a WhatsApp customer calling for the first time)."""
+        holders = self._holders(phone_variants(address))
+        return holders.get(address) or next(iter(holders.values()), None)
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
         raise NotImplementedError
@@ -148,7 +151,7 @@ class TimelineView(TrackingRecorder):
     def lookup(self, address: str) -> Lookup:
         """Who ``address`` (normalized) is: the customer its contacts are recorded on, and,
         for a number several customers share, every one of them ranked with the reason."""
-        variants = address_variants(address)
+        variants = phone_variants(address)  # the person's number on every phone channel
         row, shared = self._lookup_row(variants)
         if row is None and not shared:
             return Lookup(card=None, candidates=[])
@@ -203,10 +206,7 @@ class TimelineView(TrackingRecorder):
         return card_of(row, absorbed)
 
     def _possible_duplicates(self, card: Card) -> list[UUID]:
-        addresses: set[str] = set()
-        for a in card.addresses:
-            addresses.update(phone_variants(a))
-        ids = set(self._holders(sorted(addresses)).values())
+        ids = set(self._holders(sorted(with_phone_variants(card.addresses))).values())
         for a in card.addresses:
             base = email_base(a)
             if base:

@@ -27,7 +27,7 @@ from projections.directory import (
     ProfileSet,
     RecentContact,
     Unmerged,
-    phone_variants,
+    with_phone_variants,
 )
 from projections.timeline import (
     CustomerSummary,
@@ -362,7 +362,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             self._recount(curs, [s, a])
         elif isinstance(op, Unmerged):
             s, a = op.survivor_id, op.absorbed_id
-            for address in dict.fromkeys(v for x in op.addresses for v in phone_variants(x)):
+            for address in with_phone_variants(op.addresses):
                 self._exec(
                     curs,
                     "UPDATE {addresses} SET customer_id = %s WHERE address = %s "
@@ -521,13 +521,6 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             (customer_id, limit, offset),
         )
         return [TimelineEntry(**row) for row in rows]
-
-    def customer_for_address(self, address: str) -> UUID | None:
-        rows = self._read(
-            SQL("SELECT customer_id FROM {0} WHERE address = %s").format(self._t["addresses"]),
-            (address,),
-        )
-        return rows[0]["customer_id"] if rows else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
         rows = self._read(

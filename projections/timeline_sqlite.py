@@ -29,7 +29,7 @@ from projections.directory import (
     ProfileSet,
     RecentContact,
     Unmerged,
-    phone_variants,
+    with_phone_variants,
 )
 from projections.timeline import (
     CustomerSummary,
@@ -57,11 +57,6 @@ _TABLES = (
     "deliveries",
     "skipped",
 )
-
-
-def _with_variants(addresses: list[str]) -> list[str]:
-    """The addresses and the same numbers on the other phone channels."""
-    return list(dict.fromkeys(v for a in addresses for v in phone_variants(a)))
 
 
 def _ts(dt: datetime) -> str:
@@ -331,7 +326,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             survivor, absorbed = str(op.survivor_id), str(op.absorbed_id)
             c.executemany(
                 "UPDATE addresses SET customer_id = ? WHERE address = ? AND customer_id = ?",
-                [(absorbed, a, survivor) for a in _with_variants(op.addresses)],
+                [(absorbed, a, survivor) for a in with_phone_variants(op.addresses)],
             )
             for table in ("timeline", "conversations"):
                 c.execute(
@@ -456,10 +451,6 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
                 (str(customer_id), limit, offset),
             )
             return [self._entry(row) for row in c.fetchall()]
-
-    def customer_for_address(self, address: str) -> UUID | None:
-        rows = self._read("SELECT customer_id FROM addresses WHERE address = ?", (address,))
-        return UUID(rows[0][0]) if rows else None
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
         with self.datastore.transaction(commit=False) as c:

@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.bootstrap.cli_common import customer_of
+from services.bootstrap.cli_common import fail as _fail
 from services.bootstrap.customers_cli import customer_app
 from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
 from services.bootstrap.settings import Settings
@@ -75,11 +77,6 @@ def _client_settings() -> Settings:
         return settings
     local = f"127.0.0.1:{settings.local_kafka_port}"
     return settings.model_copy(update={"kafka_bootstrap": local})
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(1)
 
 
 def _with_kafka(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:
@@ -269,28 +266,6 @@ def simulate(
     )
 
 
-def _resolve(target: str, settings: Settings) -> tuple[UUID, object]:
-    from contracts import AddressError, parse_any_address
-
-    view = _hub(settings).timeline_view()
-    try:
-        customer_id = UUID(target)
-    except ValueError:
-        pass
-    else:
-        if view.summary(customer_id) is None:
-            raise _fail(f"no customer {customer_id} (try an address: switchboard lookup +4930…)")
-        return customer_id, view
-    try:
-        address = parse_any_address(target, default_region=settings.default_region)
-    except AddressError as e:
-        raise _fail(str(e)) from None
-    found = view.lookup(address)
-    if found.card is None:
-        raise _fail(f"no customer has the address {address}")
-    return found.card.customer_id, view
-
-
 @app.command()
 def timeline(
     target: Annotated[
@@ -300,9 +275,9 @@ def timeline(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """Show a customer's contact history across all channels, newest first."""
-    settings = _settings()
-    customer_id, view = _resolve(target, settings)
-    entries = view.timeline(customer_id, limit=limit)  # type: ignore[attr-defined]
+    hub = _hub(_settings())
+    customer_id = customer_of(target, hub)
+    entries = hub.timeline_view().timeline(customer_id, limit=limit)
     if as_json:
         for e in entries:
             sys.stdout.write(
@@ -343,7 +318,7 @@ def lookup(
 ) -> None:
     """Who is this? The customer card behind an address (JSON; "known": false if nobody)."""
     from contracts import AddressError, parse_any_address
-    from services.bootstrap.customers_cli import lookup_answer
+    from services.gateway.customers_api import lookup_answer
 
     settings = _settings()
     try:
@@ -362,7 +337,7 @@ def lookup(
         normalized = parse_any_address(address, default_region=settings.default_region)
     except AddressError as e:
         raise _fail(str(e)) from None
-    answer = lookup_answer(normalized, _hub(settings).timeline_view())
+    answer = lookup_answer(normalized, _hub(settings).timeline_view().lookup(normalized))
     out.print_json(answer.model_dump_json())
 
 

@@ -63,9 +63,19 @@ def customer_of(text: str, hub: Hub) -> UUID:
     from contracts import AddressError, parse_any_address
 
     try:
-        return UUID(text)
+        customer_id = UUID(text)
     except ValueError:
         pass
+    else:
+        from services.history.customers import CustomerNotFound
+
+        try:  # the system of record, not a view that may be catching up
+            hub.history(cached=False).get_customer(customer_id)
+        except CustomerNotFound:
+            raise fail(
+                f"no customer {customer_id} (try an address: switchboard lookup +4930…)"
+            ) from None
+        return customer_id
     try:
         address = parse_any_address(text, default_region=hub.settings.default_region)
     except AddressError as e:

@@ -23,7 +23,7 @@ from services.bootstrap.cli_common import hub as _hub
 from services.bootstrap.cli_common import one_line_errors as _one_line_errors
 
 if TYPE_CHECKING:
-    from projections.timeline import TimelineView
+    pass
 
 customer_app = typer.Typer(
     help="One customer: the card, profile edits, linked addresses, merges and duplicates.",
@@ -37,20 +37,6 @@ Reason = Annotated[str, typer.Option("--reason", help="why (kept with the event)
 
 def _print_json(model: Any) -> None:
     out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else model)
-
-
-def lookup_answer(address: str, view: TimelineView) -> Any:
-    from services.gateway.customers_api import CandidateOut, LookupAnswer, card_out
-
-    found = view.lookup(address)
-    return LookupAnswer(
-        address=address,
-        known=found.card is not None,
-        customer=card_out(found.card) if found.card else None,
-        candidates=[
-            CandidateOut(customer=card_out(c.card), reason=c.reason) for c in found.candidates
-        ],
-    )
 
 
 @customer_app.command("show")

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts import AddressError, Channel, parse_any_address
 from projections.directory import Card, Suggestion
-from projections.timeline import TimelineView
+from projections.timeline import Lookup, TimelineView
 from services.history.customers import CustomerHistory
 
 Reason = Annotated[
@@ -248,6 +248,18 @@ def card_out(card: Card) -> CardOut:
     )
 
 
+def lookup_answer(address: str, found: Lookup) -> LookupAnswer:
+    """The answer to "who is this?" (the API's and ``switchboard lookup``'s)."""
+    return LookupAnswer(
+        address=address,
+        known=found.card is not None,
+        customer=card_out(found.card) if found.card is not None else None,
+        candidates=[
+            CandidateOut(customer=card_out(c.card), reason=c.reason) for c in found.candidates
+        ],
+    )
+
+
 def merge_evidence(view: TimelineView, survivor: UUID, absorbed: UUID) -> dict[str, Any]:
     """What a merge records as its evidence besides who and why: the duplicate suggestion
     that proposed it, if one did (its score and reasons)."""
@@ -305,14 +317,7 @@ def add_directory_routes(
             found = view.lookup(normalized)
         else:
             found = await run_in_threadpool(view.lookup, normalized)
-        answer = LookupAnswer(
-            address=normalized,
-            known=found.card is not None,
-            customer=card_out(found.card) if found.card is not None else None,
-            candidates=[
-                CandidateOut(customer=card_out(c.card), reason=c.reason) for c in found.candidates
-            ],
-        )
+        answer = lookup_answer(normalized, found)
         return Response(answer.model_dump_json(), media_type="application/json")
 
     @router.get("/customers", response_model=SearchAnswer, tags=["customers"])

@@ -126,44 +126,15 @@ class FileInfo(BaseModel):
 
 
 def conversation_info(c: Conversation) -> ConversationInfo:
-    return ConversationInfo(
-        conversation_id=c.conversation_id,
-        customer_id=c.customer_id,
-        kind=c.kind,
-        channel=c.channel,
-        party=c.party,
-        status=c.status,
-        assignee=c.assignee,
-        opened_at=c.opened_at,
-        last_contact_at=c.last_contact_at,
-        contact_count=c.contact_count,
-        version=c.version,
-    )
+    return ConversationInfo.model_validate(c, from_attributes=True)
 
 
 def note_info(n: Note) -> NoteInfo:
-    return NoteInfo(
-        note_id=n.note_id,
-        customer_id=n.customer_id,
-        conversation_id=n.conversation_id,
-        text=n.text,
-        by=n.by,
-        added_at=n.added_at,
-    )
+    return NoteInfo.model_validate(n, from_attributes=True)
 
 
 def file_info(f: AttachedFile) -> FileInfo:
-    return FileInfo(
-        sha256=f.sha256,
-        customer_id=f.customer_id,
-        conversation_id=f.conversation_id,
-        filename=f.filename,
-        content_type=f.content_type,
-        size=f.size,
-        by=f.by,
-        attached_at=f.attached_at,
-        download_path=f.download_path,
-    )
+    return FileInfo.model_validate(f, from_attributes=True)
 
 
 def _refused_field(field: str, reason: str) -> RequestValidationError:

@@ -408,3 +408,13 @@ def test_open_conversations_are_on_the_card_and_follow_a_merge(
     )
     desk.caught_up()
     assert [c.channel for c in desk.view.card(anna).conversations] == ["sms"]
+
+
+def test_a_whatsapp_customer_calling_for_the_first_time_is_known_to_the_voice_webhook(
+    desk: Desk,
+) -> None:
+    """The voice webhook's caller lookup (``customer_for_address``) finds the person by their
+    number on any phone channel, before the first call from it is recorded."""
+    desk.record(whatsapp(f"whatsapp:{PHONE}", "wamid.1", 0))
+    assert desk.view.customer_for_address(PHONE) == desk.owner(f"whatsapp:{PHONE}")
+    assert desk.view.customer_for_address("+493055509999") is None
