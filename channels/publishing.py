@@ -57,15 +57,18 @@ class InteractionPublisher:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def publish(self, event: InteractionEvent) -> Any:
+    async def publish(self, event: InteractionEvent, *, topic: str | None = None) -> Any:
         """Publish and wait for the broker's confirmation.  Keyed by the person the address
-        reaches (``identity_of``): a number's calls, SMS and WhatsApp share a partition."""
-        return await self.publish_raw(dump_interaction(event), key=identity_of(event.party))
+        reaches (``identity_of``): a number's calls, SMS and WhatsApp share a partition.
+        ``topic``: another topic than this publisher's (a routing decision)."""
+        return await self.publish_raw(
+            dump_interaction(event), key=identity_of(event.party), topic=topic
+        )
 
-    async def publish_raw(self, value: bytes, *, key: str) -> Any:
+    async def publish_raw(self, value: bytes, *, key: str, topic: str | None = None) -> Any:
         return await self.broker.publish(
             value,
-            topic=self.topic,
+            topic=topic or self.topic,
             key=key.encode(),
             headers={"content-type": "application/json"},
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 from fastapi import HTTPException
 from pydantic import ValidationError
@@ -50,6 +51,7 @@ async def publish_confirmed(
     *,
     timeout_s: float,
     provider: str,
+    topic: str | None = None,
 ) -> None:
     """Publish ``events`` in order, each confirmed by Kafka within ``timeout_s`` overall.
 
@@ -59,29 +61,34 @@ async def publish_confirmed(
     """
     deadline = time.monotonic() + timeout_s
     for event in events:
-        pending = asyncio.ensure_future(publisher.publish(event))
-        pending.add_done_callback(_consume_outcome)
-        try:
-            await asyncio.wait_for(asyncio.shield(pending), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            log.error(
-                "%s webhook: Kafka did not confirm %s within %gs",
-                provider,
-                event.provider_ref,
-                timeout_s,
-            )
-            raise HTTPException(
-                503,
-                f"Kafka did not confirm within {timeout_s:g}s; retry the delivery",
-                headers={"Retry-After": RETRY_AFTER_S},
-            ) from None
-        except Exception as exc:
-            log.warning("%s webhook: publishing %s failed: %r", provider, event.provider_ref, exc)
-            raise HTTPException(
-                503,
-                f"could not publish to Kafka ({type(exc).__name__}); retry the delivery",
-                headers={"Retry-After": RETRY_AFTER_S},
-            ) from None
+        await confirmed(
+            publisher.publish(event) if topic is None else publisher.publish(event, topic=topic),
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            what=f"{provider} webhook: {event.provider_ref}",
+        )
+
+
+async def confirmed(write: Awaitable[Any], *, timeout_s: float, what: str) -> None:
+    """Wait for Kafka to confirm ``write``; 503 with Retry-After when it does not in time
+    or fails (the caller retries; a write that lands late makes that retry a no-op)."""
+    pending = asyncio.ensure_future(write)
+    pending.add_done_callback(_consume_outcome)
+    try:
+        await asyncio.wait_for(asyncio.shield(pending), timeout_s)
+    except TimeoutError:
+        log.error("%s: Kafka did not confirm within %gs", what, timeout_s)
+        raise HTTPException(
+            503,
+            f"Kafka did not confirm within {timeout_s:g}s; retry",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
+    except Exception as exc:
+        log.warning("%s: publishing failed: %r", what, exc)
+        raise HTTPException(
+            503,
+            f"could not publish to Kafka ({type(exc).__name__}); retry",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
 
 
 def _consume_outcome(future: asyncio.Future) -> None:

@@ -34,7 +34,14 @@ from contracts.outbound import (
     dump_command,
     parse_command,
 )
-from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC, OUTBOUND_TOPIC
+from contracts.routing import AgentPresenceChanged, ContactRouted, RouteTarget, RoutingFacts
+from contracts.topics import (
+    DEADLETTER_TOPIC,
+    INTERACTIONS_TOPIC,
+    OUTBOUND_TOPIC,
+    PRESENCE_TOPIC,
+    ROUTING_TOPIC,
+)
 
 __all__ = [
     "DEADLETTER_TOPIC",
@@ -43,7 +50,10 @@ __all__ = [
     "MAX_BODY_CHARS",
     "MAX_PAYLOAD_BYTES",
     "OUTBOUND_TOPIC",
+    "PRESENCE_TOPIC",
+    "ROUTING_TOPIC",
     "AddressError",
+    "AgentPresenceChanged",
     "AttachmentRef",
     "CallAnswered",
     "CallEnded",
@@ -51,6 +61,7 @@ __all__ = [
     "CallRinging",
     "Channel",
     "ConsentChanged",
+    "ContactRouted",
     "DeadLetter",
     "DeliveryStatus",
     "DeliveryStatusChanged",
@@ -62,6 +73,8 @@ __all__ = [
     "MessageReceived",
     "MessageSent",
     "MessageTemplate",
+    "RouteTarget",
+    "RoutingFacts",
     "SendMessage",
     "VoicemailRecorded",
     "dump_command",

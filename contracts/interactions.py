@@ -11,6 +11,7 @@ from contracts.delivery import DeliveryStatusChanged
 from contracts.envelope import InteractionEvent
 from contracts.errors import InputError
 from contracts.messages import MessageReceived, MessageSent
+from contracts.routing import ContactRouted
 
 __all__ = [
     "INTERACTION_TYPES",
@@ -31,7 +32,8 @@ Interaction = Annotated[
     | MessageReceived
     | MessageSent
     | DeliveryStatusChanged
-    | ConsentChanged,
+    | ConsentChanged
+    | ContactRouted,
     Field(discriminator="type"),
 ]
 

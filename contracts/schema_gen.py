@@ -16,7 +16,14 @@ from pydantic import TypeAdapter
 from contracts.deadletter import DeadLetter
 from contracts.interactions import INTERACTION_TYPES, Interaction
 from contracts.outbound import SendMessage
-from contracts.topics import DEADLETTER_TOPIC, INTERACTIONS_TOPIC, OUTBOUND_TOPIC
+from contracts.routing import AgentPresenceChanged, ContactRouted
+from contracts.topics import (
+    DEADLETTER_TOPIC,
+    INTERACTIONS_TOPIC,
+    OUTBOUND_TOPIC,
+    PRESENCE_TOPIC,
+    ROUTING_TOPIC,
+)
 
 __all__ = ["SCHEMA_DIR", "asyncapi_document", "drifted", "json_schemas", "render", "write_schemas"]
 
@@ -36,6 +43,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     schemas["interaction.json"] = TypeAdapter(Interaction).json_schema()
     schemas["deadletter.json"] = DeadLetter.model_json_schema()
     schemas["message.send.v1.json"] = SendMessage.model_json_schema()
+    schemas["agent.presence.v1.json"] = AgentPresenceChanged.model_json_schema()
     return {name: {"$schema": _JSON_SCHEMA_DIALECT, **schema} for name, schema in schemas.items()}
 
 
@@ -87,6 +95,28 @@ def asyncapi_document() -> dict[str, Any]:
         ),
     )
     broker.publisher(
+        ROUTING_TOPIC,
+        schema=ContactRouted,
+        title="routing",
+        description=(
+            "Every routing decision: where an inbound contact went (an agent, a queue, "
+            "voicemail, a callback), the rule that decided and why. The voice and CTI webhooks "
+            "publish a call's decision before they answer. The recorder files each decision in "
+            "the customer's history; every gateway instance reads the topic (without a consumer "
+            f"group) to push screen pops to its connected agents. {_KEY_DOC}"
+        ),
+    )
+    broker.publisher(
+        PRESENCE_TOPIC,
+        schema=AgentPresenceChanged,
+        title="presence",
+        description=(
+            "Agents' presence changes (available, busy, away, offline). Compacted and keyed by "
+            "the agent's user name: a starting router or gateway reads every agent's latest "
+            "presence back from it."
+        ),
+    )
+    broker.publisher(
         DEADLETTER_TOPIC,
         schema=DeadLetter,
         title="deadletter",
@@ -119,7 +149,7 @@ def _document_record_keys(document: dict[str, Any]) -> None:
         }
     }
     for name, message in document["components"]["messages"].items():
-        if name.startswith(("interactions:", "recorder:", "outbound:")):
+        if name.startswith(("interactions:", "recorder:", "outbound:", "routing:")):
             message["bindings"] = key_binding
 
 

@@ -3,3 +3,5 @@
 INTERACTIONS_TOPIC = "sb.interactions.v1"
 DEADLETTER_TOPIC = "sb.deadletter.v1"
 OUTBOUND_TOPIC = "sb.outbound.v1"
+ROUTING_TOPIC = "sb.routing.v1"
+PRESENCE_TOPIC = "sb.presence.v1"

@@ -187,6 +187,7 @@ class Card:
     conversations: list[OpenConversation] = field(default_factory=list)
     merged_into: UUID | None = None
     merged: list[UUID] = field(default_factory=list)
+    last_agent_at: datetime | None = None  # when last_agent last handled them
 
     @property
     def name(self) -> str | None:
@@ -239,6 +240,7 @@ def card_of(row: CustomerRow, absorbed: list[CustomerRow] = ()) -> Card:  # type
         profile_version=row.profile_version,
         consent=consent,
         last_agent=max(agents)[1] if agents else None,
+        last_agent_at=max(agents)[0] if agents else None,
         recent=row.recent,
         conversations=sorted(
             (c for r in (row, *absorbed) for c in r.conversations),

@@ -284,10 +284,25 @@ def summarize(payload: dict[str, Any]) -> str:
         line = f"{channel} message {payload.get('message_ref')} {payload.get('status')}"
         reason = payload.get("error_message")
         return f"{line}: {reason}"[:160] if reason else line
+    if kind == "contact.routed.v1":
+        return f"Routed to {_target(payload.get('target') or {})}: {payload.get('reason')}"[:160]
     if kind == "consent.changed.v1":
         verb = "Opted in to" if payload.get("granted") else "Opted out of"
         return f"{verb} {payload.get('purpose')} on {channel} via {payload.get('source')}"
     return kind
+
+
+def _target(target: dict[str, Any]) -> str:
+    kind = target.get("kind")
+    if kind == "agent":
+        return f"agent {target.get('agent')}"
+    if kind == "queue":
+        return f"queue {target.get('queue')}"
+    return str(kind)
+
+
+# The hub's own doings about a contact, filed on the timeline but no contact themselves.
+_HUB_DOINGS = frozenset({"contact.routed.v1"})
 
 
 def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
@@ -316,7 +331,9 @@ def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:
                     occurred_at=event.occurred_at,
                     type=event.interaction_type,
                     channel=event.channel,
-                    direction=event.direction,
+                    direction=(
+                        "internal" if event.interaction_type in _HUB_DOINGS else event.direction
+                    ),
                     party=event.party,
                     provider_ref=event.provider_ref,
                     summary=summarize(payload),

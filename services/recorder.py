@@ -1,4 +1,5 @@
-"""The recorder: consumes ``sb.interactions.v1`` into the customer history, exactly once.
+"""The recorder: consumes ``sb.interactions.v1`` (and the routing decisions on ``sb.routing.v1``)
+into the customer history, exactly once.
 
 Why aiokafka directly and not a FastStream subscriber: the source of truth for
 "how far have we read" is the event store, not Kafka's committed offsets.  Each
@@ -56,7 +57,7 @@ class RecorderStats:
     conflicts: int = 0
     unpositioned: int = 0  # records dropped unread because their fetch preceded a seek
     last_notification_id: int = 0
-    assigned: list[int] = field(default_factory=list)
+    assigned: dict[str, list[int]] = field(default_factory=dict)  # topic -> partitions
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -75,8 +76,11 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         self.recorder.history.forget_cached_customers()
         for tp in assigned:
             await self.recorder.reseek(tp)
-        self.recorder.stats.assigned = sorted(tp.partition for tp in assigned)
-        log.info("partitions assigned: %s", self.recorder.stats.assigned)
+        by_topic: dict[str, list[int]] = {}
+        for tp in sorted(assigned):
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        self.recorder.stats.assigned = by_topic
+        log.info("partitions assigned: %s", by_topic)
 
 
 class Recorder:
@@ -85,7 +89,7 @@ class Recorder:
         history: CustomerHistory,
         *,
         bootstrap: str,
-        topic: str,
+        topics: Sequence[str],
         deadletter_topic: str,
         group_id: str,
         batch_size: int = 1000,
@@ -93,7 +97,7 @@ class Recorder:
         client_id: str = "switchboard-recorder",
     ) -> None:
         self.history = history
-        self.topic = topic
+        self.topics = list(topics)
         self.deadletter_topic = deadletter_topic
         self.batch_size = batch_size
         self.stats = RecorderStats()
@@ -140,7 +144,7 @@ class Recorder:
         try:
             await self.dead_letters.start()
             await self.consumer.start()
-            self.consumer.subscribe([self.topic], listener=_SeekToStoredOffsets(self))
+            self.consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
             self._started.set()
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)

@@ -40,6 +40,8 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         interactions_topic=f"sb.interactions.{suffix}",
         deadletter_topic=f"sb.deadletter.{suffix}",
         outbound_topic=f"sb.outbound.{suffix}",
+        routing_topic=f"sb.routing.{suffix}",
+        presence_topic=f"sb.presence.{suffix}",
         outbound_group=f"sb-outbound-{suffix}",
         recorder_group=f"sb-recorder-{suffix}",
         topic_partitions=3,

@@ -18,6 +18,7 @@ A withheld caller id is recorded under the party ``anonymous:<call_id>`` (see
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import re
@@ -35,9 +36,11 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from starlette.concurrency import run_in_threadpool
 
 from channels.publishing import InteractionPublisher
 from channels.voice.config import CtiConfig
+from channels.voice.directory import CallRouter
 from channels.voice.paths import CTI_EVENTS_PATH
 from channels.webhooks import bad_request, invalid_event, publish_confirmed, refused_values
 from contracts import (
@@ -128,6 +131,16 @@ class CtiCallEvent(BaseModel):
         return value
 
 
+class CtiRoute(BaseModel):
+    """Where the hub routed a new inbound call: ring this agent, or put it in this queue."""
+
+    kind: Literal["agent", "queue", "voicemail", "callback"] = Field(examples=["agent"])
+    queue: str | None = Field(None, examples=["support"])
+    agent: str | None = Field(None, description="The agent's user name.", examples=["ann"])
+    rule: str = Field(examples=["last-agent"])
+    reason: str = Field(examples=["ann was the last agent (2 h ago) and is available"])
+
+
 class CtiAccepted(BaseModel):
     status: Literal["recorded", "ignored"] = Field(
         description="recorded: Kafka confirmed the event; ignored: nothing to record."
@@ -135,6 +148,9 @@ class CtiAccepted(BaseModel):
     type: str | None = Field(None, examples=["call.ringing.v1"])
     provider_ref: str | None = Field(None, examples=["1714060712.42:ringing"])
     detail: str | None = Field(None, examples=["the caller id is withheld"])
+    route: CtiRoute | None = Field(
+        None, description="newCall, inbound, when the hub routes calls: where it goes."
+    )
 
 
 def _form_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +177,18 @@ _REQUEST_BODY = {
 }
 
 
-def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRouter:
+def cti_router(
+    *,
+    publisher: InteractionPublisher,
+    config: CtiConfig,
+    router: CallRouter | None = None,
+    routing_topic: str | None = None,
+) -> APIRouter:
+    """The CTI webhook.  With a ``router``, a new inbound call is routed at once and the answer
+    names the target (``route``): the phone system rings that agent's extension or queue."""
+    if router is not None and routing_topic is None:
+        raise ValueError("a router needs the routing_topic its decisions go to")
+    call_router = router
     router = APIRouter(tags=["webhooks: CTI"])
     bearer = HTTPBearer(auto_error=False, description="The CTI token of this installation.")
     expected = config.token.encode()
@@ -193,10 +220,48 @@ def cti_router(*, publisher: InteractionPublisher, config: CtiConfig) -> APIRout
         fields, typed = await _fields(request)
         posted = parse_cti_event(fields, typed=typed)
         event = contract_event(posted, default_region=config.default_region)
-        await publish_confirmed(
-            publisher, [event], timeout_s=config.publish_timeout_s, provider="cti"
+        route = None
+        writes = []
+        if (
+            call_router is not None
+            and isinstance(event, CallRinging)
+            and event.direction == Direction.inbound
+        ):
+            known = await run_in_threadpool(
+                call_router.known, "" if event.party.startswith("anonymous:") else event.party
+            )
+            routed = call_router.route(
+                channel="voice",
+                party=event.party,
+                contact_ref=event.call_id,
+                known=known,
+                dialled=event.endpoint,
+            )
+            route = CtiRoute(
+                kind=routed.target.kind,
+                queue=routed.target.queue,
+                agent=routed.target.agent,
+                rule=routed.rule,
+                reason=routed.reason,
+            )
+            writes.append(
+                publish_confirmed(
+                    publisher,
+                    [routed],
+                    timeout_s=config.publish_timeout_s,
+                    provider="cti",
+                    topic=routing_topic,
+                )
+            )
+        writes.append(
+            publish_confirmed(
+                publisher, [event], timeout_s=config.publish_timeout_s, provider="cti"
+            )
         )
-        return CtiAccepted(status="recorded", type=event.type, provider_ref=event.provider_ref)
+        await asyncio.gather(*writes)
+        return CtiAccepted(
+            status="recorded", type=event.type, provider_ref=event.provider_ref, route=route
+        )
 
     return router
 

@@ -13,9 +13,11 @@ history. Counted in ``VoiceWebhookStats.withheld``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response, Security
@@ -36,16 +38,21 @@ from channels.twilio import (
     withheld_call_party,
 )
 from channels.voice.config import TwilioVoiceConfig
-from channels.voice.directory import CallerDirectory
+from channels.voice.directory import CallerDirectory, CallRouter
 from channels.voice.paths import (
+    TWILIO_VOICE_DIAL_PATH,
     TWILIO_VOICE_PATH,
     TWILIO_VOICE_QUEUE_PATH,
     TWILIO_VOICE_RECORDING_PATH,
     TWILIO_VOICE_STATUS_PATH,
+    TWILIO_VOICE_WAIT_PATH,
 )
 from channels.voice.status import call_event_from_status
 from channels.voice.twiml import (
+    CallbackUrls,
+    answer_routed,
     hang_up,
+    hold_or_leave,
     queue_call,
     route_call,
     routes_by_caller,
@@ -57,6 +64,7 @@ from contracts import (
     CallMissed,
     CallRinging,
     Channel,
+    ContactRouted,
     Direction,
     VoicemailRecorded,
     normalize_party,
@@ -91,6 +99,29 @@ _QUEUE_FORM = form_body(
     required=("CallSid", "QueueResult"),
     enums={"QueueResult": sorted(_QUEUE_RESULTS)},
 )
+_DIAL_FORM = {
+    **form_body(
+        {
+            **_CALL,
+            "DialCallStatus": "completed, answered, busy, no-answer, failed or canceled.",
+            "CallStatus": "The caller's call: in-progress while they wait.",
+        },
+        required=("CallSid", "From"),
+    ),
+    "parameters": [
+        {"name": "attempt", "in": "query", "required": False, "schema": {"type": "integer"}},
+        {"name": "exclude", "in": "query", "required": False, "schema": {"type": "string"}},
+    ],
+}
+_WAIT_FORM = {
+    **form_body(
+        {**_CALL, "QueueTime": "Seconds the caller has waited.", "QueueSid": "The queue."},
+        required=("CallSid",),
+    ),
+    "parameters": [
+        {"name": "queue", "in": "query", "required": False, "schema": {"type": "string"}},
+    ],
+}
 _RECORDING_FORM = {
     **form_body(
         {
@@ -129,7 +160,14 @@ def twilio_voice_router(
     publisher: InteractionPublisher,
     config: TwilioVoiceConfig,
     directory: CallerDirectory | None = None,
+    router: CallRouter | None = None,
+    routing_topic: str | None = None,
 ) -> APIRouter:
+    """The voice webhooks.  With a ``router`` (and the ``routing_topic`` its decisions are
+    published on), every call is routed by it: an agent's client, a queue, voicemail; without
+    one, every call waits in the configured queue (or rings the one configured client)."""
+    if router is not None and routing_topic is None:
+        raise ValueError("a router needs the routing_topic its decisions go to")
     webhook = TwilioWebhook(
         TwilioSignature(
             auth_token=config.auth_token,
@@ -138,16 +176,23 @@ def twilio_voice_router(
         )
     )
     stats = VoiceWebhookStats()
-    router = APIRouter(
+    routes = APIRouter(
         tags=_TAGS, responses=WEBHOOK_RESPONSES, dependencies=[Security(SIGNATURE_SCHEME)]
     )
-    router.stats = stats  # type: ignore[attr-defined]  # read by tests and metrics
+    routes.stats = stats  # type: ignore[attr-defined]  # read by tests and metrics
 
-    # Until inbound routing exists, a plain queue answer is the same for every call.
+    # Without a router and a client or workflow, the answer is the same for every call.
     fixed_answer = (
         None
-        if routes_by_caller(config)
+        if router is not None or routes_by_caller(config)
         else str(queue_call(config, queue_action_url=webhook.url(TWILIO_VOICE_QUEUE_PATH)))
+    )
+    urls = CallbackUrls(
+        dial_action=webhook.url(TWILIO_VOICE_DIAL_PATH),
+        queue_action=webhook.url(TWILIO_VOICE_QUEUE_PATH),
+        queue_wait=webhook.url(TWILIO_VOICE_WAIT_PATH),
+        agent_status=webhook.url(TWILIO_VOICE_STATUS_PATH),
+        recording=webhook.url(TWILIO_VOICE_RECORDING_PATH),
     )
 
     async def publish(events: list[InteractionEvent]) -> None:
@@ -189,7 +234,101 @@ def twilio_voice_router(
             log.exception("caller lookup failed for %s", caller)
             return None
 
-    @router.post(
+    async def known(caller: str) -> Any:
+        """The router's view of the caller: their card, or nothing if it cannot be read."""
+        assert router is not None
+        if caller.startswith("anonymous:"):
+            return router.known("")  # nobody to look up
+        try:
+            if config.lookup_in_threadpool:
+                return await run_in_threadpool(router.known, caller)
+            return router.known(caller)
+        except Exception:
+            stats.lookup_failures += 1
+            log.exception("caller lookup failed for %s", caller)
+            return router.known("")
+
+    async def publish_routed(routed: ContactRouted, *also: InteractionEvent) -> None:
+        """The decision on the routing topic and the call's own events, all confirmed."""
+        await asyncio.gather(
+            publish(list(also)) if also else asyncio.sleep(0),
+            publish_confirmed(
+                publisher,
+                [routed],
+                timeout_s=config.publish_timeout_s,
+                provider="twilio-voice",
+                topic=routing_topic,
+            ),
+        )
+
+    def attempt_of(form: TwilioForm) -> int:
+        """The attempt our callback URL carries (2 and up: the call was routed before)."""
+        try:
+            attempt = int(form.query.get("attempt") or 2)
+        except ValueError:
+            raise bad_request("attempt (query) must be a whole number") from None
+        if not 2 <= attempt <= 1000:
+            raise bad_request("attempt (query) must be between 2 and 1000")
+        return attempt
+
+    async def route_again(
+        form: TwilioForm, *, exclude: tuple[str, ...] = (), waited_s: float = 0.0
+    ) -> Response:
+        """Route a call that is still on the line once more (attempt from our callback URL)."""
+        assert router is not None
+        call_sid = form.required("CallSid")
+        caller = caller_on_the_line(form, call_sid)
+        attempt = attempt_of(form)
+        routed = router.route(
+            channel="voice",
+            party=caller,
+            contact_ref=call_sid,
+            known=await known(caller),
+            dialled=form.optional("To"),
+            attempt=attempt,
+            exclude=exclude,
+            waited_s=waited_s,
+        )
+        await publish_routed(routed)
+        return twiml(
+            answer_routed(
+                config,
+                routed,
+                urls=urls,
+                offer_timeout_s=router.offer_timeout_s,
+                excluded=exclude,
+            )
+        )
+
+    async def route_incoming(
+        form: TwilioForm, call_sid: str, caller: str, dialled: str
+    ) -> Response:
+        assert router is not None
+        routed = router.route(
+            channel="voice",
+            party=caller,
+            contact_ref=call_sid,
+            known=await known(caller),
+            dialled=dialled,
+        )
+        try:
+            ringing = CallRinging(
+                direction=Direction.inbound,
+                party=caller,
+                endpoint=dialled,
+                call_id=call_sid,
+                provider_ref=f"{call_sid}:ringing",
+                occurred_at=routed.occurred_at,
+            )
+        except ValidationError as exc:
+            raise invalid_event(exc) from None
+        await publish_routed(routed, ringing)
+        stats.calls += 1
+        return twiml(
+            answer_routed(config, routed, urls=urls, offer_timeout_s=router.offer_timeout_s)
+        )
+
+    @routes.post(
         TWILIO_VOICE_PATH,
         summary="Incoming call: route it and record the ringing",
         response_class=Response,
@@ -201,6 +340,8 @@ def twilio_voice_router(
         call_sid = form.required("CallSid")
         dialled = form.required("To")
         caller = caller_on_the_line(form, call_sid)
+        if router is not None:
+            return await route_incoming(form, call_sid, caller, dialled)
         customer_id = await lookup(caller)
         if fixed_answer is not None:
             answer = Response(content=fixed_answer, media_type="application/xml")
@@ -230,7 +371,7 @@ def twilio_voice_router(
         stats.calls += 1
         return answer
 
-    @router.post(
+    @routes.post(
         TWILIO_VOICE_STATUS_PATH,
         status_code=204,
         summary="Call status callback",
@@ -247,7 +388,41 @@ def twilio_voice_router(
             await publish([event])
         return Response(status_code=204)
 
-    @router.post(
+    @routes.post(
+        TWILIO_VOICE_DIAL_PATH,
+        summary="Dial action: the agent took the call, or the call is routed again",
+        response_class=Response,
+        responses=TWIML_ANSWER,
+        openapi_extra=_DIAL_FORM,
+    )
+    @webhook.answers_once
+    async def dial_result(form: TwilioForm) -> Response:
+        form.required("CallSid")
+        form.required("From")
+        attempt_of(form)
+        status = (form.optional("DialCallStatus") or "").lower()
+        if router is None or status in ("completed", "answered"):
+            return twiml(hang_up())  # they talked; the call ends when the agent hangs up
+        if (form.optional("CallStatus") or "").lower() in ("completed", "canceled"):
+            return twiml(hang_up())  # the caller is gone: nothing to route
+        exclude = tuple(a for a in (form.query.get("exclude") or "").split(",") if a)
+        return await route_again(form, exclude=exclude[:50])
+
+    @routes.post(
+        TWILIO_VOICE_WAIT_PATH,
+        summary="Queue wait: hold, or leave to overflow",
+        response_class=Response,
+        responses=TWIML_ANSWER,
+        openapi_extra=_WAIT_FORM,
+    )
+    @webhook.answers_once
+    async def queue_wait(form: TwilioForm) -> Response:
+        form.required("CallSid")
+        waited = form.number("QueueTime") or 0.0
+        overflow = router.overflow_after_s(form.query.get("queue")) if router else None
+        return twiml(hold_or_leave(waited_s=waited, overflow_after_s=overflow))
+
+    @routes.post(
         TWILIO_VOICE_QUEUE_PATH,
         summary="Enqueue action: the caller left the queue",
         response_class=Response,
@@ -262,6 +437,9 @@ def twilio_voice_router(
             raise bad_request(
                 f"QueueResult {result!r} is unknown; expected one of {sorted(_QUEUE_RESULTS)}"
             )
+        if result == "leave" and router is not None:
+            # Our wait URL let the caller leave: the queue's time is up, route on (overflow).
+            return await route_again(form, waited_s=form.number("QueueTime") or 0.0)
         if result in _VOICEMAIL_RESULTS:
             return twiml(
                 take_voicemail(
@@ -287,7 +465,7 @@ def twilio_voice_router(
             await publish([missed])
         return twiml(hang_up())
 
-    @router.post(
+    @routes.post(
         TWILIO_VOICE_RECORDING_PATH,
         status_code=204,
         summary="Voicemail recorded",
@@ -330,4 +508,4 @@ def twilio_voice_router(
         await publish([voicemail])
         return Response(status_code=204)
 
-    return router
+    return routes

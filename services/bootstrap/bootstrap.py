@@ -33,6 +33,7 @@ from contracts import Channel
 from projections.follower import NewEvents, TimelineFollower
 from projections.timeline import TimelineView
 from services.bootstrap.channels import ChannelConfigs, channel_configs
+from services.bootstrap.routing import Routing, build_routing
 from services.bootstrap.settings import Settings
 from services.bootstrap.stores import (
     open_history,
@@ -47,11 +48,15 @@ from services.gateway.api import create_api
 from services.gateway.auth import v1_router
 from services.gateway.customers_api import customer_commands_router
 from services.gateway.desk_api import desk_router
+from services.gateway.realtime import agents_router, supervisor_router
+from services.gateway.replies_api import replies_router
+from services.gateway.session import SessionCodec, session_secret
 from services.history.customers import CustomerHistory
 from services.history.ledger import OutboundLedger
 from services.history.users import UserDirectory
 from services.outbound.dispatcher import RETRY_DELAYS, OutboundDispatcher
 from services.recorder import Recorder
+from services.router.feed import RoutingFeed
 
 __all__ = ["Hub", "bootstrap"]
 
@@ -67,6 +72,7 @@ class Hub:
     stand_in_senders: Mapping[Channel, Sender] | None = None
     # Every store part this hub opens tells its followers about new events at once.
     new_events: NewEvents = field(default_factory=NewEvents)
+    _routing: Routing | None = None
 
     @property
     def kafka(self) -> str:
@@ -122,7 +128,8 @@ class Hub:
         return Recorder(
             self.history(),
             bootstrap=self.kafka,
-            topic=s.interactions_topic,
+            # Each topic-partition's position is tracked in the store on its own.
+            topics=[s.interactions_topic, s.routing_topic],
             deadletter_topic=s.deadletter_topic,
             group_id=s.recorder_group,
             batch_size=s.recorder_batch,
@@ -190,6 +197,21 @@ class Hub:
         }
         return {ch: pair for ch, pair in candidates.items() if pair[1] is not None}
 
+    def routing(self, view: TimelineView) -> Routing:
+        """The agents' board, the router, the screen pops: one set per process (the API's
+        webhooks decide with them, the routing feed keeps them current)."""
+        if self._routing is None:
+            self._routing = build_routing(self.settings, view)
+        return self._routing
+
+    def routing_feed(self, view: TimelineView) -> RoutingFeed:
+        return self.routing(view).feed(self.kafka)
+
+    def session_codec(self) -> SessionCodec:
+        s = self.settings
+        secret = s.session_secret.get_secret_value() if s.session_secret else None
+        return SessionCodec(session_secret(secret, s.data_dir), hours=s.session_hours)
+
     def webhook_routers(
         self, *, publisher: InteractionPublisher, directory: TimelineView
     ) -> list[APIRouter]:
@@ -198,10 +220,23 @@ class Hub:
         routers: list[APIRouter] = []
         if configs.voice:
             routers.append(
-                twilio_voice_router(publisher=publisher, config=configs.voice, directory=directory)
+                twilio_voice_router(
+                    publisher=publisher,
+                    config=configs.voice,
+                    directory=directory,
+                    router=self.routing(directory).router,
+                    routing_topic=self.settings.routing_topic,
+                )
             )
         if configs.cti:
-            routers.append(cti_router(publisher=publisher, config=configs.cti))
+            routers.append(
+                cti_router(
+                    publisher=publisher,
+                    config=configs.cti,
+                    router=self.routing(directory).router,
+                    routing_topic=self.settings.routing_topic,
+                )
+            )
         if configs.sms:
             routers.append(twilio_sms_router(publisher=publisher, config=configs.sms))
         if configs.whatsapp:
@@ -230,10 +265,29 @@ class Hub:
                 self.history(cached=False), view, default_region=self.settings.default_region
             )
         )
+        routing = self.routing(view)
+        desk.include_router(
+            agents_router(
+                board=routing.board,
+                pops=routing.pops,
+                serves=routing.serves,
+                agents=routing.agents,
+                publish_presence=lambda event: routing.publish_presence(publisher, event),
+            )
+        )
+        desk.include_router(supervisor_router(routing.floor))
+        desk.include_router(
+            replies_router(
+                view,
+                sending_channels=self.sending_channels,
+                publish_command=lambda command: routing.publish_command(publisher, command),
+            )
+        )
         return create_api(
             view=view,
             users=users,
             default_region=self.settings.default_region,
             routers=[desk, *self.webhook_routers(publisher=publisher, directory=view)],
             access=access,
+            sessions=self.session_codec(),
         )

@@ -25,6 +25,7 @@ from services.bootstrap.cli_common import customer_of
 from services.bootstrap.cli_common import fail as _fail
 from services.bootstrap.customers_cli import customer_app
 from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
+from services.bootstrap.routing_cli import routing_app
 from services.bootstrap.settings import Settings
 from services.bootstrap.users_cli import users_app
 
@@ -50,6 +51,7 @@ app.add_typer(
 app.add_typer(conversations_app, name="conversations", help="Conversations and their status.")
 app.add_typer(notes_app, name="notes", help="Notes on customers and conversations.")
 app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
+app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
 
 try:  # the local broker launcher (services/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -160,8 +162,11 @@ def up(
         except KafkaLaunchError as e:
             raise _fail(f"{e} (set SWITCHBOARD_LOCAL_KAFKA_PORT to use another port)") from None
         settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
-    hub = _hub(settings)
     api_url = f"http://{settings.http_host}:{settings.http_port}"
+    demo_phone_token = None
+    if demo:
+        settings, demo_phone_token = _demo_settings(settings, api_url)
+    hub = _hub(settings)
     out.print(
         f"[green]Kafka[/green] {hub.kafka}   [green]store[/green] {settings.store}   "
         f"[green]API[/green] {api_url}/docs"
@@ -169,12 +174,28 @@ def up(
     # Nothing is open, so a new hub must say how to get in: its first admin's token.
     users = hub.user_directory()
     print_sign_in(first_sign_in(users, demo=demo), directory=users, api_url=api_url)
+    out.print(
+        f"console: {api_url}/console/  (sign in with a user's password or API token; "
+        "add agents with `switchboard users add NAME --role agent --password`)"
+    )
     out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
 
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(stop)
         running = asyncio.create_task(run_hub(hub, stop))
+        calling: asyncio.Task | None = None
+        if demo_phone_token is not None:
+            from deploy.phone import DemoPhoneNetwork
+
+            phone = DemoPhoneNetwork(
+                api_url=api_url, public_base_url=api_url, auth_token=demo_phone_token
+            )
+            out.print(
+                "demo: a pretend phone network calls the hotline every few seconds "
+                "(set yourself available in the console to get the calls)"
+            )
+            calling = asyncio.create_task(phone.run(stop))
         if demo:
             out.print(f"demo: playing simulated traffic into the hub at {demo_rate:g} contacts/s")
             await _run_simulation(
@@ -186,6 +207,8 @@ def up(
                 progress=False,
             )
         await running
+        if calling is not None:
+            await calling  # it ends with the stop
 
     try:
         asyncio.run(main())
@@ -193,6 +216,27 @@ def up(
         if broker is not None:
             out.print("stopping the Kafka broker…")
             broker.stop()
+
+
+def _demo_settings(settings: Settings, api_url: str) -> tuple[Settings, str | None]:
+    """The demo's routing (deploy/routing.demo.yaml) and, when no Twilio account is set, a
+    made-up one whose webhooks the pretend phone network calls; its token, else None."""
+    import secrets
+    from pathlib import Path
+
+    from pydantic import SecretStr
+
+    import deploy
+
+    update: dict[str, object] = {}
+    if settings.routing_config is None:
+        update["routing_config"] = Path(deploy.__file__).parent / "routing.demo.yaml"
+    token = None
+    if settings.twilio_auth_token is None:
+        token = secrets.token_hex(16)
+        update["twilio_auth_token"] = SecretStr(token)
+        update["public_base_url"] = api_url
+    return settings.model_copy(update=update), token
 
 
 async def _run_simulation(

@@ -96,6 +96,10 @@ async def run_hub(
                 "machine with store access: switchboard users add NAME --role admin --token"
             )
         api = hub.api(view=view, publisher=webhook_publisher, users=users)
+        # Presence, routing decisions and call progress from Kafka: the router's board and
+        # the screen pops of the agents connected here.
+        feed = hub.routing_feed(view)
+        supervised("routing feed", lambda: feed.run(stop))
         config = uvicorn.Config(
             api,
             host=settings.http_host,

@@ -34,6 +34,20 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                 settings.topic_replication,
                 topic_configs={"retention.ms": str(WEEK_MS)},
             ),
+            # Routing decisions: in the history once recorded; a week to re-read them.
+            NewTopic(
+                settings.routing_topic,
+                settings.topic_partitions,
+                settings.topic_replication,
+                topic_configs={"retention.ms": str(WEEK_MS)},
+            ),
+            # Presence: the latest per agent is the state, kept however old (compacted).
+            NewTopic(
+                settings.presence_topic,
+                1,
+                settings.topic_replication,
+                topic_configs={"cleanup.policy": "compact"},
+            ),
             NewTopic(
                 settings.deadletter_topic,
                 1,

@@ -32,10 +32,23 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(6, ge=1, description="Partitions when the hub creates topics")
     topic_replication: int = Field(1, ge=1, description="Replication factor when it creates them")
     outbound_topic: str = "sb.outbound.v1"
+    routing_topic: str = "sb.routing.v1"
+    presence_topic: str = "sb.presence.v1"
+    routing_config: Path | None = Field(
+        None,
+        description="The inbound routing configuration (YAML, docs/routing.md); unset: every "
+        "call waits in twilio_voice_queue",
+    )
     recorder_group: str = "sb-recorder"
     outbound_group: str = "sb-outbound"
     recorder_batch: int = Field(1000, ge=1, le=10000, description="Max records per transaction")
     session_timeout_ms: int = Field(10000, ge=1000)
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs the console's session cookies (32+ characters; every gateway "
+        "instance needs the same); unset: a random key kept in data_dir/session.key",
+    )
+    session_hours: float = Field(8.0, gt=0, le=24 * 7, description="A console sign-in lasts")
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     local_kafka_port: int = Field(

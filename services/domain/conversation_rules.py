@@ -28,7 +28,7 @@ MAX_NOTE_CHARS = 10_000
 SYSTEM = "system"
 
 # Not contacts: they say something about a contact (or the customer), they are none.
-NOT_CONTACTS = frozenset({"delivery.status.v1", "consent.changed.v1"})
+NOT_CONTACTS = frozenset({"delivery.status.v1", "consent.changed.v1", "contact.routed.v1"})
 
 
 class Status(StrEnum):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from services.domain.tokens import secret_matches
-from services.domain.users import Role, User
+from services.domain.users import Role, User, user_id_for
 from services.history.users import UserDirectory
 
 REFRESH_INTERVAL = 1.0
@@ -75,6 +75,13 @@ class AccessTable:
         if account is None or account.disabled:
             return None
         return Caller(account.username, account.roles, token_id)
+
+    def session_caller(self, username: str) -> Caller | None:
+        """The caller a console session stands for, or None (unknown or disabled user)."""
+        account = self._accounts.get(user_id_for(username))
+        if account is None or account.disabled:
+            return None
+        return Caller(account.username, account.roles, "session")
 
     def refresh_due(self) -> bool:
         return self.clock() - self._checked_at >= self.refresh_interval

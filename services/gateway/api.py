@@ -16,10 +16,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 from projections.timeline import TimelineView
 from services.gateway.access import AccessTable
 from services.gateway.auth import V1Guard, document_access, v1_router
+from services.gateway.console import install_console
 from services.gateway.customers_api import add_directory_routes
 from services.gateway.docs import install_offline_docs
 from services.gateway.problems import install_problem_handlers, problem_documented_openapi
 from services.gateway.schemas import Delivery, Timeline, TimelineItem
+from services.gateway.session import SessionCodec
 from services.gateway.users_api import users_router
 from services.history.users import UserDirectory
 
@@ -37,9 +39,11 @@ def create_api(
     default_region: str | None = None,
     routers: Sequence[APIRouter] = (),
     access: AccessTable | None = None,
+    sessions: SessionCodec | None = None,
 ) -> FastAPI:
     """The API over ``view``; ``users`` says who may call it (``access``: the table of their
-    tokens, built from ``users`` unless given)."""
+    tokens, built from ``users`` unless given).  With ``sessions``, the agent console is
+    served at ``/console/`` and its session cookie is accepted on ``/v1``."""
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
@@ -55,7 +59,7 @@ def create_api(
         return {"status": "ok"}
 
     access = access or AccessTable(users)
-    api.add_middleware(V1Guard, access=access)
+    api.add_middleware(V1Guard, access=access, sessions=sessions)
     v1 = v1_router()
 
     add_directory_routes(v1, view, default_region=default_region)
@@ -108,6 +112,8 @@ def create_api(
     api.include_router(v1)
     for router in routers:  # the channels' webhooks: the provider's signature, no bearer
         api.include_router(router)
+    if sessions is not None:
+        install_console(api, users=users, access=access, sessions=sessions)
     install_problem_handlers(api)
     api.openapi = problem_documented_openapi(api, amend=document_access)  # type: ignore[method-assign]
     api.openapi()  # an unguarded /v1 operation, or one without a role rule, fails here

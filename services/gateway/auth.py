@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +29,7 @@ from services.domain.tokens import MalformedToken, split_token
 from services.gateway.access import AccessTable, Caller
 from services.gateway.problems import problem_response
 from services.gateway.roles import ROUTE_ROLES, operation_of, roles_for, spelled
+from services.gateway.session import CSRF_HEADER, SessionCodec, cookie_value, header
 
 V1 = "/v1"
 
@@ -67,37 +69,55 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class V1Guard:
-    """The token and role check of every ``/v1`` operation (see the module's docstring)."""
+    """The token and role check of every ``/v1`` operation (see the module's docstring).
 
-    def __init__(self, app: ASGIApp, access: AccessTable) -> None:
+    A console session cookie (``services.gateway.session``) stands in for the bearer token
+    where none is given; with it, a request that changes something needs ``X-CSRF-Token``.
+    WebSockets under ``/v1`` are guarded as the ``WEBSOCKET`` rows of the role table; a refusal
+    closes the handshake (HTTP 403) before it is accepted.
+    """
+
+    def __init__(
+        self, app: ASGIApp, access: AccessTable, sessions: SessionCodec | None = None
+    ) -> None:
         self.app = app
         self.access = access
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        # Starlette answers HEAD with the GET route: it is guarded as that GET.
-        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        if kind == "websocket":
+            method = "WEBSOCKET"
+        else:  # Starlette answers HEAD with the GET route: it is guarded as that GET.
+            method = "GET" if scope["method"] == "HEAD" else scope["method"]
         row = operation_of(method, path) if path.startswith(V1 + "/") else None
         if row is None:  # not /v1, or no such operation: FastAPI answers (404, 405)
             await self.app(scope, receive, send)
             return
         try:
-            caller = await self._caller(scope, *row)
+            caller = await self._caller(scope, method, *row)
         except Refused as e:
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": e.detail[:120]})
+                return
             headers = _CHALLENGE if e.status == 401 else None
             await problem_response(e.status, e.detail, headers)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 
-    async def _caller(self, scope: Scope, template: str, allowed: frozenset) -> Caller:
+    async def _caller(self, scope: Scope, method: str, template: str, allowed: frozenset) -> Caller:
         access = self.access
         needed = spelled(allowed)
         credentials = _bearer(scope)
         if credentials is None:
+            cookie = cookie_value(scope["headers"]) if self.sessions is not None else None
+            if cookie is not None:
+                return await self._session_caller(scope, method, template, allowed, cookie)
             raise _unauthenticated("no bearer token (Authorization: Bearer sbt_…)", needed)
         try:
             token_id, secret = split_token(credentials)
@@ -114,14 +134,50 @@ class V1Guard:
             raise _unauthenticated(
                 f"token {token_id} is unknown or revoked, or its user is disabled", needed
             )
-        if not caller.roles & allowed:
-            have = ", ".join(sorted(caller.roles)) or "none"
+        _check_roles(caller, method, template, allowed)
+        return caller
+
+    async def _session_caller(
+        self, scope: Scope, method: str, template: str, allowed: frozenset, cookie: str
+    ) -> Caller:
+        assert self.sessions is not None
+        needed = spelled(allowed)
+        session = self.sessions.read(cookie)
+        if session is None:
+            raise _unauthenticated("the console session expired or is not valid", needed)
+        if self.access.refresh_due():
+            await run_in_threadpool(self.access.refresh)
+        caller = self.access.session_caller(session.username)
+        if caller is None:
+            raise _unauthenticated(f"user {session.username!r} is unknown or disabled", needed)
+        if method == "WEBSOCKET":
+            origin = header(scope["headers"], b"origin")
+            host = header(scope["headers"], b"host")
+            if origin is not None and urlsplit(origin).netloc != host:
+                raise Refused(403, f"a console session is not accepted from origin {origin}")
+        elif method not in _SAFE and not self.sessions.csrf_matches(
+            cookie, header(scope["headers"], CSRF_HEADER.encode())
+        ):
             raise Refused(
                 403,
-                f"user {caller.username!r} has role(s) {have}; "
-                f"{scope['method']} {template} needs role {needed}",
+                "a request made with the console's session needs the X-CSRF-Token header "
+                "(GET /console/session gives it)",
             )
+        _check_roles(caller, method, template, allowed)
         return caller
+
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_roles(caller: Caller, method: str, template: str, allowed: frozenset) -> None:
+    if not caller.roles & allowed:
+        have = ", ".join(sorted(caller.roles)) or "none"
+        raise Refused(
+            403,
+            f"user {caller.username!r} has role(s) {have}; "
+            f"{method} {template} needs role {spelled(allowed)}",
+        )
 
 
 def v1_router() -> APIRouter:

@@ -16,6 +16,8 @@ Why these rows:
 - Deciding about a customer (profile edits, linking an address, merging, unmerging, dismissing
   a suggested duplicate) is desk work: agents, supervisors and admins; each decision is an
   event naming who made it, and a merge can be undone.
+- Presence and the screen-pop stream are the agent's own (``me``): whoever works the desk.
+  The list of every agent with presence and load is for supervisors (and admins).
 - The desk (conversations, their status, notes and files): agents, supervisors and admins
   work on it; auditors read it (files included), they change nothing.
 """
@@ -31,6 +33,7 @@ READ_CUSTOMERS = frozenset({Role.agent, Role.supervisor, Role.auditor, Role.admi
 READ_DELIVERIES = READ_CUSTOMERS | {Role.campaign_manager}
 ADMINISTER = frozenset({Role.admin})
 WORK_THE_DESK = frozenset({Role.agent, Role.supervisor, Role.admin})
+SUPERVISE = frozenset({Role.supervisor, Role.admin})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/lookup"): READ_CUSTOMERS,
@@ -43,6 +46,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/customers/{customer_id}/merge"): WORK_THE_DESK,
     ("POST", "/v1/customers/{customer_id}/unmerge"): WORK_THE_DESK,
     ("POST", "/v1/customers/{customer_id}/duplicates/{other_id}/dismiss"): WORK_THE_DESK,
+    ("POST", "/v1/customers/{customer_id}/messages"): WORK_THE_DESK,
     ("GET", "/v1/deliveries/{message_ref}"): READ_DELIVERIES,
     ("GET", "/v1/customers/{customer_id}/conversations"): READ_CUSTOMERS,
     ("GET", "/v1/conversations/{conversation_id}"): READ_CUSTOMERS,
@@ -52,6 +56,12 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/customers/{customer_id}/files"): WORK_THE_DESK,
     ("POST", "/v1/conversations/{conversation_id}/files"): WORK_THE_DESK,
     ("GET", "/v1/files/{sha256}"): READ_CUSTOMERS,
+    ("GET", "/v1/agents/me"): WORK_THE_DESK,
+    ("PUT", "/v1/agents/me/presence"): WORK_THE_DESK,
+    ("GET", "/v1/agents/me/events"): WORK_THE_DESK,
+    ("WEBSOCKET", "/v1/agents/me/stream"): WORK_THE_DESK,
+    ("GET", "/v1/agents"): SUPERVISE,
+    ("GET", "/v1/supervisor/queues"): SUPERVISE,
     ("GET", "/v1/users"): ADMINISTER,
     ("POST", "/v1/users"): ADMINISTER,
     ("POST", "/v1/users/{username}/disable"): ADMINISTER,

@@ -17,16 +17,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from channels.publishing import InteractionPublisher
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
 from services.domain.users import Role
 from services.gateway.access import REFRESH_INTERVAL
-from services.gateway.roles import ROUTE_ROLES, spelled
+from services.gateway.roles import ROUTE_ROLES, roles_for, spelled
 from tests.integration.test_openapi_conformance import every_channel
 
-OPEN_PATHS = {"/healthz"}  # besides the provider webhooks, which check signatures
+# Besides the provider webhooks, which check signatures.  The console's session is how one
+# signs in (it checks the password or token itself, and holds no customer data).
+OPEN_PATHS = {"/healthz", "/console/session"}
 UNKNOWN_TOKEN = "sbt_0123456789abcdef_" + "A" * 43
 
 
@@ -106,6 +109,13 @@ def request_for(document: dict[str, Any], path: str, operation: dict[str, Any]) 
 
 def call(client: TestClient, method: str, request: dict, token: str | None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if request["url"].endswith("/events"):  # a stream that does not end: its head, and a line
+        with client.stream(method, **request, headers=headers) as answer:
+            if answer.status_code == 200:
+                next(answer.iter_lines())
+            else:
+                answer.read()
+            return answer
     return client.request(method, **request, headers=headers)
 
 
@@ -123,7 +133,32 @@ def test_every_v1_operation_has_a_rule_and_nothing_else_is_open(client: TestClie
     assert unruled == [], "add these to services/gateway/roles.py ROUTE_ROLES"
     assert open_ == [], "put these under /v1 (bearer and role) or justify them as open"
     served = {(m, p) for m, p, _ in operations(document) if p.startswith("/v1/")}
-    assert served == set(ROUTE_ROLES), "the role table names operations the API lacks"
+    http_rows = {row for row in ROUTE_ROLES if row[0] != "WEBSOCKET"}
+    assert served == http_rows, "the role table names operations the API lacks"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(path for method, path in ROUTE_ROLES if method == "WEBSOCKET")
+)
+def test_each_websocket_takes_its_roles_and_closes_on_everyone_else(
+    client: TestClient, tokens: dict[str, str], path: str
+) -> None:
+    """WebSockets are in no OpenAPI document: each row is tried, role by role."""
+    allowed = roles_for("WEBSOCKET", path)
+    for who, token in tokens.items():
+        headers = {"Authorization": f"Bearer {token}"}
+        if who in allowed:
+            with client.websocket_connect(path, headers=headers) as ws:
+                assert ws.receive_json()["kind"] == "hello", who
+        else:
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with client.websocket_connect(path, headers=headers) as ws:
+                    ws.receive_json()
+            assert refused.value.code == 1008, who
+    with pytest.raises(WebSocketDisconnect) as anonymous:
+        with client.websocket_connect(path) as ws:
+            ws.receive_json()
+    assert anonymous.value.code == 1008
 
 
 def test_every_operation_answers_every_role_as_the_table_says(

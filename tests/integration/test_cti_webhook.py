@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -11,10 +12,14 @@ from fastapi import FastAPI
 
 from channels.publishing import InteractionPublisher
 from channels.voice import CtiConfig, cti_router
+from contracts import AgentPresenceChanged
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.recorder import Recorder
+from services.router.board import AgentBoard
+from services.router.config import parse_routing_config
+from services.router.service import Router
 from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
 
 TOKEN = "cti-token-0123456789abcdef"
@@ -100,6 +105,7 @@ async def test_json_and_form_events_of_two_calls_reach_the_timeline(
         "type": "call.ringing.v1",
         "provider_ref": "1714060712.42:ringing",
         "detail": None,
+        "route": None,
     }
     follower = timeline_follower(hub_settings)
     view = bootstrap(hub_settings).timeline_view()
@@ -278,3 +284,46 @@ def test_the_openapi_document_describes_json_and_form_bodies_and_the_bearer_toke
     assert schema["properties"]["event"]["enum"] == ["newCall", "answer", "hangup"]
     assert operation["security"] == [{"HTTPBearer": []}]
     assert {"400", "401", "413", "415", "503"} <= set(operation["responses"])
+
+
+async def test_a_routed_new_call_names_its_target_and_the_decision_is_recorded(
+    hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
+) -> None:
+    config = parse_routing_config(
+        "default_queue: support\nqueues:\n  support: {}\n"
+        "agents:\n  ann: {queues: [support]}\n  ben: {queues: [support]}\n"
+    )
+    board = AgentBoard()
+    board.presence_changed(
+        AgentPresenceChanged(
+            agent="ben", presence="available", occurred_at=datetime.now(UTC), by="ben"
+        )
+    )
+    app = FastAPI()
+    app.include_router(
+        cti_router(
+            publisher=publisher,
+            config=CtiConfig(token=TOKEN, default_region="DE"),
+            router=Router(config, board, bootstrap(hub_settings).timeline_view()),
+            routing_topic=hub_settings.routing_topic,
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as pbx:
+        call = {"event": "newCall", "call_id": "77.1", "direction": "inbound"}
+        answer = await pbx.post(PATH, json={**call, "from": CUSTOMER, "to": HOTLINE}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        route = answer.json()["route"]
+        assert (route["kind"], route["agent"], route["queue"]) == ("agent", "ben", "support")
+        assert "ben" in route["reason"]
+        # ben holds that call (capacity 1) and ann is offline: the next caller waits.
+        again = await pbx.post(
+            PATH,
+            json={**call, "call_id": "77.2", "from": "+4930111111", "to": HOTLINE},
+            headers=AUTH,
+        )
+        assert again.json()["route"]["kind"] == "queue"
+    await eventually(
+        lambda: recorded_refs(hub_settings)["contact.routed.v1|77.1:routed:1"] == 1,
+        what="the decision to be recorded in the caller's history",
+    )

@@ -50,8 +50,15 @@ def test_the_asyncapi_document_describes_the_topics_and_the_record_key() -> None
         "description": document["info"]["description"],
     }
     addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == {"sb.interactions.v1", "sb.deadletter.v1", "sb.outbound.v1"}
+    assert addresses == {
+        "sb.interactions.v1",
+        "sb.deadletter.v1",
+        "sb.outbound.v1",
+        "sb.routing.v1",
+        "sb.presence.v1",
+    }
     assert "SendMessage" in document["components"]["schemas"]
+    assert {"ContactRouted", "AgentPresenceChanged"} <= set(document["components"]["schemas"])
     assert "normalized party address" in document["channels"]["interactions"]["description"]
     assert "sb-recorder" in document["channels"]["recorder"]["description"]
     assert "DeadLetter" in document["components"]["schemas"]

@@ -1,0 +1,126 @@
+"""The live parts of one gateway process, wired together: the agents' board, the router, the
+screen pops and the Kafka feed that keeps them current (``Hub.routing()`` builds it once)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from channels.publishing import InteractionPublisher
+from channels.webhooks import confirmed
+from contracts import AgentPresenceChanged, SendMessage, dump_command, identity_of
+from projections.timeline import TimelineView
+from services.bootstrap.settings import Settings
+from services.gateway.customers_api import card_out
+from services.gateway.floor import Floor
+from services.gateway.pops import PopBoard
+from services.router.board import AgentBoard
+from services.router.feed import RoutingFeed
+from services.router.service import ReloadingConfig, Router
+
+PUBLISH_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Routing:
+    settings: Settings
+    board: AgentBoard
+    pops: PopBoard
+    floor: Floor
+    config: ReloadingConfig | None
+    router: Router | None
+
+    def serves(self, agent: str) -> list[str]:
+        return [] if self.config is None else self.config.current.serves(agent)
+
+    def agents_of_queue(self, queue: str) -> list[str]:
+        if self.config is None:
+            return []
+        config = self.config.current
+        return [agent for agent in config.agents if queue in config.serves(agent)]
+
+    def queues(self) -> list[str]:
+        return [] if self.config is None else list(self.config.current.queues)
+
+    def capacity(self, agent: str, channel: str) -> int:
+        if self.config is None or agent not in self.config.current.agents:
+            return 0
+        return self.config.current.agents[agent].capacity.get(channel, 0)
+
+    def agents(self) -> list[str]:
+        configured = [] if self.config is None else list(self.config.current.agents)
+        return sorted({*configured, *self.board.states()})
+
+    def feed(self, bootstrap: str) -> RoutingFeed:
+        s = self.settings
+        now = datetime.now(UTC)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        feed = RoutingFeed(
+            bootstrap,
+            presence_topic=s.presence_topic,
+            routing_topic=s.routing_topic,
+            interactions_topic=s.interactions_topic,
+            # From the start of the day: the supervisor's figures are today's.
+            lookback_s=max(300.0, (now - midnight).total_seconds()),
+        )
+        feed.handlers.presence.append(self.board.presence_changed)
+        feed.handlers.routed += [self.board.routed, self.pops.routed, self.floor.routed]
+        feed.handlers.calls += [self.board.call_event, self.pops.call_event, self.floor.call_event]
+        return feed
+
+    async def publish_presence(
+        self, publisher: InteractionPublisher, event: AgentPresenceChanged
+    ) -> None:
+        await confirmed(
+            publisher.publish_raw(
+                event.model_dump_json().encode(),
+                key=event.agent,
+                topic=self.settings.presence_topic,
+            ),
+            timeout_s=PUBLISH_TIMEOUT_S,
+            what=f"presence of {event.agent}",
+        )
+
+    async def publish_command(self, publisher: InteractionPublisher, command: SendMessage) -> None:
+        await confirmed(
+            publisher.publish_raw(
+                dump_command(command),
+                key=identity_of(command.to),
+                topic=self.settings.outbound_topic,
+            ),
+            timeout_s=PUBLISH_TIMEOUT_S,
+            what=f"command {command.command_id}",
+        )
+
+
+def build_routing(settings: Settings, view: TimelineView) -> Routing:
+    config = (
+        ReloadingConfig(settings.routing_config) if settings.routing_config is not None else None
+    )
+    board = AgentBoard()
+
+    async def card_of(customer_id: UUID) -> dict[str, Any] | None:
+        if view.reads_in_process:
+            card = view.card(customer_id)
+        else:
+            card = await asyncio.to_thread(view.card, customer_id)
+        return None if card is None else card_out(card).model_dump(mode="json")
+
+    routing = Routing(
+        settings=settings,
+        board=board,
+        pops=PopBoard(agents_of_queue=lambda q: routing.agents_of_queue(q), card_of=card_of),
+        floor=Floor(
+            board,
+            serves=lambda agent: routing.serves(agent),
+            queues=lambda: routing.queues(),
+            capacity=lambda agent, channel: routing.capacity(agent, channel),
+        ),
+        config=config,
+        router=None if config is None else Router(config, board, view),
+    )
+    board.on_presence.append(routing.pops.presence)
+    return routing

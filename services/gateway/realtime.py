@@ -1,0 +1,203 @@
+"""The agent's live side of the API: presence, and the stream of screen pops.
+
+- ``GET /v1/agents/me`` and ``PUT /v1/agents/me/presence``: the signed-in agent's presence,
+  queues and load.  A presence change is published on ``sb.presence.v1`` (confirmed by Kafka)
+  before it is answered: the router of every instance reads it from there.
+- ``GET /v1/agents``: every agent of the routing configuration, for supervisors.
+- ``GET /v1/supervisor/queues``: live queues and today's figures (``services/gateway/floor.py``).
+- ``/v1/agents/me/stream`` (WebSocket) and ``GET /v1/agents/me/events`` (Server-Sent Events,
+  for networks that break WebSockets): the pops for this agent, their updates, and presence
+  changes, as JSON ``{"kind": …}`` messages (``services/gateway/pops.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, Field
+
+from contracts import AgentPresenceChanged
+from services.gateway.floor import Floor
+from services.gateway.pops import AgentStream, PopBoard
+from services.router.board import AgentBoard
+
+KEEPALIVE_S = 15.0
+
+
+class PresenceChange(BaseModel):
+    presence: Literal["available", "busy", "away", "offline"] = Field(examples=["available"])
+
+
+class AgentOut(BaseModel):
+    agent: str = Field(examples=["ann"])
+    presence: str = Field(examples=["available"])
+    since: datetime | None = Field(description="When this presence was set")
+    queues: list[str] = Field(examples=[["support", "vip"]])
+    load: dict[str, int] = Field(
+        description="Contacts the agent holds now, per channel", examples=[{"voice": 1}]
+    )
+    ringing: int = Field(description="Calls ringing for the agent now")
+
+
+class AgentsOut(BaseModel):
+    agents: list[AgentOut]
+
+
+def agents_router(
+    *,
+    board: AgentBoard,
+    pops: PopBoard,
+    serves: Callable[[str], list[str]],
+    agents: Callable[[], list[str]],
+    publish_presence: Callable[[AgentPresenceChanged], Awaitable[None]],
+) -> APIRouter:
+    router = APIRouter(prefix="/agents", tags=["agents"])
+
+    def agent_out(name: str) -> AgentOut:
+        presence, at = board.presence_of(name)
+        return AgentOut(
+            agent=name,
+            presence=str(presence),
+            since=at if at.year > 1970 else None,
+            queues=serves(name),
+            load=dict(board.state(name).load),
+            ringing=len(pops.ringing_for(name)),
+        )
+
+    def hello(name: str) -> dict[str, Any]:
+        presence, _ = board.presence_of(name)
+        return {"kind": "hello", "agent": name, "presence": str(presence)}
+
+    @router.get("/me", response_model=AgentOut)
+    def me(request: Request) -> AgentOut:
+        """The signed-in agent: presence, queues, what they hold now."""
+        return agent_out(request.state.caller.username)
+
+    @router.put(
+        "/me/presence",
+        response_model=AgentOut,
+        responses={503: {"description": "Kafka did not confirm the change; try again."}},
+    )
+    async def set_presence(change: PresenceChange, request: Request) -> AgentOut:
+        """Become available, busy, away or offline.  Routing sees it at once."""
+        name = request.state.caller.username
+        event = AgentPresenceChanged(
+            agent=name, presence=change.presence, occurred_at=datetime.now(UTC), by=name
+        )
+        await publish_presence(event)
+        board.presence_changed(event)  # this instance at once; the others through Kafka
+        return agent_out(name)
+
+    @router.get("", response_model=AgentsOut)
+    def every_agent() -> AgentsOut:
+        """Every agent of the routing configuration, with presence and load."""
+        return AgentsOut(agents=[agent_out(name) for name in agents()])
+
+    @router.websocket("/me/stream")
+    async def stream(websocket: WebSocket) -> None:
+        name = websocket.state.caller.username
+        await websocket.accept()
+        connection = pops.connect(name, hello(name))
+        reader = asyncio.create_task(_drain(websocket, connection))
+        try:
+            async for message in _messages(connection):
+                if message is None:
+                    await websocket.send_json({"kind": "ping"})
+                    continue
+                await websocket.send_json(message)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the console went away
+        finally:
+            pops.disconnect(connection)
+            reader.cancel()
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+    @router.get("/me/events", response_class=EventSourceResponse)
+    async def events(request: Request) -> AsyncIterator[ServerSentEvent]:
+        """The same messages as the WebSocket, as Server-Sent Events (``event`` = kind)."""
+        name = request.state.caller.username
+        connection = pops.connect(name, hello(name))
+        try:
+            async for message in _messages(connection):
+                if await request.is_disconnected():
+                    return
+                if message is None:
+                    yield ServerSentEvent(comment="keep-alive")
+                    continue
+                yield ServerSentEvent(event=message["kind"], data=message)
+        finally:
+            pops.disconnect(connection)
+
+    return router
+
+
+async def _messages(connection: AgentStream) -> AsyncIterator[dict[str, Any] | None]:
+    """The stream's messages; None every ``KEEPALIVE_S`` of quiet (a proxy keeps it open).
+    Ends when the stream overflowed (the console stopped reading)."""
+    while True:
+        try:
+            message = await asyncio.wait_for(connection.messages.get(), KEEPALIVE_S)
+        except TimeoutError:
+            yield None
+            continue
+        if message is None:
+            return
+        yield message
+
+
+async def _drain(websocket: WebSocket, connection: AgentStream) -> None:
+    """Read (and drop) what the console sends, so a close from its side ends the stream."""
+    with contextlib.suppress(Exception):
+        while True:
+            await websocket.receive_text()
+    connection.close()
+
+
+class QueueNow(BaseModel):
+    queue: str = Field(examples=["support"])
+    waiting: int = Field(description="Contacts waiting in the queue now")
+    longest_wait_s: float = Field(description="How long the longest-waiting one has waited")
+    agents_available: int = Field(description="Agents serving the queue with room for a call")
+
+
+class AgentToday(BaseModel):
+    agent: str = Field(examples=["ann"])
+    presence: str = Field(examples=["available"])
+    contacts_today: int = Field(description="Contacts offered to the agent today")
+    answered: int
+    missed: int = Field(description="Offered but not taken (routed on, or the caller hung up)")
+    avg_answer_s: float | None = Field(description="Arrival to answer, on average")
+    avg_handle_s: float | None = Field(description="Talk time, on average")
+
+
+class ChannelToday(BaseModel):
+    channel: str = Field(examples=["voice"])
+    contacts: int
+    answered: int
+    missed: int
+    abandoned: int = Field(description="Hung up while waiting in a queue")
+
+
+class FloorOut(BaseModel):
+    day: str = Field(description="The day (UTC) the figures are for", examples=["2026-12-01"])
+    queues: list[QueueNow]
+    agents: list[AgentToday]
+    channels: list[ChannelToday]
+
+
+def supervisor_router(floor: Floor) -> APIRouter:
+    router = APIRouter(prefix="/supervisor", tags=["agents"])
+
+    @router.get("/queues", response_model=FloorOut)
+    def queues_now() -> FloorOut:
+        """Live queues and today's figures per agent and channel (the supervisor's view)."""
+        return FloorOut.model_validate(floor.snapshot())
+
+    return router

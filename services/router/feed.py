@@ -1,0 +1,183 @@
+"""What every router and gateway instance reads from Kafka, without a consumer group.
+
+Each instance needs all of it, not a share: every agent's presence (``sb.presence.v1``, a
+compacted topic read from its beginning), every routing decision (``sb.routing.v1``) and the
+calls' progress (the call events on ``sb.interactions.v1``).  The last two are read from
+``lookback_s`` ago, so a (re)started instance knows what is ringing now and who holds which
+call, and pushes a screen pop to an agent connected to it whichever instance decided.  This is
+the fan-out: through Kafka, never through one process's memory.
+
+A record that does not parse is logged and passed over: it is the recorder's to dead-letter,
+and a screen pop must never stop over one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts import AgentPresenceChanged, ContactRouted, InvalidInteraction, parse_interaction
+from contracts.calls import CallEvent
+
+log = logging.getLogger(__name__)
+
+# Cheap test before parsing: the interactions topic carries every message and e-mail too.
+_CALL_TYPES = (b'"type":"call.', b'"type":"voicemail.')
+
+
+@dataclass
+class FeedStats:
+    presence: int = 0
+    routed: int = 0
+    calls: int = 0
+    unreadable: int = 0
+    caught_up: bool = False
+
+
+@dataclass
+class FeedHandlers:
+    presence: list[Callable[[AgentPresenceChanged], object]] = field(default_factory=list)
+    routed: list[Callable[[ContactRouted], object]] = field(default_factory=list)
+    calls: list[Callable[[CallEvent], object]] = field(default_factory=list)
+
+
+class RoutingFeed:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        presence_topic: str,
+        routing_topic: str,
+        interactions_topic: str,
+        lookback_s: float = 300.0,
+        client_id: str = "switchboard-routing-feed",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.presence_topic = presence_topic
+        self.routing_topic = routing_topic
+        self.interactions_topic = interactions_topic
+        self.lookback_s = lookback_s
+        self.client_id = client_id
+        self.handlers = FeedHandlers()
+        self.stats = FeedStats()
+        # Set once everything that was on the topics at start has been read.
+        self.caught_up = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            # A screen pop waits on this fetch: answer as soon as one record is there.
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        try:
+            end = await self._assign(consumer)
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        await self._handle(record)
+                if end is not None and await _reached(consumer, end):
+                    end = None
+                    self.stats.caught_up = True
+                    self.caught_up.set()
+                    log.info("routing feed caught up")
+        finally:
+            await consumer.stop()
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:
+        topics = [self.presence_topic, self.routing_topic, self.interactions_topic]
+        found = await _partitions(self.bootstrap, topics, self.client_id)
+        partitions = {t: [TopicPartition(t, p) for p in sorted(found[t])] for t in topics}
+        every = [tp for tps in partitions.values() for tp in tps]
+        consumer.assign(every)
+        await consumer.seek_to_beginning(*partitions[self.presence_topic])
+        since_ms = int((time.time() - self.lookback_s) * 1000)
+        recent = partitions[self.routing_topic] + partitions[self.interactions_topic]
+        if recent:
+            found = await consumer.offsets_for_times(dict.fromkeys(recent, since_ms))
+            for tp in recent:
+                at = found.get(tp)
+                if at is None:  # nothing that recent: only what comes from now on
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, at.offset)
+        end = await consumer.end_offsets(every)
+        if await _reached(consumer, end):
+            self.stats.caught_up = True
+            self.caught_up.set()
+            return None
+        return end
+
+    async def _handle(self, record: ConsumerRecord) -> None:
+        value = record.value or b""
+        try:
+            if record.topic == self.presence_topic:
+                event: object = AgentPresenceChanged.model_validate_json(value)
+                self.stats.presence += 1
+                handlers: list = self.handlers.presence
+            elif record.topic == self.routing_topic:
+                event = parse_interaction(value)
+                if not isinstance(event, ContactRouted):
+                    return
+                self.stats.routed += 1
+                handlers = self.handlers.routed
+            else:
+                if not any(marker in value for marker in _CALL_TYPES):
+                    return
+                event = parse_interaction(value)
+                if not isinstance(event, CallEvent):
+                    return
+                self.stats.calls += 1
+                handlers = self.handlers.calls
+        except (InvalidInteraction, ValueError) as e:
+            self.stats.unreadable += 1
+            log.warning(
+                "routing feed: %s[%s]@%s is unreadable, passed over: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                e,
+            )
+            return
+        for handle in handlers:
+            try:
+                result = handle(event)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # one listener's bug must not stop the others, or the feed
+                log.exception("routing feed: a handler failed on %s", type(event).__name__)
+
+
+async def _partitions(bootstrap: str, topics: list[str], client_id: str) -> dict[str, set[int]]:
+    """Each topic's partitions, from the cluster's metadata (a manually assigning consumer
+    has no public way to ask for a topic it is not assigned yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{client_id}-admin")
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    found = {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described}
+    missing = [t for t in topics if not found.get(t)]
+    if missing:
+        raise RuntimeError(f"topic(s) {', '.join(missing)} have no partitions (do they exist?)")
+    return found
+
+
+async def _reached(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    """Whether the consumer has read up to ``end`` on every partition."""
+    for tp, offset in end.items():
+        if await consumer.position(tp) < offset:
+            return False
+    return True
