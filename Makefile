@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps kafka-jars up test test-fast bench lint schemas clean
+.PHONY: install system-deps kafka-jars up test test-fast bench lint schemas screenshots clean
 
 install: system-deps $(STAMP) kafka-jars
 
@@ -47,6 +47,10 @@ lint: $(STAMP)
 
 schemas: $(STAMP)
 	$(PY) -m contracts.schema_gen
+
+# The console and supervisor screenshots in docs/ (README), from the browser test's pages.
+screenshots: install
+	SWITCHBOARD_SCREENSHOTS=docs $(PY) -m pytest -q tests/browser/test_console_browser.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -21,29 +21,18 @@ import uvicorn
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
 from services.gateway.api import create_api
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-)
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="browser tests need the playwright package (the dev extra)"
+from tests.browser.chromium import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LOOPBACK_HOSTS,
+    needs_chromium,
+    playwright_api,
 )
 
-# SERVERS.md: without the background-networking flags chromium keeps calling home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+pytestmark = needs_chromium
 # ReDoc's sidebar badge, an <img> from its CDN that no option turns off: the docs pages'
 # Content-Security-Policy refuses it before any request leaves (services/gateway/docs.py).
 REDOC_BADGE = "img-src https://cdn.redoc.ly/redoc/logo-mini.svg"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 RENDER_TIMEOUT_MS = 20_000
 
 

@@ -26,28 +26,18 @@ from pydantic import SecretStr
 from contracts import Channel, MessageReceived
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
+from tests.browser.chromium import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LOOPBACK_HOSTS,
+    needs_chromium,
+    playwright_api,
+)
 from tests.gateways import gateway
 from tests.helpers import eventually
 from tests.standins.twilio_api import TwilioApiStandIn, signed_twilio_request
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-)
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="browser tests need the playwright package (the dev extra)"
-)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost"}
+pytestmark = needs_chromium
 ACCOUNT = "AC" + "1" * 32
 TWILIO_TOKEN = "twilio-auth-token-for-console-tests"
 OUR_NUMBER = "+493050000000"
