@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/ingest.py --store postgres
 	$(PY) bench/webhooks.py
 	$(PY) bench/lookup.py
+	$(PY) bench/screenpop.py
 	$(PY) bench/email_ingest.py --n 10000
 
 lint: $(STAMP)

@@ -175,6 +175,9 @@ async def main() -> None:
             kafka_bootstrap=kafka_address,
             interactions_topic=f"bench.interactions.{suffix}",
             deadletter_topic=f"bench.deadletter.{suffix}",
+            # The recorder reads the routing decisions too: the bench's own, not the hub's.
+            routing_topic=f"bench.routing.{suffix}",
+            presence_topic=f"bench.presence.{suffix}",
             recorder_group=f"bench-{suffix}",
             topic_partitions=1,
         )

@@ -371,6 +371,8 @@ def bench(args: argparse.Namespace) -> None:
             interactions_topic=f"sb.bench.webhooks.{uuid.uuid4().hex[:8]}",
             deadletter_topic=f"sb.bench.deadletter.{uuid.uuid4().hex[:8]}",
             outbound_topic=f"sb.bench.outbound.{uuid.uuid4().hex[:8]}",
+            routing_topic=f"sb.bench.routing.{uuid.uuid4().hex[:8]}",
+            presence_topic=f"sb.bench.presence.{uuid.uuid4().hex[:8]}",
         )
         asyncio.run(ensure_topics(settings, bootstrap))
         started = time.perf_counter()

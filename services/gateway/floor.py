@@ -129,6 +129,7 @@ class Floor:
             channel.answered += 1
         elif event.type == "call.ended.v1" and not contact.over:
             contact.over = True
+            del self.contacts[event.call_id]  # counted: a day of calls is not kept in memory
             agent = contact.answered_by or getattr(event, "agent", None)
             if agent is not None:
                 day = self.agents.setdefault(agent, AgentDay())
@@ -136,6 +137,7 @@ class Floor:
                 day.handle_s += float(getattr(event, "duration_s", 0.0))
         elif event.type in ("call.missed.v1", "voicemail.recorded.v1") and not contact.over:
             contact.over = True
+            del self.contacts[event.call_id]
             if contact.answered_by is None:
                 channel.missed += 1
                 if getattr(event, "reason", None) == "abandoned":

@@ -116,6 +116,7 @@ class PopBoard:
         self.pops: dict[str, Pop] = {}
         self.streams: dict[str, set[AgentStream]] = {}
         self.delivered = 0
+        self._pruned = 0.0
 
     # -- consoles ----------------------------------------------------------------------
 
@@ -123,7 +124,7 @@ class PopBoard:
         stream = AgentStream(agent)
         self.streams.setdefault(agent, set()).add(stream)
         stream.put(hello)
-        self._prune()
+        self._prune(every_s=0.0)
         for pop in self.pops.values():
             if agent in pop.recipients and pop.state not in _FINAL:
                 stream.put({"kind": "pop", "pop": pop.out()})
@@ -215,8 +216,13 @@ class PopBoard:
                 stream.put(message)
                 self.delivered += 1
 
-    def _prune(self) -> None:
+    def _prune(self, *, every_s: float = 1.0) -> None:
+        """Drop the pops that are over: at most once a second, as it walks them all (not on
+        every decision: at 50 calls/s that walk was a tenth of the pop path's time)."""
         now = time.monotonic()
+        if now - self._pruned < every_s:
+            return
+        self._pruned = now
         for ref in [
             ref
             for ref, pop in self.pops.items()

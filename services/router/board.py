@@ -31,6 +31,21 @@ class _Agent:
     presence_at: datetime = _EPOCH  # when the presence in force was set
     since: datetime = _EPOCH  # when presence or load last changed: longest idle first
     holds: dict[str, str] = field(default_factory=dict)  # contact_ref -> channel
+    load: dict[str, int] = field(default_factory=dict)  # channel -> how many it holds
+
+    def hold(self, ref: str, channel: str) -> None:
+        if ref not in self.holds:
+            self.holds[ref] = channel
+            self.load[channel] = self.load.get(channel, 0) + 1
+
+    def let_go(self, ref: str) -> None:
+        channel = self.holds.pop(ref, None)
+        if channel is not None:
+            left = self.load[channel] - 1
+            if left:
+                self.load[channel] = left
+            else:
+                del self.load[channel]
 
 
 class AgentBoard:
@@ -48,10 +63,9 @@ class AgentBoard:
 
     def state(self, name: str) -> AgentState:
         agent = self._agents.get(name) or _Agent()
-        load: dict[str, int] = {}
-        for channel in agent.holds.values():
-            load[channel] = load.get(channel, 0) + 1
-        return AgentState(name=name, presence=agent.presence, load=load, since=agent.since)
+        return AgentState(
+            name=name, presence=agent.presence, load=dict(agent.load), since=agent.since
+        )
 
     def presence_of(self, name: str) -> tuple[Presence, datetime]:
         agent = self._agents.get(name) or _Agent()
@@ -84,7 +98,7 @@ class AgentBoard:
         self._release(ref, event.occurred_at)
         if event.target.kind == "agent" and event.target.agent:
             agent = self._agents.setdefault(event.target.agent, _Agent())
-            agent.holds[ref] = str(event.channel)
+            agent.hold(ref, str(event.channel))
             agent.since = max(agent.since, event.occurred_at)
             self._holder[ref] = event.target.agent
 
@@ -99,7 +113,7 @@ class AgentBoard:
             if agent_name and self._holder.get(event.call_id) != agent_name:
                 self._release(event.call_id, event.occurred_at)
                 agent = self._agents.setdefault(agent_name, _Agent())
-                agent.holds[event.call_id] = "voice"
+                agent.hold(event.call_id, "voice")
                 self._holder[event.call_id] = agent_name
 
     def _release(self, ref: str, at: datetime) -> None:
@@ -107,5 +121,5 @@ class AgentBoard:
         if name is None:
             return
         agent = self._agents[name]
-        agent.holds.pop(ref, None)
+        agent.let_go(ref)
         agent.since = max(agent.since, at)  # idle from now: longest idle first

@@ -28,7 +28,9 @@ from services.router.config import RoutingConfig, RoutingConfigError, load_routi
 from services.router.decide import CallerFacts, Contact, Decision, decide
 
 log = logging.getLogger(__name__)
-_RECENT = 10_000
+# Enough for Twilio's retries (seconds apart) at hundreds of calls a second; more only adds to
+# what every full garbage collection walks (bench/screenpop.py).
+_RECENT = 2_048
 
 
 class CardDirectory(Protocol):
