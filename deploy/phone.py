@@ -52,6 +52,7 @@ class DemoPhoneNetwork:
     async def run(self, stop: asyncio.Event) -> None:
         calls: set[asyncio.Task] = set()
         async with aiohttp.ClientSession() as http:
+            await self._hub_answers(http, stop)
             while not stop.is_set():
                 call = asyncio.create_task(self._one_call(http, stop))
                 calls.add(call)
@@ -60,8 +61,20 @@ class DemoPhoneNetwork:
                     await asyncio.wait_for(stop.wait(), self.rng.uniform(0.5, 1.5) * self.every_s)
                 except TimeoutError:
                     pass
-            for call in list(calls):
-                call.cancel()
+            # Each call in flight hangs up (its status callback), so none is left ringing.
+            await asyncio.gather(*calls, return_exceptions=True)
+
+    async def _hub_answers(self, http: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        """Wait (on the stop, not blindly) until the hub's API answers: the first call waits."""
+        while not stop.is_set():
+            try:
+                async with http.get(f"{self.api_url}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if await _stopped(stop, 0.5):
+                return
 
     async def _post(self, http: aiohttp.ClientSession, path: str, params: dict[str, str]) -> str:
         signature = self.validator.compute_signature(self.public_base_url + path, params)
@@ -81,9 +94,8 @@ class DemoPhoneNetwork:
             twiml = await self._post(http, "/webhooks/twilio/voice", call)
             self.calls += 1
             agent = _CLIENT.search(twiml)
-            if await _stopped(stop, self.rng.uniform(4, 9)):
-                return
-            if agent is None or self.rng.random() < 0.2:  # queued, or nobody picks up
+            stopped = await _stopped(stop, self.rng.uniform(4, 9))
+            if stopped or agent is None or self.rng.random() < 0.2:  # nobody picks up
                 missed = {**call, "CallStatus": "no-answer"}
                 await self._post(http, "/webhooks/twilio/voice/status", missed)
                 return
@@ -97,12 +109,12 @@ class DemoPhoneNetwork:
             }
             await self._post(http, "/webhooks/twilio/voice/status", leg)
             talk = self.rng.uniform(10, 40)
-            if await _stopped(stop, talk):
-                return
+            await _stopped(stop, talk)  # the demo ends: the call ends with it
             ended = {**call, "CallStatus": "completed", "CallDuration": str(round(talk))}
             await self._post(http, "/webhooks/twilio/voice/status", ended)
         except aiohttp.ClientError as e:
-            log.warning("demo phone: the hub did not answer: %s", e)
+            if not stop.is_set():  # stopping, the hub may be gone first
+                log.warning("demo phone: the hub did not answer: %s", e)
 
 
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:

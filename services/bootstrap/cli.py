@@ -181,10 +181,13 @@ def up(
     out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
 
     async def main() -> None:
-        stop = asyncio.Event()
+        stop = asyncio.Event()  # Ctrl-C
         _install_stop(stop)
-        running = asyncio.create_task(run_hub(hub, stop))
-        calling: asyncio.Task | None = None
+        # The hub stops after the demo's callers have hung up, so their last status callbacks
+        # still reach it (no call is left ringing in the next run's screen pops).
+        hub_stop = asyncio.Event()
+        running = asyncio.create_task(run_hub(hub, hub_stop))
+        demos: list[asyncio.Task] = []
         if demo_phone_token is not None:
             from deploy.phone import DemoPhoneNetwork
 
@@ -195,20 +198,28 @@ def up(
                 "demo: a pretend phone network calls the hotline every few seconds "
                 "(set yourself available in the console to get the calls)"
             )
-            calling = asyncio.create_task(phone.run(stop))
+            demos.append(asyncio.create_task(phone.run(stop)))
         if demo:
             out.print(f"demo: playing simulated traffic into the hub at {demo_rate:g} contacts/s")
-            await _run_simulation(
-                hub,
-                customers=200,
-                rate=demo_rate,
-                duration=10**6,
-                stop=stop,
-                progress=False,
+            demos.append(
+                asyncio.create_task(
+                    _run_simulation(
+                        hub,
+                        customers=200,
+                        rate=demo_rate,
+                        duration=10**6,
+                        stop=stop,
+                        progress=False,
+                    )
+                )
             )
-        await running
-        if calling is not None:
-            await calling  # it ends with the stop
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopping, running], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # the hub may have ended by itself (its port taken): the demo ends too
+        if demos:
+            await asyncio.wait(demos, timeout=15)
+        hub_stop.set()
+        await running  # raises what ended it, if anything did
 
     try:
         asyncio.run(main())

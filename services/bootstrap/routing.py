@@ -117,6 +117,7 @@ def build_routing(settings: Settings, view: TimelineView) -> Routing:
             board,
             serves=lambda agent: routing.serves(agent),
             queues=lambda: routing.queues(),
+            agents=lambda: [] if routing.config is None else list(routing.config.current.agents),
             capacity=lambda agent, channel: routing.capacity(agent, channel),
         ),
         config=config,

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from contracts import ContactRouted
 from contracts.calls import CallEvent
 from services.router.board import AgentBoard
 from services.router.decide import Presence
+
+# Nobody waits in a queue this long: a contact still "waiting" after it lost its end (a call
+# whose status callbacks never came) and is not shown as waiting.
+WAIT_LIMIT = timedelta(hours=1)
 
 
 @dataclass
@@ -65,12 +69,14 @@ class Floor:
         *,
         serves: Callable[[str], list[str]],
         queues: Callable[[], list[str]],
+        agents: Callable[[], list[str]],
         capacity: Callable[[str, str], int],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.board = board
         self.serves = serves
         self.queues = queues
+        self.configured = agents
         self.capacity = capacity
         self.clock = clock
         self.day: date = clock().date()
@@ -152,7 +158,12 @@ class Floor:
         self._today(now)
         waiting: dict[str, list[datetime]] = {}
         for contact in self.contacts.values():
-            if contact.target_kind == "queue" and not contact.over and not contact.answered_by:
+            if (
+                contact.target_kind == "queue"
+                and not contact.over
+                and not contact.answered_by
+                and now - contact.arrived < WAIT_LIMIT  # else its end was lost: not waiting
+            ):
                 waiting.setdefault(contact.queue or "", []).append(contact.arrived)
         queues = []
         for queue in self.queues():
@@ -169,7 +180,8 @@ class Floor:
                     ),
                 }
             )
-        names = sorted({*self.agents, *self.board.states()})
+        # The routing file's agents, and whoever was offered a contact today.
+        names = sorted({*self.configured(), *(a for a, d in self.agents.items() if d.offered)})
         agents = []
         for name in names:
             day = self.agents.get(name, AgentDay())

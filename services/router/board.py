@@ -30,6 +30,8 @@ class _Agent:
     presence: Presence = Presence.offline
     presence_at: datetime = _EPOCH  # when the presence in force was set
     since: datetime = _EPOCH  # when presence or load last changed: longest idle first
+    # When the agent last made themselves available: they hold nothing routed before that.
+    free_since: datetime = _EPOCH
     holds: dict[str, str] = field(default_factory=dict)  # contact_ref -> channel
     load: dict[str, int] = field(default_factory=dict)  # channel -> how many it holds
 
@@ -53,6 +55,7 @@ class AgentBoard:
         self._agents: dict[str, _Agent] = {}
         self._holder: dict[str, str] = {}  # contact_ref -> agent
         self._seen: dict[str, int] = {}  # contact_ref -> latest decision's attempt
+        self._held_at: dict[str, datetime] = {}  # contact_ref -> when it was routed
         # Told of every presence change (the gateway pushes it to the agent's console).
         self.on_presence: list[Callable[[AgentPresenceChanged], None]] = []
 
@@ -83,6 +86,13 @@ class AgentBoard:
         agent.presence = Presence(event.presence)
         agent.presence_at = event.occurred_at
         agent.since = max(agent.since, event.occurred_at)
+        if agent.presence == Presence.available and event.by == event.agent:
+            # The agent says they are free: trust them over a call whose end never came (a
+            # lost status callback must not keep them from every call for hours).
+            agent.free_since = event.occurred_at
+            for ref in [r for r in agent.holds if self._held_at.get(r, _EPOCH) < event.occurred_at]:
+                self._holder.pop(ref, None)
+                agent.let_go(ref)
         for listener in self.on_presence:
             listener(event)
 
@@ -98,7 +108,10 @@ class AgentBoard:
         self._release(ref, event.occurred_at)
         if event.target.kind == "agent" and event.target.agent:
             agent = self._agents.setdefault(event.target.agent, _Agent())
+            if event.occurred_at < agent.free_since:
+                return  # routed before the agent said they were free (read back out of order)
             agent.hold(ref, str(event.channel))
+            self._held_at[ref] = event.occurred_at
             agent.since = max(agent.since, event.occurred_at)
             self._holder[ref] = event.target.agent
 
@@ -114,9 +127,11 @@ class AgentBoard:
                 self._release(event.call_id, event.occurred_at)
                 agent = self._agents.setdefault(agent_name, _Agent())
                 agent.hold(event.call_id, "voice")
+                self._held_at[event.call_id] = event.occurred_at
                 self._holder[event.call_id] = agent_name
 
     def _release(self, ref: str, at: datetime) -> None:
+        self._held_at.pop(ref, None)
         name = self._holder.pop(ref, None)
         if name is None:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ from contracts.calls import CallEvent
 
 log = logging.getLogger(__name__)
 
+# Calls remembered as decided, and calls whose events came before their decision: enough for
+# a busy day's worth of calls in flight, bounded all the same.
+_KEPT = 50_000
 # Cheap test before parsing: the interactions topic carries every message and e-mail too.
 _CALL_TYPES = (b'"type":"call.', b'"type":"voicemail.')
 
@@ -68,6 +72,8 @@ class RoutingFeed:
         self.stats = FeedStats()
         # Set once everything that was on the topics at start has been read.
         self.caught_up = asyncio.Event()
+        self._decided: OrderedDict[str, bool] = OrderedDict()  # contact_refs seen decided
+        self._early: OrderedDict[str, list[CallEvent]] = OrderedDict()  # ends before decisions
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -150,6 +156,21 @@ class RoutingFeed:
                 e,
             )
             return
+        await self._dispatch(handlers, event)
+        # Two topics are read side by side, so a call's end can come before its decision (at a
+        # start, reading the day back): the call events of a call not decided yet are kept,
+        # and given again once its decision has been (handlers ignore what they cannot place).
+        if isinstance(event, ContactRouted):
+            _remember(self._decided, event.contact_ref, True)
+            for early in self._early.pop(event.contact_ref, []):
+                await self._dispatch(self.handlers.calls, early)
+        elif isinstance(event, CallEvent) and event.call_id not in self._decided:
+            self._early.setdefault(event.call_id, []).append(event)
+            self._early.move_to_end(event.call_id)
+            if len(self._early) > _KEPT:
+                self._early.popitem(last=False)
+
+    async def _dispatch(self, handlers: list, event: object) -> None:
         for handle in handlers:
             try:
                 result = handle(event)
@@ -157,6 +178,13 @@ class RoutingFeed:
                     await result
             except Exception:  # one listener's bug must not stop the others, or the feed
                 log.exception("routing feed: a handler failed on %s", type(event).__name__)
+
+
+def _remember(seen: OrderedDict[str, bool], key: str, value: bool) -> None:
+    seen[key] = value
+    seen.move_to_end(key)
+    if len(seen) > _KEPT:
+        seen.popitem(last=False)
 
 
 async def _partitions(bootstrap: str, topics: list[str], client_id: str) -> dict[str, set[int]]:

@@ -4,17 +4,26 @@ figures, and the console's signed session."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
 
-from contracts import AgentPresenceChanged, CallAnswered, CallEnded, CallMissed, ContactRouted
+from contracts import (
+    AgentPresenceChanged,
+    CallAnswered,
+    CallEnded,
+    CallMissed,
+    ContactRouted,
+    dump_interaction,
+)
 from contracts.routing import RouteTarget
 from services.gateway.floor import Floor
 from services.gateway.pops import STREAM_QUEUE, PopBoard
 from services.gateway.session import SessionCodec
 from services.router.board import AgentBoard
 from services.router.decide import Presence
+from services.router.feed import RoutingFeed
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CALLER = "+4930123456789"
@@ -97,6 +106,24 @@ def test_routed_on_moves_the_hold_and_an_older_presence_does_not_win() -> None:
     board.presence_changed(presence("ann", "away", at=NOW))
     board.presence_changed(presence("ann", "available", at=NOW - timedelta(seconds=5)))
     assert board.state("ann").presence == Presence.away
+
+
+def test_an_agent_who_makes_themselves_available_holds_no_call_whose_end_was_lost() -> None:
+    board = AgentBoard()
+    board.routed(routed("CA-lost", agent="ann", at=NOW - timedelta(minutes=30)))
+    assert board.state("ann").load == {"voice": 1}
+    board.presence_changed(presence("ann", "available", at=NOW))  # by ann herself
+    assert board.state("ann").load == {}
+    # Read back out of order at a restart: the old decision still holds nothing ...
+    board.routed(routed("CA-lost", agent="ann", attempt=2, at=NOW - timedelta(minutes=29)))
+    assert board.state("ann").load == {}
+    # ... while a call routed after she said so does, and a supervisor's change frees nothing.
+    board.routed(routed("CA-new", agent="ann", at=NOW + timedelta(seconds=1)))
+    by_supervisor = AgentPresenceChanged(
+        agent="ann", presence="available", occurred_at=NOW + timedelta(seconds=2), by="sue"
+    )
+    board.presence_changed(by_supervisor)
+    assert board.state("ann").load == {"voice": 1}
 
 
 def test_a_decision_from_hours_ago_holds_nobody() -> None:
@@ -182,6 +209,7 @@ def test_the_floor_counts_today_per_agent_and_channel_and_shows_the_queue() -> N
         board,
         serves=lambda agent: ["support"],
         queues=lambda: ["support"],
+        agents=lambda: ["ann", "ben"],
         capacity=lambda agent, channel: 1,
         clock=lambda: clock[0],
     )
@@ -226,3 +254,33 @@ def test_a_session_cookie_reads_back_until_it_expires_and_not_once_altered() -> 
     assert not codec.csrf_matches(cookie, codec.csrf_token(longer))
     with pytest.raises(ValueError, match="32 bytes"):
         SessionCodec(b"short")
+
+
+# -- the feed: a call's end read before its decision ----------------------------------------
+
+
+async def test_a_calls_end_read_before_its_decision_still_ends_its_pop_and_frees_its_agent() -> (
+    None
+):
+    """At a start the feed reads the day back from two topics side by side: a call's end may
+    come before its decision.  The end is given again once the decision is in."""
+    feed = RoutingFeed("127.0.0.1:9", presence_topic="p", routing_topic="r", interactions_topic="i")
+    board, popboard = AgentBoard(), pops()
+    floor = Floor(
+        board,
+        serves=lambda agent: ["support"],
+        queues=lambda: ["support"],
+        agents=lambda: ["ann"],
+        capacity=lambda agent, channel: 1,
+    )
+    feed.handlers.routed += [board.routed, popboard.routed, floor.routed]
+    feed.handlers.calls += [board.call_event, popboard.call_event, floor.call_event]
+
+    def record(topic: str, event) -> SimpleNamespace:
+        return SimpleNamespace(topic=topic, partition=0, offset=0, value=dump_interaction(event))
+
+    await feed._handle(record("i", missed("CA1")))
+    await feed._handle(record("r", routed("CA1", agent="ann")))
+    assert popboard.pops["CA1"].state == "missed"
+    assert board.state("ann").load == {}
+    assert floor.snapshot()["channels"][0]["missed"] == 1
