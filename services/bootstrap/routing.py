@@ -52,7 +52,7 @@ class Routing:
 
     def agents(self) -> list[str]:
         configured = [] if self.config is None else list(self.config.current.agents)
-        return sorted({*configured, *self.board.states()})
+        return sorted({*configured, *self.board.with_presence()})
 
     def feed(self, bootstrap: str) -> RoutingFeed:
         s = self.settings

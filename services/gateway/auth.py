@@ -102,7 +102,9 @@ class V1Guard:
             caller = await self._caller(scope, method, *row)
         except Refused as e:
             if kind == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": e.detail[:120]})
+                # A close reason may be 123 bytes at most (RFC 6455 5.5): cut as bytes.
+                reason = e.detail.encode()[:120].decode(errors="ignore")
+                await send({"type": "websocket.close", "code": 1008, "reason": reason})
                 return
             headers = _CHALLENGE if e.status == 401 else None
             await problem_response(e.status, e.detail, headers)(scope, receive, send)

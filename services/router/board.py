@@ -70,6 +70,10 @@ class AgentBoard:
             name=name, presence=agent.presence, load=dict(agent.load), since=agent.since
         )
 
+    def with_presence(self) -> list[str]:
+        """The agents who ever set a presence (not merely named on an answered call)."""
+        return [name for name, agent in self._agents.items() if agent.presence_at > _EPOCH]
+
     def presence_of(self, name: str) -> tuple[Presence, datetime]:
         agent = self._agents.get(name) or _Agent()
         return agent.presence, agent.presence_at
