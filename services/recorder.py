@@ -116,6 +116,9 @@ class Recorder:
         self._started = asyncio.Event()
         # Per partition: the epoch of the seek that took its position from the store.
         self._epochs: dict[TopicPartition, int] = {}
+        # Per partition: the next offset after what this process recorded (the store is at
+        # least there).
+        self._recorded_up_to: dict[TopicPartition, int] = {}
         self._next_epoch = itertools.count(1)
 
     def forget_positions(self, partitions: list[TopicPartition]) -> None:
@@ -184,6 +187,12 @@ class Recorder:
         await self._started.wait()
 
     async def _handle(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+        # Records this process has itself recorded the position past: a batch read again
+        # after a rebalance that came while it was being recorded (the seek went back to the
+        # store's position as it was then).  Not handled twice: no second dead letter.
+        done = self._recorded_up_to.get(tp, 0)
+        if records and records[0].offset < done:
+            records = [r for r in records if r.offset >= done]
         if not records:
             return
         parsed, invalid = await asyncio.to_thread(_parse_all, records)
@@ -210,8 +219,13 @@ class Recorder:
             await self._bisect(tp, parsed, len(records))
             return
         self._count(outcome)
+        self._passed(tp, records[-1].offset + 1)
         self.stats.consumed += len(records)  # handled: recorded, skipped or dead-lettered
         await self._commit_kafka(tp, records[-1].offset + 1)
+
+    def _passed(self, tp: TopicPartition, next_offset: int) -> None:
+        """The store's position of ``tp`` is at least ``next_offset``: we recorded it so."""
+        self._recorded_up_to[tp] = max(self._recorded_up_to.get(tp, 0), next_offset)
 
     async def _bisect(self, tp: TopicPartition, parsed: list, handled: int) -> None:
         """Record one at a time so only a record that fails by itself is dead-lettered."""
@@ -235,8 +249,10 @@ class Recorder:
                 # then move the stored position past it.
                 await self._dead_letter(record, e, reason=f"recording failed: {e!r}")
                 await asyncio.to_thread(self.history.record_interactions, [], trackings=[tracking])
+                self._passed(tp, record.offset + 1)
                 continue
             self._count(outcome)
+            self._passed(tp, record.offset + 1)
         self.stats.consumed += handled
         if parsed:
             await self._commit_kafka(tp, parsed[-1][0].offset + 1)
