@@ -115,7 +115,7 @@ def build_routing(settings: Settings, view: TimelineView) -> Routing:
         pops=PopBoard(agents_of_queue=lambda q: routing.agents_of_queue(q), card_of=card_of),
         floor=Floor(
             board,
-            serves=lambda agent: routing.serves(agent),
+            agents_of_queue=lambda queue: routing.agents_of_queue(queue),
             queues=lambda: routing.queues(),
             agents=lambda: [] if routing.config is None else list(routing.config.current.agents),
             capacity=lambda agent, channel: routing.capacity(agent, channel),

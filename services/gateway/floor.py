@@ -67,14 +67,14 @@ class Floor:
         self,
         board: AgentBoard,
         *,
-        serves: Callable[[str], list[str]],
+        agents_of_queue: Callable[[str], list[str]],
         queues: Callable[[], list[str]],
         agents: Callable[[], list[str]],
         capacity: Callable[[str, str], int],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.board = board
-        self.serves = serves
+        self.agents_of_queue = agents_of_queue
         self.queues = queues
         self.configured = agents
         self.capacity = capacity
@@ -176,7 +176,7 @@ class Floor:
                     if arrived
                     else 0.0,
                     "agents_available": sum(
-                        1 for agent in self._agents_of(queue) if self._free(agent, "voice")
+                        1 for agent in self.agents_of_queue(queue) if self._free(agent, "voice")
                     ),
                 }
             )
@@ -204,9 +204,6 @@ class Floor:
             "agents": agents,
             "channels": channels,
         }
-
-    def _agents_of(self, queue: str) -> list[str]:
-        return [name for name in self.board.states() if queue in self.serves(name)]
 
     def _free(self, agent: str, channel: str) -> bool:
         state = self.board.state(agent)

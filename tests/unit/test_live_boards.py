@@ -207,7 +207,7 @@ def test_the_floor_counts_today_per_agent_and_channel_and_shows_the_queue() -> N
     clock = [NOW]
     floor = Floor(
         board,
-        serves=lambda agent: ["support"],
+        agents_of_queue=lambda queue: ["ann", "ben"],
         queues=lambda: ["support"],
         agents=lambda: ["ann", "ben"],
         capacity=lambda agent, channel: 1,
@@ -268,7 +268,7 @@ async def test_a_calls_end_read_before_its_decision_still_ends_its_pop_and_frees
     board, popboard = AgentBoard(), pops()
     floor = Floor(
         board,
-        serves=lambda agent: ["support"],
+        agents_of_queue=lambda queue: ["ann", "ben"],
         queues=lambda: ["support"],
         agents=lambda: ["ann"],
         capacity=lambda agent, channel: 1,
