@@ -17,6 +17,8 @@ from contracts import (
     INTERACTIONS_TOPIC,
     DeadLetter,
     InteractionEvent,
+    SendMessage,
+    dump_command,
     dump_interaction,
     identity_of,
 )
@@ -63,6 +65,14 @@ class InteractionPublisher:
         ``topic``: another topic than this publisher's (a routing decision)."""
         return await self.publish_raw(
             dump_interaction(event), key=identity_of(event.party), topic=topic
+        )
+
+    async def publish_command(self, command: SendMessage, *, topic: str) -> Any:
+        """Publish an outbound command and wait for the broker's confirmation.  Keyed like
+        the recipient's contacts (``identity_of(command.to)``), so one person's commands
+        keep their order on one partition whichever channel reaches them."""
+        return await self.publish_raw(
+            dump_command(command), key=identity_of(command.to), topic=topic
         )
 
     async def publish_raw(self, value: bytes, *, key: str, topic: str | None = None) -> Any:

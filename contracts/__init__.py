@@ -6,7 +6,9 @@ document in ``contracts/schemas/`` are generated from it by ``python -m contract
 
 from contracts.addresses import (
     AddressError,
+    call_party,
     identity_of,
+    is_withheld_party,
     normalize_email,
     normalize_party,
     normalize_phone,
@@ -34,7 +36,13 @@ from contracts.outbound import (
     dump_command,
     parse_command,
 )
-from contracts.routing import AgentPresenceChanged, ContactRouted, RouteTarget, RoutingFacts
+from contracts.routing import (
+    AgentPresenceChanged,
+    ContactRouted,
+    RouteTarget,
+    RoutingFacts,
+    parse_presence,
+)
 from contracts.topics import (
     DEADLETTER_TOPIC,
     INTERACTIONS_TOPIC,
@@ -77,15 +85,18 @@ __all__ = [
     "RoutingFacts",
     "SendMessage",
     "VoicemailRecorded",
+    "call_party",
     "dump_command",
     "dump_interaction",
     "identity_of",
+    "is_withheld_party",
     "normalize_email",
     "normalize_party",
     "normalize_phone",
     "parse_any_address",
     "parse_command",
     "parse_interaction",
+    "parse_presence",
     "status_advances",
     "withheld_caller",
 ]

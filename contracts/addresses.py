@@ -19,8 +19,10 @@ from contracts.errors import InputError
 
 __all__ = [
     "AddressError",
+    "call_party",
     "identity_of",
     "is_withheld_caller",
+    "is_withheld_party",
     "normalize_email",
     "normalize_party",
     "normalize_phone",
@@ -51,6 +53,7 @@ _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TELEGRAM_CHAT_ID = re.compile(r"-?[0-9]{1,20}")
 _MESSENGER_PSID = re.compile(r"[0-9]{1,32}")
+_WITHHELD_PREFIX = "anonymous:"
 _WITHHELD_CALLER = re.compile(r"anonymous:[A-Za-z0-9._-]{1,64}")
 
 
@@ -195,14 +198,35 @@ def withheld_caller(call_id: str) -> str:
     A withheld call is still a contact that must be recorded; filed under its own call it
     becomes a customer of one call, which an agent can later merge with a known one.
     """
-    party = f"anonymous:{call_id}"
+    party = f"{_WITHHELD_PREFIX}{call_id}"
     if not _WITHHELD_CALLER.fullmatch(party):
         raise AddressError(f"{call_id!r} is not a call id (letters, digits, . _ -; at most 64)")
     return party
 
 
+def is_withheld_party(party: str) -> bool:
+    """Whether a normalized party is a call's own ``anonymous:<call id>`` (see
+    ``withheld_caller``) rather than somebody's address: there is nobody to look up."""
+    return party.startswith(_WITHHELD_PREFIX)
+
+
+def call_party(raw: str, call_id: str, default_region: str | None = None) -> str:
+    """The customer's party on a call, from the caller id as the phone system sent it.
+
+    The one rule every call adapter (Twilio, CTI) follows: a readable number is the party
+    (E.164); a withheld or unreadable caller id (``anonymous``, a SIP URI, garbage) files the
+    call under itself (``withheld_caller``): the call is a contact either way and nothing is
+    lost.  Raises AddressError only when ``call_id`` cannot make a party; the adapter names
+    its call-id field in the 400.  ``is_withheld_caller(raw)`` tells withheld from unreadable.
+    """
+    try:
+        return normalize_party(Channel.voice, raw, default_region)
+    except AddressError:
+        return withheld_caller(call_id)
+
+
 def _normalize_voice(raw: str, default_region: str | None) -> str:
-    if raw.startswith("anonymous:"):
+    if is_withheld_party(raw):
         if not _WITHHELD_CALLER.fullmatch(raw):
             raise AddressError(f"{raw[:80]!r} is not anonymous:<call id>")
         return raw

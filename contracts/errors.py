@@ -9,7 +9,8 @@
     │   ├── MalformedPayload                        (channels.social: a webhook body)
     │   └── MailRejected and its kinds              (channels.email: an inbound mail)
     ├── ConfigError           a setting is missing or wrong; the message names it
-    ├── NotFound              what was asked for does not exist (CustomerNotFound, UnknownUser)
+    ├── NotFound              what was asked for does not exist (CustomerNotFound, UnknownUser,
+    │                         BlobNotFound ...)
     ├── Conflict              what was asked contradicts what exists (UserExists)
     ├── DeliveryError         a provider did not take an outbound message (OutboundError ...)
     └── Unavailable           a server we depend on does not answer: try again later

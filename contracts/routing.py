@@ -13,13 +13,20 @@ is compacted, so the latest presence of every agent is what a starting instance 
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from contracts.enums import Direction
 from contracts.envelope import InteractionEvent, direction_field
 from contracts.text import Label, Ref, Text, UtcDatetime
 
-__all__ = ["AgentPresenceChanged", "ContactRouted", "Presence", "RouteTarget", "RoutingFacts"]
+__all__ = [
+    "AgentPresenceChanged",
+    "ContactRouted",
+    "Presence",
+    "RouteTarget",
+    "RoutingFacts",
+    "parse_presence",
+]
 
 Presence = Literal["available", "busy", "away", "offline"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
@@ -70,9 +77,9 @@ class ContactRouted(InteractionEvent):
     attempt: int = Field(
         default=1,
         ge=1,
-        le=1000,
+        le=1_000_000,
         description="1 for the first decision; one more each time the contact is routed again "
-        "(an offer not answered in time, an overflow).",
+        "(an offer not answered in time, an overflow).  A hand-over: the conversation's version.",
         examples=[1],
     )
     target: RouteTarget = Field(
@@ -95,6 +102,12 @@ class ContactRouted(InteractionEvent):
     facts: RoutingFacts | None = Field(
         default=None, description="The caller's card as the router read it; none if unknown."
     )
+    from_agent: Name | None = Field(
+        default=None,
+        description="A hand-over at the desk: the agent who had the conversation (the contact "
+        "is then the conversation's id, the attempt its version).",
+        examples=["bob"],
+    )
 
 
 class AgentPresenceChanged(BaseModel):
@@ -110,3 +123,15 @@ class AgentPresenceChanged(BaseModel):
         description="Who set it: the agent, a supervisor, or the system (sign-out, timeout).",
         examples=["ann"],
     )
+
+
+_PRESENCE: TypeAdapter[AgentPresenceChanged] = TypeAdapter(AgentPresenceChanged)
+
+
+def parse_presence(value: bytes) -> AgentPresenceChanged:
+    """A record of ``sb.presence.v1`` -> ``AgentPresenceChanged``, or ``InvalidInteraction``:
+    strict and size-capped like every interaction (``parse_payload``), nothing else escapes."""
+    # Here, not at the top: contracts.interactions imports this module (ContactRouted).
+    from contracts.interactions import InvalidInteraction, parse_payload
+
+    return parse_payload(_PRESENCE, value, InvalidInteraction)

@@ -323,6 +323,7 @@ class SimulationResult:
     seconds: float
     retries: int = 0
     malformed: int = 0
+    seed: int | None = None  # the run's seed: ``simulate(seed=...)`` replays it
 
     @property
     def new_contacts(self) -> int:
@@ -371,4 +372,5 @@ async def simulate(
         seconds=time.monotonic() - start,
         retries=generator.retries,
         malformed=generator.malformed,
+        seed=seed,
     )

@@ -250,6 +250,34 @@ class TimelineView(TrackingRecorder):
     def _dismissed(self, customer_id: UUID) -> dict[str, str]:
         raise NotImplementedError
 
+    def assigned_load(self) -> dict[str, dict[str, int]]:
+        """Conversations assigned now, per agent and channel: what the router counts against
+        an agent's capacity on the message channels."""
+        loads: dict[str, dict[str, int]] = {}
+        for agent, status, channel, count in self._worked_counts():
+            if status == "assigned":
+                loads.setdefault(agent, {})[channel] = count
+        return loads
+
+    def assigned_to(self, agent: str, *, limit: int = 100) -> list[AgentConversation]:
+        """The conversations an agent has (assigned or pending), newest first."""
+        raise NotImplementedError
+
+    def _worked_counts(self) -> list[tuple[str, str, str, int]]:
+        """(assignee, status, channel, count) of the assigned and pending conversations."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AgentConversation:
+    """A conversation an agent has, as their list shows it."""
+
+    conversation_id: UUID
+    customer_id: UUID
+    channel: str
+    status: str
+    opened_at: datetime
+
 
 @dataclass(frozen=True)
 class Lookup:

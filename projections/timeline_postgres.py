@@ -30,6 +30,7 @@ from projections.directory import (
     with_phone_variants,
 )
 from projections.timeline import (
+    AgentConversation,
     CustomerSummary,
     DeliveryReport,
     SkippedEvent,
@@ -164,6 +165,10 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             ).format(t["conversations"]),
             SQL(
                 "CREATE INDEX IF NOT EXISTS timeline_conversations_by_owner ON {0} (owner_id)"
+            ).format(t["conversations"]),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS timeline_conversations_worked ON {0} "
+                "(assignee, status) WHERE status IN ('assigned', 'pending')"
             ).format(t["conversations"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
@@ -659,6 +664,32 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             (name_key,),
         )
         return [r["customer_id"] for r in rows]
+
+    def _worked_counts(self) -> list[tuple[str, str, str, int]]:
+        rows = self._read(
+            self._sql(
+                "SELECT assignee, status, channel, count(*) AS n FROM {conversations} "
+                "WHERE status IN ('assigned', 'pending') AND assignee IS NOT NULL "
+                "GROUP BY assignee, status, channel"
+            )
+        )
+        return [(r["assignee"], r["status"], r["channel"], r["n"]) for r in rows]
+
+    def assigned_to(self, agent: str, *, limit: int = 100) -> list[AgentConversation]:
+        rows = self._read(
+            self._sql(
+                "SELECT conversation_id, owner_id, channel, status, opened_at "
+                "FROM {conversations} WHERE status IN ('assigned', 'pending') AND assignee = %s "
+                "ORDER BY opened_at DESC LIMIT %s"
+            ),
+            (agent, limit),
+        )
+        return [
+            AgentConversation(
+                r["conversation_id"], r["owner_id"], r["channel"], r["status"], r["opened_at"]
+            )
+            for r in rows
+        ]
 
     def _dismissed(self, customer_id: UUID) -> dict[str, str]:
         rows = self._read(

@@ -32,6 +32,7 @@ from projections.directory import (
     with_phone_variants,
 )
 from projections.timeline import (
+    AgentConversation,
     CustomerSummary,
     DeliveryReport,
     SkippedEvent,
@@ -206,6 +207,8 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "channel TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT, opened_at TEXT NOT NULL"
             ") WITHOUT ROWID",
             "CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner_id)",
+            "CREATE INDEX IF NOT EXISTS conversations_worked ON conversations "
+            "(assignee, status) WHERE status IN ('assigned', 'pending')",
             "CREATE TABLE IF NOT EXISTS deliveries ("
             "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
             "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
@@ -572,6 +575,32 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "SELECT customer_id FROM customers WHERE name_key = ? LIMIT 50", (name_key,)
         )
         return [UUID(r[0]) for r in rows]
+
+    def _worked_counts(self) -> list[tuple[str, str, str, int]]:
+        rows = self._read(
+            "SELECT assignee, status, channel, count(*) FROM conversations "
+            "WHERE status IN ('assigned', 'pending') AND assignee IS NOT NULL "
+            "GROUP BY assignee, status, channel"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def assigned_to(self, agent: str, *, limit: int = 100) -> list[AgentConversation]:
+        rows = self._read(
+            "SELECT conversation_id, owner_id, channel, status, opened_at FROM conversations "
+            "WHERE status IN ('assigned', 'pending') AND assignee = ? "
+            "ORDER BY opened_at DESC LIMIT ?",
+            (agent, limit),
+        )
+        return [
+            AgentConversation(
+                UUID(r[0]),
+                UUID(r[1]),
+                r[2],
+                r[3],
+                _dt(r[4]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
 
     def _dismissed(self, customer_id: UUID) -> dict[str, str]:
         rows = self._read(

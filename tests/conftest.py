@@ -44,6 +44,7 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         presence_topic=f"sb.presence.{suffix}",
         outbound_group=f"sb-outbound-{suffix}",
         recorder_group=f"sb-recorder-{suffix}",
+        router_group=f"sb-router-{suffix}",
         topic_partitions=3,
         session_timeout_ms=3000,
         recorder_batch=200,

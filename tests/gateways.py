@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 
 import httpx
 
+from deploy.ports import free_port  # outside the ephemeral range; tests import it from here
 from services.bootstrap.bootstrap import Hub, bootstrap
 from services.bootstrap.hub import run_hub
 from services.bootstrap.settings import Settings
 from tests.helpers import eventually
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "gateway"]
 
 
 @asynccontextmanager

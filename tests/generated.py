@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from contracts import INTERACTION_TYPES, SendMessage
+from contracts import INTERACTION_TYPES, AgentPresenceChanged, SendMessage
 
 
 def schema_example(model: type[BaseModel], type_name: str | None = None) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def schema_example(model: type[BaseModel], type_name: str | None = None) -> dict
 
 BASE_EVENTS = {name: schema_example(cls, name) for name, cls in INTERACTION_TYPES.items()}
 BASE_COMMAND = {**schema_example(SendMessage), "body": "Your parcel is on its way."}
+BASE_PRESENCE = schema_example(AgentPresenceChanged)
 
 offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
     lambda minutes: timezone(timedelta(minutes=minutes))

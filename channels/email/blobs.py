@@ -16,13 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from contracts.errors import NotFound
+
 __all__ = ["BlobNotFound", "BlobStore", "LocalBlobStore", "sha256_hex"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class BlobNotFound(KeyError):
-    """No blob is stored under this hash."""
+class BlobNotFound(NotFound):
+    """No blob is stored under this hash (a ``LookupError``, as ``NotFound`` is)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -78,7 +80,7 @@ class LocalBlobStore:
         try:
             return self.path_for(sha256).read_bytes()
         except FileNotFoundError:
-            raise BlobNotFound(sha256) from None
+            raise BlobNotFound(f"no blob is stored under {sha256}") from None
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()

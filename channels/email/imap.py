@@ -351,6 +351,12 @@ class ImapIngester:
             self.blobs.put(attachment.content)
         if parsed.event is None:
             self.stats.skipped += 1
+            log.info(
+                "mailbox %s: UID %s skipped, no event: %s",
+                self.mailbox.name,
+                uid,
+                parsed.skipped_because,
+            )
         return _Outcome(uid, parsed.dedupe_key, event=parsed.event, parsed=parsed)
 
     def _hold_message_ids(self, fresh: list[_Outcome]) -> None:

@@ -18,7 +18,7 @@ from channels.twilio.answers import (
     form_body,
     twiml,
 )
-from channels.twilio.form import TwilioForm, WithheldAddress, withheld_call_party
+from channels.twilio.form import TwilioForm, WithheldAddress
 from channels.twilio.signature import TwilioSignature
 from channels.twilio.webhook import IDEMPOTENCY_HEADER, TwilioWebhook
 
@@ -33,5 +33,4 @@ __all__ = [
     "WithheldAddress",
     "form_body",
     "twiml",
-    "withheld_call_party",
 ]

@@ -13,24 +13,15 @@ from email.utils import parsedate_to_datetime
 from starlette.datastructures import FormData, QueryParams
 
 from channels.webhooks import bad_request
-from contracts import AddressError, Channel, normalize_party, withheld_caller
+from contracts import AddressError, Channel, call_party, normalize_party
 from contracts.addresses import is_withheld_caller
 from contracts.errors import SwitchboardError
 
-__all__ = ["TwilioForm", "WithheldAddress", "withheld_call_party"]
+__all__ = ["TwilioForm", "WithheldAddress"]
 
 
 class WithheldAddress(SwitchboardError):
     """The customer's address is withheld: the contact cannot be filed under anyone."""
-
-
-def withheld_call_party(call_sid: str) -> str:
-    """The party a call with no readable caller id is filed under; 400 naming CallSid when
-    the call id itself cannot be one."""
-    try:
-        return withheld_caller(call_sid)
-    except AddressError as exc:
-        raise bad_request(f"CallSid: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -94,18 +85,30 @@ class TwilioForm:
             )
         return moment
 
-    def address(self, name: str, channel: Channel, *, default_region: str | None = None) -> str:
+    def address(
+        self,
+        name: str,
+        channel: Channel,
+        *,
+        default_region: str | None = None,
+        call_field: str = "CallSid",
+    ) -> str:
         """The field as a normalized party address; 400 if it is not one.
 
-        A withheld caller id (``contracts.addresses.is_withheld_caller``) is not malformed:
-        the caller chose to hide it. On a call it is filed under the call; elsewhere it
-        raises WithheldAddress.
+        On a call (``Channel.voice``) the caller id follows ``contracts.call_party``: withheld
+        or unreadable, the call is filed under itself, ``anonymous:<call id>``, the call id
+        being ``call_field`` (400 naming it if it cannot make a party). Elsewhere a withheld
+        id (``contracts.addresses.is_withheld_caller``) is not malformed, the sender chose to
+        hide it: it raises WithheldAddress.
         """
         raw = self.required(name)
+        if channel is Channel.voice:
+            call_id = self.required(call_field)
+            try:
+                return call_party(raw, call_id, default_region)
+            except AddressError as exc:
+                raise bad_request(f"{call_field}: {exc}") from None
         if is_withheld_caller(raw):
-            call_sid = self.optional("CallSid")
-            if channel is Channel.voice and call_sid:
-                return withheld_call_party(call_sid)  # still a contact: filed under its call
             raise WithheldAddress(f"{name} is withheld ({raw!r})")
         try:
             return normalize_party(channel, raw, default_region)

@@ -12,8 +12,9 @@ same contract events as the Twilio webhooks:
 
 The customer is ``from`` on inbound calls and ``to`` on outbound ones. A phone system that
 posts the same event twice gets one recorded event (the recorder dedupes ``provider_ref``).
-A withheld caller id is recorded under the party ``anonymous:<call_id>`` (see
-``contracts.withheld_caller``): the call is still a contact.
+A withheld or unreadable caller id is recorded under the party ``anonymous:<call_id>`` (see
+``contracts.call_party``, the rule the Twilio webhooks follow too): the call is still a
+contact.
 """
 
 from __future__ import annotations
@@ -49,12 +50,10 @@ from contracts import (
     CallEnded,
     CallMissed,
     CallRinging,
-    Channel,
     Direction,
-    normalize_party,
-    withheld_caller,
+    call_party,
+    is_withheld_party,
 )
-from contracts.addresses import is_withheld_caller
 from contracts.calls import CallEvent
 from contracts.text import Label, Ref, UtcDatetime
 
@@ -83,7 +82,10 @@ class CtiCallEvent(BaseModel):
         alias="from",
         min_length=1,
         max_length=320,
-        description="Calling number (E.164, or national with the configured default region).",
+        description=(
+            "Calling number (E.164, or national with the configured default region); a "
+            "withheld or unreadable one files the call under itself."
+        ),
         examples=["+14155552671"],
     )
     to: str = Field(
@@ -228,7 +230,7 @@ def cti_router(
             and event.direction == Direction.inbound
         ):
             known = await run_in_threadpool(
-                call_router.known, "" if event.party.startswith("anonymous:") else event.party
+                call_router.known, "" if is_withheld_party(event.party) else event.party
             )
             routed = call_router.route(
                 channel="voice",
@@ -305,17 +307,11 @@ def parse_cti_event(fields: dict[str, Any], *, typed: bool = True) -> CtiCallEve
 def contract_event(posted: CtiCallEvent, *, default_region: str | None) -> CallEvent:
     """The contract event a CTI event reports. Pure apart from the default time (now)."""
     inbound = posted.direction == "inbound"
-    field, raw, ours = (
-        ("from", posted.from_, posted.to) if inbound else ("to", posted.to, posted.from_)
-    )
-    try:
-        if is_withheld_caller(raw):
-            field = "call_id"  # the party is made from it, so it is what can be wrong
-            party = withheld_caller(posted.call_id)  # still a contact: filed under its call
-        else:
-            party = normalize_party(Channel.voice, raw, default_region)
-    except AddressError as exc:
-        raise bad_request(f"{field}: {exc}") from None
+    raw, ours = (posted.from_, posted.to) if inbound else (posted.to, posted.from_)
+    try:  # withheld or unreadable: still a contact, filed under its call
+        party = call_party(raw, posted.call_id, default_region)
+    except AddressError as exc:  # the party is made from the call id: it is what is wrong
+        raise bad_request(f"call_id: {exc}") from None
     common: dict[str, Any] = {
         "direction": Direction.inbound if inbound else Direction.outbound,
         "party": party,

@@ -5,7 +5,7 @@ the field for a malformed request, and answers 2xx only after Kafka confirmed th
 (503 otherwise, so that Twilio retries or falls back).
 
 Withheld (or unreadable) caller ids: the call is answered and routed like any other, and
-recorded under the party ``anonymous:<CallSid>`` (``contracts.withheld_caller``): it is a
+recorded under the party ``anonymous:<CallSid>`` (``contracts.call_party``): it is a
 contact like any other, filed under its own call until an agent links it to a customer.
 Its status and recording callbacks carry the same CallSid, so they land on the same
 history. Counted in ``VoiceWebhookStats.withheld``.
@@ -35,7 +35,6 @@ from channels.twilio import (
     TwilioWebhook,
     form_body,
     twiml,
-    withheld_call_party,
 )
 from channels.voice.config import TwilioVoiceConfig
 from channels.voice.directory import CallerDirectory, CallRouter
@@ -60,14 +59,13 @@ from channels.voice.twiml import (
 )
 from channels.webhooks import bad_request, invalid_event, publish_confirmed
 from contracts import (
-    AddressError,
     CallMissed,
     CallRinging,
     Channel,
     ContactRouted,
     Direction,
     VoicemailRecorded,
-    normalize_party,
+    is_withheld_party,
 )
 from contracts.addresses import is_withheld_caller
 from contracts.envelope import InteractionEvent
@@ -200,25 +198,16 @@ def twilio_voice_router(
             publisher, events, timeout_s=config.publish_timeout_s, provider="twilio-voice"
         )
 
-    def caller_of(form: TwilioForm, field: str = "From") -> str:
-        caller = form.address(field, Channel.voice, default_region=config.default_region)
-        if caller.startswith("anonymous:"):
+    def caller_of(form: TwilioForm) -> str:
+        """The caller, filed under the call when the caller id is withheld or unreadable
+        (``contracts.call_party``): a person is on the line either way, and the call is
+        still a contact."""
+        caller = form.address("From", Channel.voice, default_region=config.default_region)
+        if is_withheld_party(caller):
             stats.withheld += 1
-        return caller
-
-    def caller_on_the_line(form: TwilioForm, call_sid: str) -> str:
-        """The caller of an incoming call, filed under the call when the caller id is
-        withheld or unreadable: a person is waiting on the line either way, and the call
-        is still a contact."""
-        raw = form.required("From")
-        try:
-            caller = normalize_party(Channel.voice, raw, config.default_region)
-        except AddressError:
+            raw = form.required("From")
             if not is_withheld_caller(raw):
-                log.warning("call %s: unreadable caller id %r", call_sid, raw)
-            caller = withheld_call_party(call_sid)
-        if caller.startswith("anonymous:"):
-            stats.withheld += 1
+                log.warning("call %s: unreadable caller id %r", form.required("CallSid"), raw)
         return caller
 
     async def lookup(caller: str) -> UUID | None:
@@ -237,7 +226,7 @@ def twilio_voice_router(
     async def known(caller: str) -> Any:
         """The router's view of the caller: their card, or nothing if it cannot be read."""
         assert router is not None
-        if caller.startswith("anonymous:"):
+        if is_withheld_party(caller):
             return router.known("")  # nobody to look up
         try:
             if config.lookup_in_threadpool:
@@ -264,7 +253,8 @@ def twilio_voice_router(
     def attempt_of(form: TwilioForm) -> int:
         """The attempt our callback URL carries (2 and up: the call was routed before)."""
         try:
-            attempt = int(form.query.get("attempt") or 2)
+            given = form.query.get("attempt")
+            attempt = 2 if given is None else int(given)  # present but empty: not a number
         except ValueError:
             raise bad_request("attempt (query) must be a whole number") from None
         if not 2 <= attempt <= 1000:
@@ -277,7 +267,7 @@ def twilio_voice_router(
         """Route a call that is still on the line once more (attempt from our callback URL)."""
         assert router is not None
         call_sid = form.required("CallSid")
-        caller = caller_on_the_line(form, call_sid)
+        caller = caller_of(form)
         attempt = attempt_of(form)
         routed = router.route(
             channel="voice",
@@ -339,7 +329,7 @@ def twilio_voice_router(
     async def incoming_call(form: TwilioForm) -> Response:
         call_sid = form.required("CallSid")
         dialled = form.required("To")
-        caller = caller_on_the_line(form, call_sid)
+        caller = caller_of(form)
         if router is not None:
             return await route_incoming(form, call_sid, caller, dialled)
         customer_id = await lookup(caller)

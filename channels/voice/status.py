@@ -54,8 +54,8 @@ def occurred_at(form: TwilioForm) -> datetime:
 def call_event_from_status(form: TwilioForm, *, default_region: str | None) -> CallEvent | None:
     """The event one status callback reports, or None when it reports nothing we record.
 
-    Raises HTTPException 400 naming the field for malformed callbacks; a withheld caller's
-    call is filed under ``anonymous:<CallSid>``.
+    Raises HTTPException 400 naming the field for malformed callbacks; the call of a withheld
+    or unreadable caller id is filed under ``anonymous:<CallSid>`` (``contracts.call_party``).
     """
     call_sid = form.required("CallSid")
     status = form.required("CallStatus").lower()
@@ -75,11 +75,15 @@ def call_event_from_status(form: TwilioForm, *, default_region: str | None) -> C
     if to_agent is not None:
         if status not in _ANSWERED:
             return None
-        party = form.address("From", Channel.voice, default_region=default_region)
+        # The agent's leg of a customer's call: the customer's call is the parent.
+        call_field = "ParentCallSid" if form.optional("ParentCallSid") else "CallSid"
+        party = form.address(
+            "From", Channel.voice, default_region=default_region, call_field=call_field
+        )
         return CallAnswered(
             direction=Direction.inbound,
             party=party,
-            call_id=form.optional("ParentCallSid") or call_sid,
+            call_id=form.required(call_field),
             agent=to_agent,
             **common,
         )

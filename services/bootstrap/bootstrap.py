@@ -30,6 +30,7 @@ from channels.social import (
 )
 from channels.voice import cti_router, twilio_voice_router
 from contracts import Channel
+from contracts.errors import ConfigError
 from projections.follower import NewEvents, TimelineFollower
 from projections.timeline import TimelineView
 from services.bootstrap.channels import ChannelConfigs, channel_configs
@@ -41,6 +42,7 @@ from services.bootstrap.stores import (
     open_timeline_view,
     open_user_directory,
 )
+from services.consumers import kafka_consumer
 from services.desk.follower import DeskFollower
 from services.desk.service import DeskService
 from services.gateway.access import AccessTable
@@ -57,6 +59,7 @@ from services.history.users import UserDirectory
 from services.outbound.dispatcher import RETRY_DELAYS, OutboundDispatcher
 from services.recorder import Recorder
 from services.router.feed import RoutingFeed
+from services.router.messages import MessageRouter
 
 __all__ = ["Hub", "bootstrap"]
 
@@ -73,11 +76,13 @@ class Hub:
     # Every store part this hub opens tells its followers about new events at once.
     new_events: NewEvents = field(default_factory=NewEvents)
     _routing: Routing | None = None
+    # The message routers built (one per run of the router service): tests and health read them.
+    message_routers: list[MessageRouter] = field(default_factory=list)
 
     @property
     def kafka(self) -> str:
         if not self.settings.kafka_bootstrap:
-            raise RuntimeError("no Kafka: set SWITCHBOARD_KAFKA_BOOTSTRAP")
+            raise ConfigError("no Kafka: set SWITCHBOARD_KAFKA_BOOTSTRAP")
         return self.settings.kafka_bootstrap
 
     def channels(self) -> ChannelConfigs:
@@ -207,6 +212,32 @@ class Hub:
     def routing_feed(self, view: TimelineView) -> RoutingFeed:
         return self.routing(view).feed(self.kafka)
 
+    def message_router(
+        self, view: TimelineView, publisher: InteractionPublisher, *, client_id: str = "router"
+    ) -> MessageRouter | None:
+        """The router of inbound messages (one consumer group: one router per partition);
+        None without a routing file (nobody to route to)."""
+        routing = self.routing(view)
+        if routing.router is None:
+            return None
+        s = self.settings
+        router = MessageRouter(
+            routing.router,
+            consumer=lambda: kafka_consumer(
+                s.interactions_topic,
+                bootstrap=self.kafka,
+                group_id=s.router_group,
+                client_id=f"switchboard-{client_id}",
+                session_timeout_ms=s.session_timeout_ms,
+                fetch_max_wait_ms=20,  # a message waits on this fetch for its agent
+                max_poll_interval_ms=60_000,
+            ),
+            publish=lambda event: routing.publish_routed(publisher, event),
+            loads=view.assigned_load,
+        )
+        self.message_routers.append(router)
+        return router
+
     def session_codec(self) -> SessionCodec:
         s = self.settings
         secret = s.session_secret.get_secret_value() if s.session_secret else None
@@ -258,14 +289,21 @@ class Hub:
         users = users or self.user_directory()
         access = AccessTable(users)
         desk = v1_router()  # under /v1: bearer and role table, like every /v1 operation
-        desk.include_router(desk_router(self.desk()))
+        routing = self.routing(view)
+        desk.include_router(
+            desk_router(
+                self.desk(),
+                handed_over=lambda before, after, by, reason: routing.handed_over(
+                    publisher, before, after, by, reason
+                ),
+            )
+        )
         # Not the customers' writer (the recorder is): decide on what is stored, not cached.
         desk.include_router(
             customer_commands_router(
                 self.history(cached=False), view, default_region=self.settings.default_region
             )
         )
-        routing = self.routing(view)
         desk.include_router(
             agents_router(
                 board=routing.board,
@@ -273,6 +311,7 @@ class Hub:
                 serves=routing.serves,
                 agents=routing.agents,
                 publish_presence=lambda event: routing.publish_presence(publisher, event),
+                conversations_of=lambda agent: view.assigned_to(agent),
             )
         )
         desk.include_router(supervisor_router(routing.floor))

@@ -1,4 +1,5 @@
-"""``switchboard``: the command line (and composition root for each process).
+"""``switchboard``: the command line.  Each command gets the hub's objects from the one
+composition root, ``services.bootstrap.bootstrap.bootstrap(settings)``.
 
 Exit codes: 0 ok, 1 failure, 2 usage error (typer's convention).
 """
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.bootstrap.cli_common import customer_of
+from services.bootstrap.cli_common import customer_of, err
 from services.bootstrap.cli_common import fail as _fail
 from services.bootstrap.customers_cli import customer_app
 from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
@@ -42,7 +43,6 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 app.add_typer(users_app, name="users", help="Users, roles and API tokens.")
 app.add_typer(
@@ -53,7 +53,7 @@ app.add_typer(notes_app, name="notes", help="Notes on customers and conversation
 app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
 app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
 
-try:  # the local broker launcher (services/kafka_cli.py)
+try:  # the local broker launcher (services/bootstrap/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
 
     app.add_typer(kafka_app, name="kafka", help="Run the local single-node Kafka broker.")
@@ -316,9 +316,21 @@ def simulate(
     assert result is not None
     out.print(
         f"published {result.published} records to {hub.settings.interactions_topic} on "
-        f"{hub.kafka}: {result.new_contacts} new contacts (recorded), {result.retries} provider "
-        f"retries (recorded once: deduplicated), {result.malformed} malformed (dead-lettered)"
+        f"{hub.kafka} with seed {result.seed} (`--seed {result.seed}` replays this run)"
     )
+    if seed is None:
+        out.print(
+            f"for the recorder: {result.new_contacts} new contacts, {result.retries} provider "
+            f"retries (it keeps one of each), {result.malformed} malformed (it dead-letters them)"
+        )
+    else:
+        # The provider refs come from the seed: a replay publishes an earlier run's refs again.
+        out.print(
+            f"a replay: of its {result.new_contacts} contacts, those an earlier run with seed "
+            f"{seed} already published are provider retries to the recorder, which drops them; "
+            f"plus {result.retries} provider retries within this run (it keeps one of each) and "
+            f"{result.malformed} malformed (it dead-letters them)"
+        )
 
 
 @app.command()
@@ -373,26 +385,26 @@ def lookup(
 ) -> None:
     """Who is this? The customer card behind an address (JSON; "known": false if nobody)."""
     from contracts import AddressError, parse_any_address
-    from services.gateway.customers_api import lookup_answer
+    from services.gateway.customers_api import card_out, lookup_answer
 
-    settings = _settings()
+    hub = _hub(_settings())
     try:
-        customer_id = UUID(address)
+        UUID(address)
     except ValueError:
         pass
-    else:
-        from services.gateway.customers_api import card_out
-
-        card = _hub(settings).timeline_view().card(customer_id)
+    else:  # a customer id: resolved like every command's (an unknown one is an error)
+        customer_id = customer_of(address, hub)
+        card = hub.timeline_view().card(customer_id)
         if card is None:
-            raise _fail(f"no customer {customer_id} (try an address: switchboard lookup +4930…)")
+            raise _fail(f"customer {customer_id} is not in the timeline view yet: try again")
         out.print_json(card_out(card).model_dump_json())
         return
+    # An address: nobody behind it is an answer ("known": false), not an error as elsewhere.
     try:
-        normalized = parse_any_address(address, default_region=settings.default_region)
+        normalized = parse_any_address(address, default_region=hub.settings.default_region)
     except AddressError as e:
         raise _fail(str(e)) from None
-    answer = lookup_answer(normalized, _hub(settings).timeline_view().lookup(normalized))
+    answer = lookup_answer(normalized, hub.timeline_view().lookup(normalized))
     out.print_json(answer.model_dump_json())
 
 
@@ -407,7 +419,7 @@ def send(
     """Ask the hub to send a message (publishes a command on the outbound topic)."""
     from pydantic import ValidationError
 
-    from contracts import SendMessage, dump_command
+    from contracts import SendMessage
 
     hub = _hub(_client_settings())
     settings = hub.settings
@@ -430,7 +442,7 @@ def send(
         # itself when Kafka is down; a producer's failed start would leave one behind.
         await ensure_topics(settings, hub.kafka)
         async with hub.publisher(topic=settings.outbound_topic) as commands:
-            await commands.publish_raw(dump_command(command), key=command.to)
+            await commands.publish_command(command, topic=settings.outbound_topic)
 
     _with_kafka(hub.kafka, publish())
     out.print(f"queued command {command.command_id} ({command.channel} to {command.to})")

@@ -22,7 +22,7 @@ from services.bootstrap.supervision import supervise
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recorder", "timeline", "desk", "api", "outbound", "email")
+SERVICES = ("recorder", "timeline", "desk", "api", "router", "outbound", "email")
 
 
 async def run_hub(
@@ -82,13 +82,26 @@ async def run_hub(
         supervised("outbound", lambda: hub.dispatcher().run(stop))
     webhook_publisher: InteractionPublisher | None = None
     api_task: asyncio.Task | None = None
-    if "api" in services:
+    if services & {"api", "router"}:
         view = hub.timeline_view()
         webhook_publisher = hub.publisher()
         # Webhooks answer 503 (the provider retries) until the publisher has connected. Like
         # the others it first reaches Kafka with a cheap admin call (which cleans up after
         # itself when Kafka is down; a producer's failed start leaves one behind).
         supervised("webhook publisher", _connected(webhook_publisher, stop))
+        # Presence, routing decisions and call progress from Kafka: the router's board and
+        # the screen pops of the agents connected here.
+        feed = hub.routing_feed(view)
+        supervised("routing feed", lambda: feed.run(stop))
+    if "router" in services:
+        message_router = hub.message_router(view, webhook_publisher)
+        if message_router is None:
+            log.info(
+                "router: no routing file (SWITCHBOARD_ROUTING_CONFIG); messages wait unassigned"
+            )
+        else:
+            supervised("router", lambda: message_router.run(stop))
+    if "api" in services:
         users = hub.user_directory()
         if not users.has_active_admin():
             log.warning(
@@ -96,10 +109,6 @@ async def run_hub(
                 "machine with store access: switchboard users add NAME --role admin --token"
             )
         api = hub.api(view=view, publisher=webhook_publisher, users=users)
-        # Presence, routing decisions and call progress from Kafka: the router's board and
-        # the screen pops of the agents connected here.
-        feed = hub.routing_feed(view)
-        supervised("routing feed", lambda: feed.run(stop))
         config = uvicorn.Config(
             api,
             host=settings.http_host,

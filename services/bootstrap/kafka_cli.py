@@ -1,5 +1,9 @@
 """`switchboard kafka start|stop|status`: the local single-node broker of deploy.kafka_local.
 
+Its defaults are `switchboard up`'s, from the settings: the work dir ``<data_dir>/kafka``
+(``SWITCHBOARD_DATA_DIR``) and the port ``SWITCHBOARD_LOCAL_KAFKA_PORT`` (controller: +1), so
+both commands find the same broker.
+
 Exit codes: 0 ok, 1 failure (one-line error on stderr; the broker log path is in that line).
 """
 
@@ -14,19 +18,27 @@ from typing import Annotated
 import typer
 
 from deploy.kafka_local import KafkaLaunchError, LocalKafka
+from services.bootstrap.settings import Settings
 
 kafka_app = typer.Typer(
     help="Run a local single-node Kafka broker (KRaft, 127.0.0.1 only) from Maven jars.",
     no_args_is_help=True,
 )
 
-DEFAULT_WORK_DIR = Path("var/kafka")
 WorkDirOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--work-dir", help="Holds data/, logs/, server.properties, kafka.pid, ports.json."
+        "--work-dir",
+        help="Holds data/, logs/, server.properties, kafka.pid, ports.json. "
+        "Default: <data dir>/kafka, as `switchboard up` (SWITCHBOARD_DATA_DIR; var/kafka).",
+        show_default=False,
     ),
 ]
+
+
+def _work_dir(given: Path | None) -> Path:
+    """The work dir asked for, else `switchboard up`'s: the settings' data dir/kafka."""
+    return given if given is not None else Settings().data_dir / "kafka"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -43,11 +55,22 @@ def _attach(work_dir: Path) -> LocalKafka | None:
 
 @kafka_app.command()
 def start(
-    work_dir: WorkDirOption = DEFAULT_WORK_DIR,
-    port: Annotated[int, typer.Option(help="PLAINTEXT listener port on 127.0.0.1.")] = 19092,
+    work_dir: WorkDirOption = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="PLAINTEXT listener port on 127.0.0.1. "
+            "Default: SWITCHBOARD_LOCAL_KAFKA_PORT (19092), as `switchboard up`.",
+            show_default=False,
+        ),
+    ] = None,
     controller_port: Annotated[
-        int, typer.Option(help="KRaft CONTROLLER listener port on 127.0.0.1.")
-    ] = 19093,
+        int | None,
+        typer.Option(
+            help="KRaft CONTROLLER listener port on 127.0.0.1. Default: the port + 1.",
+            show_default=False,
+        ),
+    ] = None,
     keep_data: Annotated[
         bool,
         typer.Option(
@@ -60,6 +83,9 @@ def start(
     ] = False,
 ) -> None:
     """Start the broker (in the background unless --foreground) and wait until it answers."""
+    work_dir = _work_dir(work_dir)
+    port = port if port is not None else Settings().local_kafka_port  # as `switchboard up`
+    controller_port = controller_port if controller_port is not None else port + 1
     running = _attach(work_dir)
     if running is not None and running.is_running():
         if foreground:
@@ -108,11 +134,11 @@ def _run_foreground(kafka: LocalKafka) -> None:
 
 @kafka_app.command()
 def stop(
-    work_dir: WorkDirOption = DEFAULT_WORK_DIR,
+    work_dir: WorkDirOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait before SIGKILL.")] = 30.0,
 ) -> None:
     """Stop the broker of a work dir (SIGTERM, then SIGKILL after --timeout). Idempotent."""
-    kafka = _attach(work_dir)
+    kafka = _attach(_work_dir(work_dir))
     if kafka is None or not kafka.is_running():
         typer.echo("not running")
         return
@@ -125,12 +151,13 @@ def stop(
 
 
 @kafka_app.command()
-def status(work_dir: WorkDirOption = DEFAULT_WORK_DIR) -> None:
+def status(work_dir: WorkDirOption = None) -> None:
     """Print the bootstrap address if the broker runs (exit 0), else exit 1.
 
     stdout carries only the address, so `export SWITCHBOARD_KAFKA_BOOTSTRAP=$(... status)` works;
     the human-readable part goes to stderr.
     """
+    work_dir = _work_dir(work_dir)
     kafka = _attach(work_dir)
     if kafka is None or not kafka.is_running():
         typer.echo(f"not running (work dir {work_dir})", err=True)

@@ -8,7 +8,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from contracts.errors import ConfigError
 from services.bootstrap.settings import Settings
+from services.consumers import partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,11 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """Each partition's end offset (the offset the next record will get)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="switchboard-admin")
-    await admin.start()
     try:
-        (description,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
-    if not partitions:
-        return {}
+        found = await partitions_of(bootstrap, [topic], "switchboard")
+    except ConfigError:
+        return {}  # no partitions: nothing in it
+    partitions = [TopicPartition(topic, p) for p in sorted(found[topic])]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="switchboard-admin")
     await consumer.start()
     try:

@@ -4,22 +4,36 @@ screen pops and the Kafka feed that keeps them current (``Hub.routing()`` builds
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from channels.publishing import InteractionPublisher
 from channels.webhooks import confirmed
-from contracts import AgentPresenceChanged, SendMessage, dump_command, identity_of
+from contracts import (
+    AgentPresenceChanged,
+    ContactRouted,
+    RouteTarget,
+    SendMessage,
+    dump_command,
+    identity_of,
+)
 from projections.timeline import TimelineView
 from services.bootstrap.settings import Settings
+from services.desk.contacts import HANDED_OVER
+from services.domain.desk import Conversation
 from services.gateway.customers_api import card_out
 from services.gateway.floor import Floor
 from services.gateway.pops import PopBoard
 from services.router.board import AgentBoard
 from services.router.feed import RoutingFeed
 from services.router.service import ReloadingConfig, Router
+
+log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 2.0
 
@@ -37,18 +51,13 @@ class Routing:
         return [] if self.config is None else self.config.current.serves(agent)
 
     def agents_of_queue(self, queue: str) -> list[str]:
-        if self.config is None:
-            return []
-        config = self.config.current
-        return [agent for agent in config.agents if queue in config.serves(agent)]
+        return [] if self.config is None else self.config.current.agents_of(queue)
 
     def queues(self) -> list[str]:
         return [] if self.config is None else list(self.config.current.queues)
 
     def capacity(self, agent: str, channel: str) -> int:
-        if self.config is None or agent not in self.config.current.agents:
-            return 0
-        return self.config.current.agents[agent].capacity.get(channel, 0)
+        return 0 if self.config is None else self.config.current.capacity(agent, channel)
 
     def agents(self) -> list[str]:
         configured = [] if self.config is None else list(self.config.current.agents)
@@ -83,6 +92,48 @@ class Routing:
             timeout_s=PUBLISH_TIMEOUT_S,
             what=f"presence of {event.agent}",
         )
+
+    async def publish_routed(self, publisher: InteractionPublisher, event: ContactRouted) -> None:
+        await confirmed(
+            publisher.publish(event, topic=self.settings.routing_topic),
+            timeout_s=PUBLISH_TIMEOUT_S,
+            what=f"routing of {event.contact_ref}",
+        )
+
+    async def handed_over(
+        self,
+        publisher: InteractionPublisher,
+        before: Conversation,
+        after: Conversation,
+        by: str,
+        reason: str,
+    ) -> None:
+        """A conversation given to an agent at the desk: published as a routing decision (rule
+        ``handed-over``), so every gateway tells the agents and the history says who and why.
+        Calls are not handed over this way: they are answered."""
+        if after.channel == "voice" or after.assignee is None:
+            return
+        why = f"{by} gave the conversation to {after.assignee}" + (
+            f" (from {before.assignee})" if before.assignee else ""
+        )
+        try:
+            event = ContactRouted(
+                channel=after.channel,
+                party=after.party,
+                contact_ref=str(after.conversation_id),
+                attempt=after.version,
+                provider_ref=f"{after.conversation_id}:routed:{after.version}",
+                occurred_at=datetime.now(UTC),
+                target=RouteTarget(kind="agent", agent=after.assignee),
+                rule=HANDED_OVER,
+                reason=f"{why}: {reason}" if reason else why,
+                customer_id=after.customer_id,
+                from_agent=before.assignee,
+            )
+        except ValidationError as e:  # an assignee no agent can be: saved, but told nobody
+            log.warning("desk: the hand-over of %s is not pushed: %s", after.conversation_id, e)
+            return
+        await self.publish_routed(publisher, event)
 
     async def publish_command(self, publisher: InteractionPublisher, command: SendMessage) -> None:
         await confirmed(

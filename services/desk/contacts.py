@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from services.domain.customer import Customer
 from services.domain.desk import Contact
+
+ROUTER = "router"  # who the desk says assigned a conversation the router gave an agent
+HANDED_OVER = "handed-over"  # the rule of a routing decision made by a person at the desk
 
 
 def contact_of(notification_id: int, recorded: Customer.InteractionRecorded) -> Contact:
@@ -29,4 +34,29 @@ def contact_of(notification_id: int, recorded: Customer.InteractionRecorded) -> 
         thread_keys=tuple(dict.fromkeys(keys)),
         call_id=str(call_id) if call_id else None,
         automatic=bool(payload.get("auto_reply", False)),
+    )
+
+
+@dataclass(frozen=True)
+class RoutedMessage:
+    contact_key: str  # the routed contact's dedupe key, as ``contact_of`` gives it
+    agent: str
+    reason: str
+
+
+def routed_to_agent(recorded: Customer.InteractionRecorded) -> RoutedMessage | None:
+    """A recorded routing decision that gives a message to an agent (calls are answered,
+    not assigned; a hand-over made at the desk is in the desk already)."""
+    if recorded.interaction_type != "contact.routed.v1" or recorded.channel == "voice":
+        return None
+    payload = recorded.payload
+    target = payload.get("target") or {}
+    if target.get("kind") != "agent" or not target.get("agent"):
+        return None
+    if payload.get("rule") == HANDED_OVER:
+        return None  # made at the desk, where it is saved already
+    return RoutedMessage(
+        contact_key=f"message.received.v1|{recorded.channel}|{payload['contact_ref']}",
+        agent=str(target["agent"]),
+        reason=str(payload.get("reason") or ""),
     )

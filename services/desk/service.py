@@ -168,8 +168,30 @@ class DeskService:
         assignee: str | None = None,
         reason: str = "",
     ) -> Conversation:
-        def change() -> Conversation:
+        return self.change_status_from(
+            conversation_id,
+            status,
+            by=by,
+            expected_version=expected_version,
+            assignee=assignee,
+            reason=reason,
+        )[1]
+
+    def change_status_from(
+        self,
+        conversation_id: UUID,
+        status: Status,
+        *,
+        by: str,
+        expected_version: int,
+        assignee: str | None = None,
+        reason: str = "",
+    ) -> tuple[Conversation, Conversation]:
+        """``change_status``, answering the conversation before the change and after it."""
+
+        def change() -> tuple[Conversation, Conversation]:
             desk = self._desk_of(conversation_id)
+            before = desk.conversation(conversation_id)
             try:
                 changed = desk.change_status(
                     conversation_id,
@@ -186,7 +208,7 @@ class DeskService:
             except InvalidTransition as e:
                 raise TransitionRefused(str(e)) from None
             save_desks(self.history, [desk])
-            return changed
+            return before, changed
 
         return self._retrying(change)
 

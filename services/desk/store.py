@@ -17,6 +17,7 @@ from eventsourcing.persistence import Tracking
 
 from services.domain.desk import CustomerDesk, desk_id_for
 from services.history.customers import CustomerHistory
+from services.history.sql import SkippedEvent
 
 
 def load_desk(history: CustomerHistory, customer_id: UUID) -> CustomerDesk | None:
@@ -42,9 +43,14 @@ def aggregate_of(history: CustomerHistory, aggregate_id: UUID, kind: type[Any]) 
 
 
 def save_desks(
-    history: CustomerHistory, aggregates: Sequence[Aggregate], *, trackings: Sequence[Tracking] = ()
+    history: CustomerHistory,
+    aggregates: Sequence[Aggregate],
+    *,
+    trackings: Sequence[Tracking] = (),
+    skipped: Sequence[SkippedEvent] = (),
 ) -> list[int]:
-    """Save in one transaction (with ``trackings``); the new notification ids."""
+    """Save in one transaction (with ``trackings``, and the records of events ``skipped``);
+    the new notification ids."""
     # Snapshots of busy desks are taken by the history's save, as for customers.
-    recordings = history.save(*aggregates, trackings=list(trackings))
+    recordings = history.save(*aggregates, trackings=list(trackings), skipped=list(skipped))
     return [r.notification.id for r in recordings]

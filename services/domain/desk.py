@@ -68,6 +68,12 @@ __all__ = [
 ]
 
 
+# The newest contact keys a conversation remembers: enough to find the contact a routing
+# decision names (it comes seconds after the contact, never hundreds of contacts later).
+MAX_CONTACTS = 50
+MAX_AWAITED = 100
+
+
 def desk_id_for(customer_id: UUID) -> UUID:
     """Deterministic: the first contact and an agent's first note racing make one desk."""
     return uuid5(NAMESPACE_URL, f"/switchboard/desks/{customer_id}")
@@ -115,6 +121,16 @@ class CustomerDesk(Aggregate):
         occurred_at: datetime
         thread_keys: list[str]
         call_id: str | None
+
+    class AssignmentAwaited(Event):
+        """The router gave a contact to an agent before the contact was placed (its decision
+        was recorded first): its conversation goes to the agent when the contact joins it."""
+
+        TOPIC = "switchboard:CustomerDesk.AssignmentAwaited"
+        contact_key: str
+        agent: str
+        by: str
+        reason: str
 
     class ConversationStatusChanged(Event):
         TOPIC = "switchboard:CustomerDesk.ConversationStatusChanged"
@@ -214,6 +230,7 @@ class CustomerDesk(Aggregate):
             assert placement.conversation_id is not None
             conversation_id = placement.conversation_id
         keys = [*contact.thread_keys, contact.provider_ref] if contact.kind == "thread" else []
+        awaited = self._awaiting().get(contact.key)  # the join takes it (its effect)
         self._join(
             conversation_id=conversation_id,
             contact_key=contact.key,
@@ -237,7 +254,47 @@ class CustomerDesk(Aggregate):
                 by=SYSTEM,
                 reason="reopened by a new contact" if reopened else "the customer replied",
             )
+        if awaited is not None:
+            current = self.conversation(conversation_id)
+            self._assign_routed(current, awaited["agent"], awaited["by"], awaited["reason"])
         return conversation_id
+
+    def assign_routed(self, contact_key: str, agent: str, *, by: str, reason: str) -> UUID | None:
+        """The router gave the contact ``contact_key`` (type|channel|provider_ref) to ``agent``:
+        its conversation is assigned to them, with the router's reason.  A contact not placed
+        yet waits for it (``AssignmentAwaited``).  The conversation it belongs to, if known."""
+        found = self._with_contact(contact_key)
+        if found is None:
+            self._await(contact_key=contact_key, agent=agent, by=by, reason=reason)
+            return None
+        self._assign_routed(found, agent, by, reason)
+        return found.conversation_id
+
+    def _assign_routed(self, current: Conversation, agent: str, by: str, reason: str) -> None:
+        if current.status == Status.resolved:
+            return  # decided on a contact of a conversation that is over: nothing to take
+        if current.status == Status.assigned and current.assignee == agent:
+            return  # the agent has it already (a follow-up in their conversation)
+        self._change_status(
+            customer_id=self.customer_id,
+            conversation_id=current.conversation_id,
+            channel=current.channel,
+            from_status=str(current.status),
+            to_status=str(Status.assigned),
+            assignee=agent,
+            by=by,
+            reason=reason,
+        )
+
+    def _with_contact(self, contact_key: str) -> Conversation | None:
+        for state in self._conversations.values():
+            if contact_key in state.get("contact_keys", ()):
+                return self._view(state)
+        return None
+
+    def _awaiting(self) -> dict[str, dict[str, str]]:
+        # Not in snapshots taken before assignments could wait: start empty then.
+        return self.__dict__.setdefault("awaited", {})
 
     def change_status(
         self,
@@ -325,6 +382,7 @@ class CustomerDesk(Aggregate):
             "version": 1,
             "thread_keys": [],
             "call_ids": [],
+            "contact_keys": [],
         }
 
     @event(ContactJoined)
@@ -343,6 +401,8 @@ class CustomerDesk(Aggregate):
         if occurred_at > state["last_contact_at"]:
             state["last_contact_at"] = occurred_at
         state["thread_keys"] = _newest(state["thread_keys"], thread_keys, MAX_THREAD_KEYS)
+        state["contact_keys"] = _newest(state.get("contact_keys", ()), [contact_key], MAX_CONTACTS)
+        self._awaiting().pop(contact_key, None)
         if call_id:
             state["call_ids"] = _newest(state["call_ids"], [call_id], MAX_CALL_IDS)
 
@@ -362,6 +422,13 @@ class CustomerDesk(Aggregate):
         state["status"] = to_status
         state["assignee"] = assignee
         state["version"] += 1
+
+    @event(AssignmentAwaited)
+    def _await(self, contact_key: str, agent: str, by: str, reason: str) -> None:
+        awaited = self._awaiting()
+        awaited[contact_key] = {"agent": agent, "by": by, "reason": reason}
+        while len(awaited) > MAX_AWAITED:  # a decision whose contact never came: forgotten
+            del awaited[next(iter(awaited))]
 
     @event(NoteAdded)
     def _note(

@@ -10,6 +10,8 @@ not accepted, or not what it was sent as.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -43,6 +45,8 @@ SHA_EXAMPLE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 CustomerId = Annotated[UUID, Path(examples=[CUSTOMER_EXAMPLE])]
 ConversationId = Annotated[UUID, Path(examples=[CONVERSATION_EXAMPLE])]
 Sha256 = Annotated[str, Path(pattern=SHA256_PATTERN, examples=[SHA_EXAMPLE])]
+
+log = logging.getLogger(__name__)
 
 
 class ConversationInfo(BaseModel):
@@ -211,8 +215,12 @@ _FORM_OVERHEAD = 64 * 1024
 _DOWNLOAD_TYPES = {t: {"schema": {"type": "string", "format": "binary"}} for t in ALLOWED_TYPES}
 
 
-def desk_router(desk: DeskService) -> APIRouter:
-    """The desk's operations, to be included in the ``/v1`` router."""
+HandedOver = Callable[[Conversation, Conversation, str, str], Awaitable[None]]
+
+
+def desk_router(desk: DeskService, *, handed_over: HandedOver | None = None) -> APIRouter:
+    """The desk's operations, to be included in the ``/v1`` router.  ``handed_over(before,
+    after, by, reason)`` is told of a conversation given to an agent (after it was saved)."""
     router = APIRouter()
 
     @router.get(
@@ -248,15 +256,19 @@ def desk_router(desk: DeskService) -> APIRouter:
         },
         tags=["conversations"],
     )
-    def change_status(
+    async def change_status(
         conversation_id: ConversationId, change: StatusChange, request: Request, response: Response
     ) -> ConversationInfo:
-        """Assign, set pending, resolve or reopen a conversation; recorded with who did it."""
+        """Assign, set pending, resolve or reopen a conversation; recorded with who did it.
+        A conversation given to an agent is pushed to their console (and taken from the
+        previous agent's), through Kafka to whichever gateway they are connected to."""
+        by = _by(request)
         try:
-            changed = desk.change_status(
+            before, changed = await run_in_threadpool(
+                desk.change_status_from,
                 conversation_id,
                 change.status,
-                by=_by(request),
+                by=by,
                 expected_version=change.expected_version,
                 assignee=change.assignee,
                 reason=change.reason,
@@ -265,6 +277,11 @@ def desk_router(desk: DeskService) -> APIRouter:
             raise HTTPException(409, str(e)) from None
         except DeskInputError as e:
             raise _refused_field(e.field, e.reason) from None
+        if handed_over is not None and changed.assignee and changed.assignee != before.assignee:
+            try:
+                await handed_over(before, changed, by, change.reason)
+            except Exception as e:  # saved (and on the timeline); only the consoles' news is lost
+                log.warning("desk: the hand-over of %s was not pushed: %s", conversation_id, e)
         response.headers["ETag"] = f'"{changed.version}"'
         return conversation_info(changed)
 

@@ -8,6 +8,10 @@ gets their pop from whichever gateway they are connected to, whichever instance 
 - Answered, ended and missed update the pop for the same agents.  Routed again (the offer was
   not taken in time, the queue overflowed), the agents who no longer get it see it missed.
 - A console that (re)connects first gets every pop still ringing for its agent.
+- Messages and e-mails are assigned, not rung: the agent is told ``assigned`` (with the card),
+  ``message`` (a follow-up in a conversation they have), ``unassigned`` (handed to someone
+  else), and the queue's agents ``queued``; their list is the desk's
+  (``GET /v1/agents/me/conversations``).
 - Each stream has a bounded queue: a console that stops reading is disconnected rather than
   allowed to hold the gateway's memory (it reconnects and gets what is still ringing).
 """
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -117,6 +122,7 @@ class PopBoard:
         self.streams: dict[str, set[AgentStream]] = {}
         self.delivered = 0
         self._pruned = 0.0
+        self._told: OrderedDict[tuple[str, int], None] = OrderedDict()  # messages pushed
 
     # -- consoles ----------------------------------------------------------------------
 
@@ -146,10 +152,11 @@ class PopBoard:
     # -- from the feed -----------------------------------------------------------------
 
     async def routed(self, event: ContactRouted) -> None:
-        if event.channel != "voice":
-            return  # messages are assigned, not popped (the stream's other kinds)
         if (datetime.now(UTC) - event.occurred_at).total_seconds() > self.ring_limit_s:
             return  # read back from the start of the day: long over, whatever it became
+        if event.channel != "voice":
+            await self._message_routed(event)
+            return
         ref = event.contact_ref
         before = self.pops.get(ref)
         if before is not None and before.attempt >= event.attempt:
@@ -188,6 +195,39 @@ class PopBoard:
                 self._send(gone, {"kind": "pop.update", "pop": update})
         self._send(recipients, {"kind": "pop", "pop": pop.out()})
         self._prune()
+
+    async def _message_routed(self, event: ContactRouted) -> None:
+        """A message given to an agent (``assigned``; a follow-up in the conversation they
+        have: ``message``), or waiting in a queue (``queued``, to the queue's agents); a
+        conversation handed over at the desk: ``assigned`` to the new agent, ``unassigned``
+        to the one who had it."""
+        key = (event.contact_ref, event.attempt)
+        if key in self._told:
+            return  # the first decision of an attempt stands; a later one is passed over
+        _remember(self._told, key)
+        target = event.target
+        item: dict[str, Any] = {
+            "contact_ref": event.contact_ref,
+            "channel": str(event.channel),
+            "party": event.party,
+            "customer_id": None if event.customer_id is None else str(event.customer_id),
+            "target": target.model_dump(),
+            "rule": event.rule,
+            "reason": event.reason,
+            "routed_at": event.occurred_at.isoformat(),
+        }
+        if target.kind == "agent" and target.agent:
+            kind = "message" if event.rule == "conversation" else "assigned"
+            if kind == "assigned" and event.customer_id is not None:
+                try:
+                    item["card"] = await self.card_of(event.customer_id)
+                except Exception:  # the news goes out without the card rather than not at all
+                    log.exception("pops: the card of %s could not be read", event.customer_id)
+            self._send({target.agent}, {"kind": kind, "item": item})
+            if event.from_agent and event.from_agent != target.agent:
+                self._send({event.from_agent}, {"kind": "unassigned", "item": item})
+        elif target.kind == "queue" and target.queue:
+            self._send(self.agents_of_queue(target.queue), {"kind": "queued", "item": item})
 
     def call_event(self, event: CallEvent) -> None:
         pop = self.pops.get(event.call_id)
@@ -230,3 +270,12 @@ class PopBoard:
             or now - pop.changed > self.ring_limit_s
         ]:
             del self.pops[ref]
+
+
+_TOLD = 10_000  # the message decisions remembered as pushed: a rebalance's repeats are recent
+
+
+def _remember(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> None:
+    seen[key] = None
+    if len(seen) > _TOLD:
+        seen.popitem(last=False)

@@ -17,12 +17,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from contracts import AgentPresenceChanged
+from projections.timeline import AgentConversation
 from services.gateway.floor import Floor
 from services.gateway.pops import AgentStream, PopBoard
 from services.router.board import AgentBoard
@@ -49,6 +51,19 @@ class AgentsOut(BaseModel):
     agents: list[AgentOut]
 
 
+class MyConversation(BaseModel):
+    conversation_id: UUID
+    customer_id: UUID
+    channel: str = Field(examples=["whatsapp"])
+    status: str = Field(description="assigned or pending", examples=["assigned"])
+    opened_at: datetime
+
+
+class MyConversations(BaseModel):
+    agent: str = Field(examples=["ann"])
+    items: list[MyConversation] = Field(description="Newest first, at most 100")
+
+
 def agents_router(
     *,
     board: AgentBoard,
@@ -56,6 +71,7 @@ def agents_router(
     serves: Callable[[str], list[str]],
     agents: Callable[[], list[str]],
     publish_presence: Callable[[AgentPresenceChanged], Awaitable[None]],
+    conversations_of: Callable[[str], list[AgentConversation]] | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -78,6 +94,26 @@ def agents_router(
     def me(request: Request) -> AgentOut:
         """The signed-in agent: presence, queues, what they hold now."""
         return agent_out(request.state.caller.username)
+
+    @router.get("/me/conversations", response_model=MyConversations)
+    def my_conversations(request: Request) -> MyConversations:
+        """The conversations the signed-in agent has (assigned or pending): their work list.
+        The stream says when it changes (``assigned``, ``unassigned``)."""
+        name = request.state.caller.username
+        found = conversations_of(name) if conversations_of is not None else []
+        return MyConversations(
+            agent=name,
+            items=[
+                MyConversation(
+                    conversation_id=c.conversation_id,
+                    customer_id=c.customer_id,
+                    channel=c.channel,
+                    status=c.status,
+                    opened_at=c.opened_at,
+                )
+                for c in found
+            ],
+        )
 
     @router.put(
         "/me/presence",

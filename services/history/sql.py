@@ -15,6 +15,8 @@ atomically with the events, so these subclasses accept two more keyword argument
   one person roll one batch back, which is then recorded on the other's customer.
 - ``moved_identities``: ``(identity key, customer_id)`` that now lead elsewhere (a merge, an
   unmerge).
+- ``skipped``: ``SkippedEvent`` records of stored events a follower of the log (the desk)
+  could not apply and moved past, written with its tracking position: a skip is never silent.
 
 The identities table (identity key -> the customer its contacts are recorded on) is what
 ``CustomerHistory`` resolves every contact with: written only with the events that change it.
@@ -23,6 +25,8 @@ The identities table (identity key -> the customer its contacts are recorded on)
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +38,22 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 _CHUNK = 500
+_MAX_REASON_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class SkippedEvent:
+    """A stored event the follower ``follower`` could not apply, and why; it moved past it."""
+
+    follower: str
+    notification_id: int
+    reason: str
+    skipped_at: datetime | None = None
+
+
+def _storable(reason: str) -> str:
+    # PostgreSQL's text holds no NUL, and an exception's text may quote the event that failed.
+    return reason.replace("\x00", "\ufffd")[:_MAX_REASON_CHARS]
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -51,6 +71,11 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
         statements.append(
             "CREATE TABLE IF NOT EXISTS identities ("
             "key TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
+        )
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS skipped_events (follower TEXT NOT NULL, "
+            "notification_id INTEGER NOT NULL, reason TEXT NOT NULL, skipped_at TEXT NOT NULL, "
+            "PRIMARY KEY (follower, notification_id)) WITHOUT ROWID"
         )
         return statements
 
@@ -72,7 +97,27 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
             )
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(c, tracking)
+        skipped: Sequence[SkippedEvent] = kwargs.get("skipped") or ()
+        if skipped:
+            now = datetime.now(UTC).isoformat()
+            c.executemany(
+                "INSERT OR REPLACE INTO skipped_events VALUES (?, ?, ?, ?)",
+                [(k.follower, k.notification_id, _storable(k.reason), now) for k in skipped],
+            )
         return super()._insert_events(c, stored_events, **kwargs)
+
+    def skipped_events(self, follower: str) -> list[SkippedEvent]:
+        """The stored events ``follower`` moved past without applying them, oldest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT notification_id, reason, skipped_at FROM skipped_events "
+                "WHERE follower = ? ORDER BY notification_id",
+                (follower,),
+            )
+            return [
+                SkippedEvent(follower, row[0], row[1], datetime.fromisoformat(row[2]))
+                for row in c.fetchall()
+            ]
 
     def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
         """The customer each of these identity keys leads to (keys nobody has are left out)."""
@@ -154,6 +199,26 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "SELECT key, customer_id FROM {0} WHERE key = ANY(%s)"
         ).format(identities)
         self._any_identity = SQL("SELECT 1 FROM {0} LIMIT 1").format(identities)
+        skipped = SQL("{0}.{1}").format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name.removesuffix("_events") + "_skipped_events"),
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (follower text NOT NULL, "
+                "notification_id bigint NOT NULL, reason text NOT NULL, "
+                "skipped_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (follower, notification_id))"
+            ).format(skipped)
+        )
+        self._insert_skipped = SQL(
+            "INSERT INTO {0} (follower, notification_id, reason) VALUES (%s, %s, %s) "
+            "ON CONFLICT (follower, notification_id) DO UPDATE SET reason = excluded.reason"
+        ).format(skipped)
+        self._select_skipped = SQL(
+            "SELECT notification_id, reason, skipped_at FROM {0} WHERE follower = %s "
+            "ORDER BY notification_id"
+        ).format(skipped)
         self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%s)").format(table)
         self._select_existing = SQL(
             "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1 "
@@ -172,7 +237,8 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         refs: Sequence[tuple[str, Any]] = kwargs.get("provider_refs") or ()
         new: Sequence[tuple[str, UUID]] = kwargs.get("new_identities") or ()
         moved: Sequence[tuple[str, UUID]] = kwargs.get("moved_identities") or ()
-        if refs or new or moved:
+        skipped: Sequence[SkippedEvent] = kwargs.get("skipped") or ()
+        if refs or new or moved or skipped:
             with curs.connection.cursor() as side:
                 if refs:
                     side.executemany(self._insert_refs, refs)
@@ -180,7 +246,17 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                     side.executemany(self._insert_identity, new)
                 if moved:
                     side.executemany(self._move_identity, moved)
+                if skipped:
+                    side.executemany(
+                        self._insert_skipped,
+                        [(k.follower, k.notification_id, _storable(k.reason)) for k in skipped],
+                    )
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def skipped_events(self, follower: str) -> list[SkippedEvent]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_skipped, (follower,))
+            return [SkippedEvent(follower, **row) for row in curs.fetchall()]
 
     def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
         found: dict[str, UUID] = {}

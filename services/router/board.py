@@ -110,6 +110,8 @@ class AgentBoard:
             return  # read back from the start of the day: over long ago, whatever its end
         self._seen[ref] = event.attempt
         self._release(ref, event.occurred_at)
+        if event.channel != "voice":
+            return  # a message's agent holds its conversation: the desk counts those
         if event.target.kind == "agent" and event.target.agent:
             agent = self._agents.setdefault(event.target.agent, _Agent())
             if event.occurred_at < agent.free_since:

@@ -301,6 +301,15 @@ class RoutingConfig(_Model):
         found = self.agents.get(agent)
         return list(found.queues) if found else []
 
+    def agents_of(self, queue: str) -> list[str]:
+        """The agents who take the contacts of ``queue``, in the file's order."""
+        return [name for name, agent in self.agents.items() if queue in agent.queues]
+
+    def capacity(self, agent: str, channel: str) -> int:
+        """How many contacts of ``channel`` the agent holds at once (0: not an agent here)."""
+        found = self.agents.get(agent)
+        return 0 if found is None else found.capacity.get(channel, 0)
+
     def queue_is_open(self, queue: str, at: datetime) -> bool:
         return self.queues[queue].closed_because(at) is None
 
@@ -308,7 +317,7 @@ class RoutingConfig(_Model):
         """What is allowed but probably not meant: queues whose contacts nobody can take."""
         found = []
         for name, queue in self.queues.items():
-            serving = [a for a in self.agents.values() if name in a.queues]
+            serving = [self.agents[a] for a in self.agents_of(name)]
             able = [a for a in serving if set(queue.skills) <= set(a.skills)]
             if not serving:
                 found.append(f"queues.{name}: no agent serves it; its contacts wait there")

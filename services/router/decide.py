@@ -174,9 +174,8 @@ def _agent_for(
 
     why_not: dict[str, str] = {}
     able: list[AgentState] = []
-    for who, agent in config.agents.items():
-        if name not in agent.queues:
-            continue
+    for who in config.agents_of(name):
+        agent = config.agents[who]
         state = agents.get(who)
         refusal = _refusal(who, agent, state, queue, channel, exclude)
         if refusal is None and state is not None:
@@ -195,10 +194,22 @@ def _agent_for(
     speaking = [s for s in able if language in config.agents[s.name].languages]
     if language is not None and not speaking:
         steps.append(f"nobody available speaks {language}, so any language")
-    chosen = min(speaking or able, key=lambda s: (s.since, s.name))
+
+    def busy(state: AgentState) -> float:  # how full the agent is on this channel
+        return state.load.get(channel, 0) / max(1, config.capacity(state.name, channel))
+
+    free = speaking or able
+    # The least busy on the channel first (chats and e-mails spread out), then the longest idle.
+    chosen = min(free, key=lambda s: (busy(s), s.since, s.name))
     fits = f"speaks {language} and " if speaking else ""
-    pool = len(speaking or able)
-    idle = "is the only agent free" if pool == 1 else f"has been idle longest of the {pool} free"
+    pool = len(free)
+    if pool == 1:
+        idle = "is the only agent free"
+    elif any(busy(s) != busy(chosen) for s in free):
+        held = chosen.load.get(channel, 0)
+        idle = f"is the least busy on {channel} of the {pool} free (holds {held})"
+    else:
+        idle = f"has been idle longest of the {pool} free"
     steps.append(f"{chosen.name} {fits}{idle}")
     return _decided(Target("agent", queue=name, agent=chosen.name), "skills", steps)
 

@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts import AgentPresenceChanged, ContactRouted, InvalidInteraction, parse_interaction
+from contracts import (
+    AgentPresenceChanged,
+    ContactRouted,
+    InvalidInteraction,
+    parse_interaction,
+    parse_presence,
+)
 from contracts.calls import CallEvent
+from services.consumers import kafka_reader, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,10 @@ log = logging.getLogger(__name__)
 # a busy day's worth of calls in flight, bounded all the same.
 _KEPT = 50_000
 # Cheap test before parsing: the interactions topic carries every message and e-mail too.
-_CALL_TYPES = (b'"type":"call.', b'"type":"voicemail.')
+# JSON allows whitespace around the colon (other producers than ours write ``"type": "call.``)
+# and \u escapes in strings (then the record is parsed whatever it is): a false match costs
+# one parse, a miss would lose the call event.
+_CALL_TYPES = re.compile(rb'"type"\s*:\s*"(?:call|voicemail)\.|\\u')
 
 
 @dataclass
@@ -76,12 +86,9 @@ class RoutingFeed:
         self._early: OrderedDict[str, list[CallEvent]] = OrderedDict()  # ends before decisions
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
+        consumer = kafka_reader(
+            bootstrap=self.bootstrap,
             client_id=self.client_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
             # A screen pop waits on this fetch: answer as soon as one record is there.
             fetch_max_wait_ms=20,
         )
@@ -103,7 +110,7 @@ class RoutingFeed:
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:
         topics = [self.presence_topic, self.routing_topic, self.interactions_topic]
-        found = await _partitions(self.bootstrap, topics, self.client_id)
+        found = await partitions_of(self.bootstrap, topics, self.client_id)
         partitions = {t: [TopicPartition(t, p) for p in sorted(found[t])] for t in topics}
         every = [tp for tps in partitions.values() for tp in tps]
         consumer.assign(every)
@@ -126,10 +133,12 @@ class RoutingFeed:
         return end
 
     async def _handle(self, record: ConsumerRecord) -> None:
+        if record.value is None and record.topic == self.presence_topic:
+            return  # a compaction tombstone (an agent's presence deleted): nothing to read
         value = record.value or b""
         try:
             if record.topic == self.presence_topic:
-                event: object = AgentPresenceChanged.model_validate_json(value)
+                event: object = parse_presence(value)
                 self.stats.presence += 1
                 handlers: list = self.handlers.presence
             elif record.topic == self.routing_topic:
@@ -139,14 +148,14 @@ class RoutingFeed:
                 self.stats.routed += 1
                 handlers = self.handlers.routed
             else:
-                if not any(marker in value for marker in _CALL_TYPES):
+                if _CALL_TYPES.search(value) is None:
                     return
                 event = parse_interaction(value)
                 if not isinstance(event, CallEvent):
                     return
                 self.stats.calls += 1
                 handlers = self.handlers.calls
-        except (InvalidInteraction, ValueError) as e:
+        except InvalidInteraction as e:
             self.stats.unreadable += 1
             log.warning(
                 "routing feed: %s[%s]@%s is unreadable, passed over: %s",
@@ -185,22 +194,6 @@ def _remember(seen: OrderedDict[str, bool], key: str, value: bool) -> None:
     seen.move_to_end(key)
     if len(seen) > _KEPT:
         seen.popitem(last=False)
-
-
-async def _partitions(bootstrap: str, topics: list[str], client_id: str) -> dict[str, set[int]]:
-    """Each topic's partitions, from the cluster's metadata (a manually assigning consumer
-    has no public way to ask for a topic it is not assigned yet)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{client_id}-admin")
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    found = {t["topic"]: {p["partition"] for p in t["partitions"]} for t in described}
-    missing = [t for t in topics if not found.get(t)]
-    if missing:
-        raise RuntimeError(f"topic(s) {', '.join(missing)} have no partitions (do they exist?)")
-    return found
 
 
 async def _reached(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from contracts import ContactRouted, RouteTarget, RoutingFacts
 from projections.directory import Card
 from services.router.board import AgentBoard
 from services.router.config import RoutingConfig, RoutingConfigError, load_routing_config
-from services.router.decide import CallerFacts, Contact, Decision, decide
+from services.router.decide import AgentState, CallerFacts, Contact, Decision, decide
 
 log = logging.getLogger(__name__)
 # Enough for Twilio's retries (seconds apart) at hundreds of calls a second; more only adds to
@@ -152,9 +152,11 @@ class Router:
         attempt: int = 1,
         exclude: Iterable[str] = (),
         waited_s: float = 0.0,
+        agents: Mapping[str, AgentState] | None = None,
     ) -> ContactRouted:
         """Decide where the contact goes, hold it on the board, and return the decision as
-        the event to publish."""
+        the event to publish.  ``agents``: the agents as the caller counts them (messages
+        count their load from the desk), else as the board has them."""
         ref = f"{contact_ref}:routed:{attempt}"
         if (again := self._recent.get(ref)) is not None:
             return again
@@ -164,7 +166,7 @@ class Router:
         decision: Decision = decide(
             Contact(channel=channel, party=party, dialled=dialled, customer_id=known.customer_id),
             facts,
-            self.board.states(),
+            self.board.states() if agents is None else agents,
             now,
             self.config,
             exclude=frozenset(exclude),

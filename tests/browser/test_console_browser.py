@@ -23,6 +23,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from channels.publishing import InteractionPublisher
 from contracts import Channel, MessageReceived
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
@@ -152,7 +153,7 @@ async def test_a_ringing_call_pops_on_the_right_agents_page_and_she_works_it(
                 )
             ]
         )
-        services = ("api", "recorder", "timeline", "desk", "outbound")
+        services = ("api", "recorder", "timeline", "desk", "outbound", "router")
         async with (
             gateway(settings, services, hub=hub) as url,
             httpx.AsyncClient(base_url=url) as http,
@@ -207,6 +208,29 @@ async def test_a_ringing_call_pops_on_the_right_agents_page_and_she_works_it(
             second = await call_for("ben")
             await playwright_api.expect(ben.pop(second)).to_be_visible(timeout=WAIT_MS)
             assert await ben.pop(first).count() == 0
+
+            # A WhatsApp message goes to ben, the one agent free: his page says so and his
+            # list of conversations shows it.
+            async with InteractionPublisher(
+                settings.kafka_bootstrap, topic=settings.interactions_topic
+            ) as publisher:
+                await publisher.publish(
+                    MessageReceived(
+                        channel=Channel.whatsapp,
+                        party="whatsapp:+4930999000111",
+                        provider_ref="wamid.console-1",
+                        occurred_at=datetime.now(UTC),
+                        body="Is my order on its way?",
+                    )
+                )
+            await playwright_api.expect(ben.page.locator("#work-status")).to_contain_text(
+                "WhatsApp conversation with whatsapp:+4930999000111 assigned to you",
+                timeout=WAIT_MS,
+            )
+            await playwright_api.expect(ben.page.locator("#work-list li")).to_have_count(
+                1, timeout=WAIT_MS
+            )
+            assert await ann.page.locator("#work-list li").count() == 0
 
             # ann opens the caller from the pop and works the contact.
             await pop.locator('button[data-action="open"]').click()

@@ -16,7 +16,6 @@ collect the tests (its ``from_fixture`` fails on pytest 9: it sets ``Node._nodei
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from channels.publishing import InteractionPublisher
 from channels.social.meta import SIGNATURE_HEADER as META_SIGNATURE_HEADER
 from channels.social.meta import meta_signature
 from channels.social.telegram import SECRET_HEADER as TELEGRAM_SECRET_HEADER
+from deploy.ports import free_port
 from projections.timeline import TimelineView
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.hub import run_hub
@@ -69,12 +69,6 @@ FUZZ = settings(
     database=None,  # each run starts fresh: the hub's data differs per run anyway
     suppress_health_check=list(HealthCheck),
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _until(check: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:
@@ -244,7 +238,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, kafka_broker) -> Iterator[Runn
         recorder_group=f"sb-recorder-{suffix}",
         topic_partitions=1,
         session_timeout_ms=3000,
-        http_port=_free_port(),
+        http_port=free_port(),
     )
     running = RunningHub(settings, f"http://127.0.0.1:{settings.http_port}")
     running.start()

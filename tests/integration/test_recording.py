@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from channels.publishing import InteractionPublisher
-from contracts import CallRinging, Channel, Direction, MessageReceived
+from contracts import (
+    CallRinging,
+    Channel,
+    Direction,
+    MessageReceived,
+    dump_interaction,
+    identity_of,
+)
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
@@ -104,15 +111,22 @@ async def test_poison_record_is_dead_lettered_with_reason_and_later_records_are_
 ) -> None:
     await publisher.publish_raw(b'{"type": "fax.received.v1"}', key="x")
     await publisher.publish_raw(b"\xff\xfe not json", key="y")
-    await publisher.publish(sms("SM-after"))
-    await eventually(
-        lambda: recorded_refs(hub_settings)["message.received.v1|SM-after"] == 1,
-        what="the record after the poison ones",
-    )
+    # A time at the edge of the range whose UTC conversion overflows (it once stopped the
+    # hub); on the partition of the record after it, which must still be recorded.
+    after = sms("SM-after")
+    ancient = json.loads(dump_interaction(sms("SM-ancient")))
+    ancient["occurred_at"] = "0001-01-01T00:00:00+03:04"
+    ancient_raw = json.dumps(ancient, separators=(",", ":")).encode()
+    await publisher.publish_raw(ancient_raw, key=identity_of(after.party))
+    await publisher.publish(after)
+    await recorded_to_end(hub_settings)  # every record handled: its partition's offset passed
+    counts = recorded_refs(hub_settings)
+    assert counts["message.received.v1|SM-after"] == 1
+    assert counts["message.received.v1|SM-ancient"] == 0
     letters = await read_topic(
-        hub_settings.kafka_bootstrap, hub_settings.deadletter_topic, expect=2
+        hub_settings.kafka_bootstrap, hub_settings.deadletter_topic, expect=3
     )
-    assert len(letters) == 2
+    assert len(letters) == 3
     by_payload = {}
     for letter in letters:
         body = json.loads(letter.value)
@@ -121,7 +135,8 @@ async def test_poison_record_is_dead_lettered_with_reason_and_later_records_are_
     assert "unknown type 'fax.received.v1'" in fax["reason"]
     assert fax["source_topic"] == hub_settings.interactions_topic
     assert "Invalid JSON" in by_payload[b"\xff\xfe not json"]["reason"]
-    assert running_recorder.stats.dead_lettered == 2
+    assert "occurred_at" in by_payload[ancient_raw]["reason"]
+    assert running_recorder.stats.dead_lettered == 3
 
 
 async def test_restarted_recorder_resumes_from_stored_offsets_without_rerecording(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from services.bootstrap.cli import app
@@ -123,3 +126,27 @@ def test_a_wrong_setting_is_one_line_naming_it_not_a_traceback(tmp_path: Path) -
     assert result.returncode == 1, result.stderr
     assert "mailbox 'support': set password or password_file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_simulate_names_its_seed_and_says_what_a_replay_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.simulator import SimulationResult
+    from services.bootstrap import cli
+
+    def run(kafka: str, work: Coroutine[Any, Any, Any]) -> SimulationResult:
+        work.close()  # no broker here: what the simulator would have reported
+        return SimulationResult(published=100, seconds=1.0, retries=2, malformed=1, seed=42)
+
+    monkeypatch.setattr(cli, "_with_kafka", run)
+    env = {"SWITCHBOARD_KAFKA_BOOTSTRAP": "127.0.0.1:1", "SWITCHBOARD_DATA_DIR": str(tmp_path)}
+    new = runner.invoke(app, ["simulate", "--duration", "1"], env=env)
+    assert new.exit_code == 0, new.output
+    said = " ".join(new.output.split())  # rich wraps lines
+    assert "with seed 42 (`--seed 42` replays this run)" in said
+    assert "97 new contacts, 2 provider retries" in said
+    replay = runner.invoke(app, ["simulate", "--duration", "1", "--seed", "42"], env=env)
+    assert replay.exit_code == 0, replay.output
+    said = " ".join(replay.output.split())
+    assert "new contacts" not in said  # not if an earlier run already published them
+    assert "already published are provider retries" in said

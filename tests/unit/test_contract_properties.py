@@ -14,17 +14,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts import (
+    MAX_PAYLOAD_BYTES,
     InvalidCommand,
     InvalidInteraction,
     dump_command,
     dump_interaction,
     parse_command,
     parse_interaction,
+    parse_presence,
 )
 from contracts.text import EARLIEST, LATEST
 from tests.generated import (
     BASE_COMMAND,
     BASE_EVENTS,
+    BASE_PRESENCE,
     hostile_events,
     hostile_values,
     json_values,
@@ -127,3 +130,53 @@ def test_outbound_commands_with_hostile_fields_are_a_command_or_a_refusal(change
         command.requested_at.tzinfo == UTC or command.requested_at.utcoffset().total_seconds() == 0
     )
     assert "\\u0000" not in json.dumps(command.model_dump(mode="json"))
+
+
+def presence_or_refused(raw: bytes):
+    try:
+        presence = parse_presence(raw)
+    except InvalidInteraction as e:
+        assert e.reason, "a refusal names its reason"
+        return None
+    assert parse_presence(presence.model_dump_json().encode()) == presence
+    assert presence.occurred_at.utcoffset().total_seconds() == 0
+    assert EARLIEST <= presence.occurred_at < LATEST
+    assert "\\u0000" not in presence.model_dump_json(), "NUL cannot be stored by PostgreSQL"
+    return presence
+
+
+@GENERATED
+@given(st.dictionaries(st.sampled_from(sorted(BASE_PRESENCE)), hostile_values, max_size=3))
+def test_agent_presence_with_hostile_fields_is_a_presence_or_a_refusal(changes) -> None:
+    presence_or_refused(payload({**BASE_PRESENCE, **changes}))
+
+
+@GENERATED
+@given(st.one_of(st.binary(max_size=400), json_values.map(lambda v: payload({"value": v}))))
+def test_arbitrary_bytes_on_the_presence_topic_are_a_presence_or_a_refusal(raw: bytes) -> None:
+    presence_or_refused(raw)
+
+
+def test_the_documented_presence_is_accepted() -> None:
+    assert presence_or_refused(payload(BASE_PRESENCE)) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("occurred_at", 1700000000),  # a number of seconds: the schema says a string
+        ("occurred_at", "0001-01-01T00:00:00+03:04"),
+        ("occurred_at", "2025-03-14T09:26:53"),
+        ("presence", "on the phone"),
+        ("agent", "ann\x00"),
+    ],
+)
+def test_a_presence_the_schema_does_not_allow_is_refused_with_the_field(field: str, value) -> None:
+    with pytest.raises(InvalidInteraction, match=field):
+        parse_presence(payload({**BASE_PRESENCE, field: value}))
+
+
+def test_an_oversized_presence_is_refused_before_it_is_parsed() -> None:
+    raw = payload({**BASE_PRESENCE, "by": "x" * MAX_PAYLOAD_BYTES})
+    with pytest.raises(InvalidInteraction, match="byte limit"):
+        parse_presence(raw)

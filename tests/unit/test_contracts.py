@@ -473,3 +473,30 @@ def test_a_withheld_caller_is_a_party_of_its_own_call_on_voice_only() -> None:
         withheld_caller("bad id!")
     with pytest.raises(AddressError):
         normalize_party("sms", "anonymous:CA123")
+
+
+@pytest.mark.parametrize(
+    ("raw", "party"),
+    [
+        ("+1 415 555 2671", "+14155552671"),
+        ("anonymous", "anonymous:CA9"),  # withheld
+        ("+266696687", "anonymous:CA9"),  # Twilio's number for a withheld caller
+        ("12", "anonymous:CA9"),  # unreadable: still a contact, nothing lost
+        ("sip:bob@pbx.example", "anonymous:CA9"),
+    ],
+)
+def test_a_calls_party_is_the_number_or_else_the_call(raw: str, party: str) -> None:
+    from contracts import call_party, is_withheld_party
+
+    assert call_party(raw, "CA9") == party
+    assert is_withheld_party(party) == party.startswith("anonymous:")
+
+
+def test_a_call_party_needs_a_usable_call_id_only_when_the_number_is_not_readable() -> None:
+    from contracts import AddressError, call_party, is_withheld_party
+
+    assert call_party("+14155552671", "bad id!") == "+14155552671"
+    with pytest.raises(AddressError, match="not a call id"):
+        call_party("anonymous", "bad id!")
+    assert not is_withheld_party("+14155552671")
+    assert not is_withheld_party("whatsapp:+14155552671")

@@ -9,6 +9,7 @@ import pytest
 
 from channels.email.blobs import BlobNotFound, LocalBlobStore, sha256_hex
 from channels.email.checkpoints import Checkpoint, SQLiteCheckpointStore
+from contracts.errors import NotFound
 
 
 def test_a_checkpoint_survives_reopening_and_never_moves_back(tmp_path: Path) -> None:
@@ -79,8 +80,9 @@ def test_concurrent_writers_of_one_blob_leave_one_whole_file(tmp_path: Path) -> 
 
 def test_unknown_or_malformed_blob_keys_are_refused(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path / "blobs")
-    with pytest.raises(BlobNotFound):
+    with pytest.raises(BlobNotFound) as missing:
         blobs.get("0" * 64)
+    assert isinstance(missing.value, NotFound)  # the project's one tree: a 404 at the API
     with pytest.raises(ValueError, match="not a SHA-256"):
         blobs.get("../../etc/passwd")
 

@@ -315,3 +315,40 @@ def test_cli_status_and_stop_without_a_broker(tmp_path: Path) -> None:
     stop = runner.invoke(kafka_app, ["stop", "--work-dir", str(tmp_path)])
     assert stop.exit_code == 0
     assert "not running" in stop.output
+
+
+def test_cli_defaults_are_switchboard_ups_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kafka start|status` without options find the broker `switchboard up` starts."""
+    from services.bootstrap import kafka_cli
+
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SWITCHBOARD_LOCAL_KAFKA_PORT", "31500")
+    runner = CliRunner()
+    status = runner.invoke(kafka_app, ["status"])
+    assert status.exit_code == 1
+    assert f"work dir {tmp_path / 'kafka'}" in status.output
+
+    started: dict[str, object] = {}
+
+    class Launcher:
+        def __init__(self, **kwargs: object) -> None:
+            started.update(kwargs)
+
+        @staticmethod
+        def attach(work_dir: Path) -> None:
+            raise KafkaLaunchError(f"nothing in {work_dir}")
+
+        def start(self) -> None:
+            raise KafkaLaunchError("stop here")
+
+    monkeypatch.setattr(kafka_cli, "LocalKafka", Launcher)
+    start = runner.invoke(kafka_app, ["start"])
+    assert (start.exit_code, start.output) == (1, "error: stop here\n")
+    assert started == {
+        "work_dir": tmp_path / "kafka",
+        "port": 31500,
+        "controller_port": 31501,
+        "keep_data": True,
+    }

@@ -424,10 +424,18 @@ SCENARIOS = {
     ),
     "room on SMS while on a call": Case(
         MON,
-        (agent("cem", idle=90, voice=1, sms=2), agent("ann", idle=5)),
+        (agent("cem", idle=90, voice=1, sms=2), agent("ann", "away", idle=5)),
         ("agent", "support", "cem"),
         "skills",
         ("cem",),
+        channel="sms",
+    ),
+    "the least busy on a message channel before the longest idle": Case(
+        MON,
+        (agent("cem", idle=90, sms=2), agent("ann", idle=5, sms=1)),
+        ("agent", "support", "ann"),
+        "skills",
+        ("ann", "least busy on sms"),
         channel="sms",
     ),
     "longest idle first": Case(

@@ -94,7 +94,6 @@ def test_sequence_number_orders_callbacks_within_twilios_one_second_resolution()
         ({"CallStatus": "completed", "CallDuration": "long"}, "CallDuration"),
         ({"CallStatus": "in-progress", "Timestamp": "yesterday"}, "Timestamp"),
         ({"CallStatus": "in-progress", "SequenceNumber": "x"}, "SequenceNumber"),
-        ({"CallStatus": "in-progress", "From": "not a number"}, "From"),
         ({"CallStatus": "in-progress", "CallSid": ""}, "CallSid"),
     ],
 )
@@ -105,10 +104,23 @@ def test_malformed_callbacks_name_the_field(params: dict[str, str], field: str) 
     assert field in caught.value.detail
 
 
-def test_a_withheld_callers_call_is_filed_under_the_call() -> None:
-    event = status(CallStatus="completed", CallDuration="5", From="anonymous")
+@pytest.mark.parametrize("caller", ["anonymous", "not a number", "12"])
+def test_a_withheld_or_unreadable_callers_call_is_filed_under_the_call(caller: str) -> None:
+    event = status(CallStatus="completed", CallDuration="5", From=caller)
     assert isinstance(event, CallEnded)
     assert event.party == "anonymous:CA1"
+
+
+def test_the_agent_leg_of_a_withheld_call_is_filed_under_the_customers_call() -> None:
+    event = status(
+        CallSid="CA2",
+        ParentCallSid="CA1",
+        From="anonymous",
+        To="client:agent_42",
+        CallStatus="in-progress",
+    )
+    assert isinstance(event, CallAnswered)
+    assert (event.party, event.call_id) == ("anonymous:CA1", "CA1")
 
 
 def _furthest(reports: list[str]) -> DeliveryStatus | None:

@@ -23,6 +23,10 @@ const CHANNEL_LABELS = {
 const DIRECTION_LABELS = { inbound: '← in', outbound: '→ out', internal: '—' };
 const LIVE_TEXT = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', offline: 'offline' };
 const FILE_PATH = /^\/v1\/files\/[0-9a-fA-F]{64}$/;
+// What the router and the desk tell an agent about messages and e-mails (docs/console.md).
+const WORK_KINDS = ['assigned', 'message', 'unassigned', 'queued'];
+// The desk's list lags the news by the time the contact takes to be recorded: read it again.
+const WORK_RELOAD_MS = [400, 1500, 4000];
 
 const state = { session: null, presence: null, customerId: null, card: null, pending: [], pollTimer: 0 };
 const pops = new Map(); // call_id -> {pop, el, timer}
@@ -140,6 +144,7 @@ function start(session) {
   $('#whoami').textContent = `${session.username} (${(session.roles || []).join(', ')})`;
   $('#supervisor-link').hidden = !(session.roles || []).some((r) => r === 'supervisor' || r === 'admin');
   loadMe();
+  loadWork();
   connectStream();
   $('#search').focus();
 }
@@ -152,6 +157,9 @@ function signedOut(message) {
   $('#pops-empty').hidden = false;
   $('#search-results').replaceChildren();
   $('#search-status').textContent = '';
+  $('#work-list').replaceChildren();
+  $('#work-status').textContent = '';
+  $('#work-empty').hidden = false;
   $('#search').value = '';
   closeCustomer();
   state.session = null;
@@ -241,6 +249,45 @@ async function changePresence(presence) {
   }
 }
 
+// ---- my conversations ----------------------------------------------------------------------
+
+const WORK_TEXT = {
+  assigned: (who) => `New ${who} assigned to you`,
+  message: (who) => `New message in your ${who}`,
+  unassigned: (who) => `Your ${who} was handed to someone else`,
+  queued: (who) => `A ${who} waits in queue`,
+};
+
+function workChanged(kind, item) {
+  const who = `${channelLabel(item.channel)} conversation with ${item.card ? nameOf(item.card) : item.party}`;
+  let text = WORK_TEXT[kind](who);
+  if (kind === 'queued' && item.target?.queue) text += ` ${item.target.queue}`;
+  if (kind === 'unassigned' && item.target?.agent) text = text.replace('someone else', item.target.agent);
+  $('#work-status').textContent = `${text} (${new Date(item.routed_at).toLocaleTimeString()})`;
+  for (const delay of WORK_RELOAD_MS) setTimeout(loadWork, delay);
+  if (item.customer_id && item.customer_id === state.customerId) {
+    loadTimeline();
+    loadConversations();
+  }
+}
+
+async function loadWork() {
+  if (!state.session) return;
+  let answer;
+  try {
+    answer = await api('GET', '/v1/agents/me/conversations');
+  } catch (err) {
+    report('Loading your conversations', err);
+    return;
+  }
+  const items = answer.items || [];
+  $('#work-empty').hidden = items.length > 0;
+  $('#work-list').replaceChildren(...items.map((c) => h('li', {},
+    h('button', { type: 'button', class: 'result', 'data-conversation-id': c.conversation_id,
+      onclick: () => openCustomer(c.customer_id) },
+    channelTag(c.channel), ` ${c.status} · opened `, timeEl(c.opened_at)))));
+}
+
 // ---- the live stream -----------------------------------------------------------------------
 
 function setLive(status, transport = '') {
@@ -316,7 +363,7 @@ function openEvents() {
   live.source = source;
   source.onopen = () => streamUp('sse');
   source.onmessage = (event) => receiveText(event.data);
-  for (const kind of ['hello', 'pop', 'pop.update', 'presence']) {
+  for (const kind of ['hello', 'pop', 'pop.update', 'presence', ...WORK_KINDS]) {
     source.addEventListener(kind, (event) => receiveText(event.data, kind));
   }
   source.onerror = () => {
@@ -338,7 +385,9 @@ function receiveText(text, kind) {
   }
   if (data && !data.kind && kind) {
     // An event whose data is the bare pop (or presence) rather than the whole message.
-    data = kind.startsWith('pop') ? { kind, pop: data } : { kind, ...data };
+    if (kind.startsWith('pop')) data = { kind, pop: data };
+    else if (WORK_KINDS.includes(kind)) data = { kind, item: data };
+    else data = { kind, ...data };
   }
   receive(data);
 }
@@ -359,6 +408,12 @@ function receive(message) {
       if (!message.agent || message.agent === state.session?.username) {
         showPresence(message.presence, message.since);
       }
+      break;
+    case 'assigned':
+    case 'message':
+    case 'unassigned':
+    case 'queued':
+      if (message.item) workChanged(message.kind, message.item);
       break;
     default:
       break; // a kind this page does not know yet
