@@ -39,6 +39,7 @@ from contracts.outbound import (
 from contracts.routing import (
     AgentPresenceChanged,
     ContactRouted,
+    OfferAnswered,
     RouteTarget,
     RoutingFacts,
     parse_presence,
@@ -81,6 +82,7 @@ __all__ = [
     "MessageReceived",
     "MessageSent",
     "MessageTemplate",
+    "OfferAnswered",
     "RouteTarget",
     "RoutingFacts",
     "SendMessage",

@@ -11,7 +11,7 @@ from contracts.delivery import DeliveryStatusChanged
 from contracts.envelope import InteractionEvent
 from contracts.errors import InputError
 from contracts.messages import MessageReceived, MessageSent
-from contracts.routing import ContactRouted
+from contracts.routing import ContactRouted, OfferAnswered
 
 __all__ = [
     "INTERACTION_TYPES",
@@ -33,7 +33,8 @@ Interaction = Annotated[
     | MessageSent
     | DeliveryStatusChanged
     | ConsentChanged
-    | ContactRouted,
+    | ContactRouted
+    | OfferAnswered,
     Field(discriminator="type"),
 ]
 

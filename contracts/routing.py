@@ -102,11 +102,36 @@ class ContactRouted(InteractionEvent):
     facts: RoutingFacts | None = Field(
         default=None, description="The caller's card as the router read it; none if unknown."
     )
+    offer_expires_at: UtcDatetime | None = Field(
+        default=None,
+        description="A message offered to the agent: they accept it (offer.answered.v1) before "
+        "then, or it is routed again without them. None: assigned at once (calls ring instead).",
+        examples=["2026-12-01T09:01:00Z"],
+    )
     from_agent: Name | None = Field(
         default=None,
         description="A hand-over at the desk: the agent who had the conversation (the contact "
         "is then the conversation's id, the attempt its version).",
         examples=["bob"],
+    )
+
+
+class OfferAnswered(InteractionEvent):
+    """An agent accepted or declined a message offered to them (``offer_expires_at``)."""
+
+    allowed_directions: ClassVar[frozenset[Direction]] = frozenset({Direction.inbound})
+
+    type: Literal["offer.answered.v1"] = "offer.answered.v1"
+    direction: Direction = direction_field(Direction.inbound)
+    contact_ref: Ref = Field(
+        description="The message offered: its provider_ref.", examples=["wamid.HBgL"]
+    )
+    attempt: int = Field(
+        ge=1, le=1_000_000, description="The attempt of the offer answered.", examples=[1]
+    )
+    agent: Name = Field(description="Who answered.", examples=["ann"])
+    accepted: bool = Field(
+        description="True: the agent takes it; false: declined.", examples=[True]
     )
 
 

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from contracts.deadletter import DeadLetter
 from contracts.interactions import INTERACTION_TYPES, Interaction
 from contracts.outbound import SendMessage
-from contracts.routing import AgentPresenceChanged, ContactRouted
+from contracts.routing import AgentPresenceChanged, ContactRouted, OfferAnswered
 from contracts.topics import (
     DEADLETTER_TOPIC,
     INTERACTIONS_TOPIC,
@@ -96,12 +96,14 @@ def asyncapi_document() -> dict[str, Any]:
     )
     broker.publisher(
         ROUTING_TOPIC,
-        schema=ContactRouted,
+        schema=ContactRouted | OfferAnswered,
         title="routing",
         description=(
             "Every routing decision: where an inbound contact went (an agent, a queue, "
             "voicemail, a callback), the rule that decided and why. The voice and CTI webhooks "
-            "publish a call's decision before they answer. The recorder files each decision in "
+            "publish a call's decision before they answer, the router service a message's (an "
+            "offer, when offer_expires_at is set, answered by offer.answered.v1). The recorder "
+            "files each decision and answer in "
             "the customer's history; every gateway instance reads the topic (without a consumer "
             f"group) to push screen pops to its connected agents. {_KEY_DOC}"
         ),

@@ -314,6 +314,9 @@ def summarize(payload: dict[str, Any]) -> str:
         return f"{line}: {reason}"[:160] if reason else line
     if kind == "contact.routed.v1":
         return f"Routed to {_target(payload.get('target') or {})}: {payload.get('reason')}"[:160]
+    if kind == "offer.answered.v1":
+        verb = "accepted" if payload.get("accepted") else "declined"
+        return f"{payload.get('agent')} {verb} the offer of this message"
     if kind == "consent.changed.v1":
         verb = "Opted in to" if payload.get("granted") else "Opted out of"
         return f"{verb} {payload.get('purpose')} on {channel} via {payload.get('source')}"
@@ -330,7 +333,7 @@ def _target(target: dict[str, Any]) -> str:
 
 
 # The hub's own doings about a contact, filed on the timeline but no contact themselves.
-_HUB_DOINGS = frozenset({"contact.routed.v1"})
+_HUB_DOINGS = frozenset({"contact.routed.v1", "offer.answered.v1"})
 
 
 def changes_for(events: Sequence[tuple[int, Any]]) -> TimelineChanges:

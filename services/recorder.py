@@ -92,10 +92,13 @@ class Recorder:
         topics: Sequence[str],
         deadletter_topic: str,
         group_id: str,
+        dead_letters: InteractionPublisher,
         batch_size: int = 1000,
         session_timeout_ms: int = 10000,
         client_id: str = "switchboard-recorder",
     ) -> None:
+        """``dead_letters``: the producer of dead letters (not yet started: ``run`` starts and
+        stops it, so a recorder and its producer are made for one run)."""
         self.history = history
         self.topics = list(topics)
         self.deadletter_topic = deadletter_topic
@@ -110,9 +113,7 @@ class Recorder:
             session_timeout_ms=session_timeout_ms,
             max_poll_interval_ms=300000,
         )
-        self.dead_letters = InteractionPublisher(
-            bootstrap, topic=deadletter_topic, client_id=f"{client_id}-deadletters"
-        )
+        self.dead_letters = dead_letters
         self._started = asyncio.Event()
         # Per partition: the epoch of the seek that took its position from the store.
         self._epochs: dict[TopicPartition, int] = {}

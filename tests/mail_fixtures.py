@@ -517,10 +517,11 @@ async def start_ingestion(hub_settings: Settings) -> AsyncIterator[StartIngestio
     async def start(*mailboxes: ImapMailbox, **options) -> RunningIngestion:
         await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
         options.setdefault("timing", FAST)
+        hub = bootstrap(hub_settings)
         ingestion = EmailIngestion(
             list(mailboxes),
-            bootstrap=hub_settings.kafka_bootstrap,
-            topic=hub_settings.interactions_topic,
+            # As the hub makes it, with this test's mailboxes and options.
+            publisher=lambda: hub.publisher(client_id="switchboard-email"),
             deadletter_topic=hub_settings.deadletter_topic,
             data_dir=hub_settings.data_dir,
             **options,

@@ -2,9 +2,9 @@
 
 What the composition root needs:
 
-- ``EmailIngestion(mailboxes, bootstrap=, topic=, deadletter_topic=, data_dir=)`` with
-  ``async run(stop)`` and ``await wait_started()``: reads every mailbox into the interactions
-  topic, dead-letters mail it cannot record.
+- ``EmailIngestion(mailboxes, publisher=, deadletter_topic=, data_dir=)`` with
+  ``async run(stop)`` and ``await wait_started()``: reads every mailbox into the publisher's
+  topic (``publisher`` makes one per run), dead-letters mail it cannot record.
 - ``EmailSender(SmtpConfig(...))``: the ``channels.outbound.Sender`` for ``Channel.email``.
 - ``ImapMailbox.from_mapping(dict)`` builds a mailbox from JSON settings.
 """

@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from channels.email.blobs import BlobStore, LocalBlobStore
@@ -84,8 +84,10 @@ class KafkaMailSink:
 
 
 class EmailIngestion:
-    """Reads every configured mailbox into ``topic`` until stopped.
+    """Reads every configured mailbox into the publisher's topic until stopped.
 
+    ``publisher`` makes the Kafka producer of one ``run`` (which starts and stops it): a
+    supervisor may run the ingestion again after Kafka was away, with a new producer.
     ``data_dir`` holds the checkpoints (``email-checkpoints.db``) and, unless another store is
     given, the attachment blobs (``blobs/``).
     """
@@ -94,28 +96,24 @@ class EmailIngestion:
         self,
         mailboxes: Sequence[ImapMailbox],
         *,
-        bootstrap: str,
-        topic: str,
+        publisher: Callable[[], InteractionPublisher],
         deadletter_topic: str,
         data_dir: Path,
         limits: MailLimits | None = None,
         timing: ImapTiming | None = None,
         blobs: BlobStore | None = None,
         checkpoints: CheckpointStore | None = None,
-        client_id: str = "switchboard-email",
     ) -> None:
         names = [m.name for m in mailboxes]
         if len(set(names)) != len(names):
             raise ValueError(f"mailbox names must be unique, got {names}")
         self.mailboxes = list(mailboxes)
-        self.bootstrap = bootstrap
-        self.topic = topic
+        self.publisher = publisher
         self.deadletter_topic = deadletter_topic
         self.limits = limits or MailLimits()
         self.timing = timing or ImapTiming()
         self.blobs = blobs or LocalBlobStore(Path(data_dir) / "blobs")
         self.checkpoints = checkpoints or SQLiteCheckpointStore(Path(data_dir) / CHECKPOINTS_FILE)
-        self.client_id = client_id
         self.ingesters: list[ImapIngester] = []
         self._started = asyncio.Event()
 
@@ -124,9 +122,7 @@ class EmailIngestion:
 
     async def run(self, stop: asyncio.Event) -> None:
         thread_stop = threading.Event()
-        async with InteractionPublisher(
-            self.bootstrap, topic=self.topic, client_id=self.client_id
-        ) as publisher:
+        async with self.publisher() as publisher:
             sink = KafkaMailSink(
                 publisher,
                 deadletter_topic=self.deadletter_topic,

@@ -137,6 +137,10 @@ class Hub:
             topics=[s.interactions_topic, s.routing_topic],
             deadletter_topic=s.deadletter_topic,
             group_id=s.recorder_group,
+            # Made with the recorder, for its one run (which starts and stops it).
+            dead_letters=self.publisher(
+                topic=s.deadletter_topic, client_id=f"{client_id}-deadletters"
+            ),
             batch_size=s.recorder_batch,
             session_timeout_ms=s.session_timeout_ms,
             client_id=client_id,
@@ -152,7 +156,9 @@ class Hub:
             senders=self.senders(),
             bootstrap=self.kafka,
             topic=s.outbound_topic,
-            interactions_topic=s.interactions_topic,
+            # Outcomes and dead letters; made with the dispatcher, for its one run (which
+            # starts and stops it).
+            interactions=self.publisher(client_id="switchboard-outbound"),
             deadletter_topic=s.deadletter_topic,
             group_id=s.outbound_group,
             retry_delays=retry_delays,
@@ -164,10 +170,11 @@ class Hub:
         configs = self.channels()
         if not configs.mailboxes:
             return None
+        self.kafka  # noqa: B018 -- no Kafka configured fails here, not at the first run
         return EmailIngestion(
             configs.mailboxes,
-            bootstrap=self.kafka,
-            topic=self.settings.interactions_topic,
+            # A producer per run: each run starts and stops its own (Kafka may be away).
+            publisher=lambda: self.publisher(client_id="switchboard-email"),
             deadletter_topic=self.settings.deadletter_topic,
             data_dir=self.settings.data_dir,
             timing=configs.imap_timing,
@@ -234,6 +241,8 @@ class Hub:
             ),
             publish=lambda event: routing.publish_routed(publisher, event),
             loads=view.assigned_load,
+            offers=routing.offers,
+            topic=s.interactions_topic,
         )
         self.message_routers.append(router)
         return router
@@ -312,6 +321,7 @@ class Hub:
                 agents=routing.agents,
                 publish_presence=lambda event: routing.publish_presence(publisher, event),
                 conversations_of=lambda agent: view.assigned_to(agent),
+                publish_answer=lambda event: routing.publish_answer(publisher, event),
             )
         )
         desk.include_router(supervisor_router(routing.floor))

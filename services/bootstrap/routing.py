@@ -17,6 +17,7 @@ from channels.webhooks import confirmed
 from contracts import (
     AgentPresenceChanged,
     ContactRouted,
+    OfferAnswered,
     RouteTarget,
     SendMessage,
     dump_command,
@@ -31,6 +32,7 @@ from services.gateway.floor import Floor
 from services.gateway.pops import PopBoard
 from services.router.board import AgentBoard
 from services.router.feed import RoutingFeed
+from services.router.offers import OfferBook
 from services.router.service import ReloadingConfig, Router
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Routing:
     floor: Floor
     config: ReloadingConfig | None
     router: Router | None
+    offers: OfferBook
 
     def serves(self, agent: str) -> list[str]:
         return [] if self.config is None else self.config.current.serves(agent)
@@ -76,7 +79,13 @@ class Routing:
             lookback_s=max(300.0, (now - midnight).total_seconds()),
         )
         feed.handlers.presence.append(self.board.presence_changed)
-        feed.handlers.routed += [self.board.routed, self.pops.routed, self.floor.routed]
+        feed.handlers.routed += [
+            self.board.routed,
+            self.offers.routed,
+            self.pops.routed,
+            self.floor.routed,
+        ]
+        feed.handlers.answered += [self.offers.answered, self.pops.answered]
         feed.handlers.calls += [self.board.call_event, self.pops.call_event, self.floor.call_event]
         return feed
 
@@ -93,12 +102,21 @@ class Routing:
             what=f"presence of {event.agent}",
         )
 
-    async def publish_routed(self, publisher: InteractionPublisher, event: ContactRouted) -> None:
+    async def publish_routed(
+        self, publisher: InteractionPublisher, event: ContactRouted | OfferAnswered
+    ) -> None:
         await confirmed(
             publisher.publish(event, topic=self.settings.routing_topic),
             timeout_s=PUBLISH_TIMEOUT_S,
             what=f"routing of {event.contact_ref}",
         )
+
+    async def publish_answer(self, publisher: InteractionPublisher, event: OfferAnswered) -> None:
+        """An agent's answer to an offer: on Kafka (the router of its partition acts on it, the
+        recorder files it, the desk assigns an accepted one), and at once on this instance."""
+        await self.publish_routed(publisher, event)
+        self.offers.answered(event)
+        self.pops.answered(event)
 
     async def handed_over(
         self,
@@ -173,6 +191,7 @@ def build_routing(settings: Settings, view: TimelineView) -> Routing:
         ),
         config=config,
         router=None if config is None else Router(config, board, view),
+        offers=OfferBook(),
     )
     board.on_presence.append(routing.pops.presence)
     return routing

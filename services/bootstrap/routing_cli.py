@@ -90,4 +90,11 @@ def summary(config: RoutingConfig, *, source: str) -> list[str]:
     )
     lines.append(f"no rule matched: the caller's language, else queue {config.default_queue}")
     lines.append(f"{affinity}; an offer rings {config.offer_timeout_s:g} s, then the next agent")
+    if config.message_offer_timeout_s:
+        lines.append(
+            f"messages are offered: {config.message_offer_timeout_s:g} s to accept, "
+            "then the next agent"
+        )
+    else:
+        lines.append("messages are given to the agent at once (no offer)")
     return lines

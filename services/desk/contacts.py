@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.domain.conversation_rules import ROUTER
 from services.domain.customer import Customer
 from services.domain.desk import Contact
 
-ROUTER = "router"  # who the desk says assigned a conversation the router gave an agent
 HANDED_OVER = "handed-over"  # the rule of a routing decision made by a person at the desk
 
 
@@ -42,21 +42,28 @@ class RoutedMessage:
     contact_key: str  # the routed contact's dedupe key, as ``contact_of`` gives it
     agent: str
     reason: str
+    by: str = ROUTER
 
 
 def routed_to_agent(recorded: Customer.InteractionRecorded) -> RoutedMessage | None:
-    """A recorded routing decision that gives a message to an agent (calls are answered,
-    not assigned; a hand-over made at the desk is in the desk already)."""
-    if recorded.interaction_type != "contact.routed.v1" or recorded.channel == "voice":
+    """A recorded decision that gives a message to an agent: the router's (not an offer, which
+    waits for its answer), or an agent accepting an offer.  Calls are answered, not assigned;
+    a hand-over made at the desk is in the desk already."""
+    kind = recorded.interaction_type
+    if kind not in ("contact.routed.v1", "offer.answered.v1") or recorded.channel == "voice":
         return None
     payload = recorded.payload
+    key = f"message.received.v1|{recorded.channel}|{payload['contact_ref']}"
+    if kind == "offer.answered.v1":
+        if not payload.get("accepted"):
+            return None
+        agent = str(payload["agent"])
+        return RoutedMessage(key, agent, reason=f"{agent} accepted the offer", by=agent)
     target = payload.get("target") or {}
     if target.get("kind") != "agent" or not target.get("agent"):
         return None
     if payload.get("rule") == HANDED_OVER:
         return None  # made at the desk, where it is saved already
-    return RoutedMessage(
-        contact_key=f"message.received.v1|{recorded.channel}|{payload['contact_ref']}",
-        agent=str(target["agent"]),
-        reason=str(payload.get("reason") or ""),
-    )
+    if payload.get("offer_expires_at"):
+        return None  # offered: the agent's answer assigns it
+    return RoutedMessage(key, str(target["agent"]), reason=str(payload.get("reason") or ""))

@@ -30,7 +30,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
 from projections.follower import Follower, NewEvents
-from services.desk.contacts import ROUTER, contact_of, routed_to_agent
+from services.desk.contacts import contact_of, routed_to_agent
 from services.desk.store import load_or_start_desk, save_desks
 from services.domain.customer import Customer
 from services.domain.desk import ConversationIndex, CustomerDesk
@@ -145,7 +145,7 @@ class DeskFollower(Follower):
             routed = routed_to_agent(to_domain(notification))
             if routed is not None:
                 desk.assign_routed(
-                    routed.contact_key, routed.agent, by=ROUTER, reason=routed.reason
+                    routed.contact_key, routed.agent, by=routed.by, reason=routed.reason
                 )
             else:
                 desk.record_contact(contact, quiet_gap=self.quiet_gap)

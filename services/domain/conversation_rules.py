@@ -26,9 +26,12 @@ MAX_THREAD_KEYS = 50  # the newest Message-IDs of a thread: enough to find any l
 MAX_CALL_IDS = 10
 MAX_NOTE_CHARS = 10_000
 SYSTEM = "system"
+ROUTER = "router"  # who the desk says assigned a conversation the router gave an agent
 
 # Not contacts: they say something about a contact (or the customer), they are none.
-NOT_CONTACTS = frozenset({"delivery.status.v1", "consent.changed.v1", "contact.routed.v1"})
+NOT_CONTACTS = frozenset(
+    {"delivery.status.v1", "consent.changed.v1", "contact.routed.v1", "offer.answered.v1"}
+)
 
 
 class Status(StrEnum):

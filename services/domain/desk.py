@@ -25,6 +25,7 @@ from services.domain.conversation_rules import (
     MAX_NOTE_CHARS,
     MAX_THREAD_KEYS,
     NOT_CONTACTS,
+    ROUTER,
     SYSTEM,
     TRANSITIONS,
     Contact,
@@ -275,6 +276,12 @@ class CustomerDesk(Aggregate):
             return  # decided on a contact of a conversation that is over: nothing to take
         if current.status == Status.assigned and current.assignee == agent:
             return  # the agent has it already (a follow-up in their conversation)
+        if by == ROUTER and current.assignee and current.assignee != agent:
+            changed_by = self._conversations[str(current.conversation_id)].get("changed_by")
+            if changed_by not in (ROUTER, SYSTEM):
+                # A person gave it to someone (a hand-over, an accepted offer): the router's
+                # decision, maybe recorded after that, does not take it back.
+                return
         self._change_status(
             customer_id=self.customer_id,
             conversation_id=current.conversation_id,
@@ -421,6 +428,7 @@ class CustomerDesk(Aggregate):
         state = self._conversations[str(conversation_id)]
         state["status"] = to_status
         state["assignee"] = assignee
+        state["changed_by"] = by
         state["version"] += 1
 
     @event(AssignmentAwaited)

@@ -8,6 +8,8 @@ gets their pop from whichever gateway they are connected to, whichever instance 
 - Answered, ended and missed update the pop for the same agents.  Routed again (the offer was
   not taken in time, the queue overflowed), the agents who no longer get it see it missed.
 - A console that (re)connects first gets every pop still ringing for its agent.
+- A message offered to an agent (``offer_expires_at``) is ``offer`` to them, with the card, until
+  they answer it or it runs out (``offer.over``); a reconnecting console gets its open offers.
 - Messages and e-mails are assigned, not rung: the agent is told ``assigned`` (with the card),
   ``message`` (a follow-up in a conversation they have), ``unassigned`` (handed to someone
   else), and the queue's agents ``queued``; their list is the desk's
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from contracts import AgentPresenceChanged, ContactRouted
+from contracts import AgentPresenceChanged, ContactRouted, OfferAnswered
 from contracts.calls import CallEvent
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ class PopBoard:
         self.delivered = 0
         self._pruned = 0.0
         self._told: OrderedDict[tuple[str, int], None] = OrderedDict()  # messages pushed
+        self._offered: dict[str, tuple[str, dict[str, Any]]] = {}  # ref -> (agent, offer)
 
     # -- consoles ----------------------------------------------------------------------
 
@@ -134,6 +137,10 @@ class PopBoard:
         for pop in self.pops.values():
             if agent in pop.recipients and pop.state not in _FINAL:
                 stream.put({"kind": "pop", "pop": pop.out()})
+        now = datetime.now(UTC)
+        for who, item in list(self._offered.values()):
+            if who == agent and datetime.fromisoformat(item["offer_expires_at"]) > now:
+                stream.put({"kind": "offer", "item": item})
         return stream
 
     def disconnect(self, stream: AgentStream) -> None:
@@ -216,18 +223,53 @@ class PopBoard:
             "reason": event.reason,
             "routed_at": event.occurred_at.isoformat(),
         }
+        if event.offer_expires_at is not None and target.agent:
+            item["offer_expires_at"] = event.offer_expires_at.isoformat()
+            item["attempt"] = event.attempt
+            await self._with_card(item, event)
+            before = self._offered.get(event.contact_ref)
+            if before is not None and before[0] != target.agent:
+                self._send({before[0]}, {"kind": "offer.over", "item": before[1]})
+            self._offered[event.contact_ref] = (target.agent, item)
+            self._send({target.agent}, {"kind": "offer", "item": item})
+            return
+        if (before := self._offered.pop(event.contact_ref, None)) is not None:
+            self._send({before[0]}, {"kind": "offer.over", "item": before[1]})
         if target.kind == "agent" and target.agent:
             kind = "message" if event.rule == "conversation" else "assigned"
-            if kind == "assigned" and event.customer_id is not None:
-                try:
-                    item["card"] = await self.card_of(event.customer_id)
-                except Exception:  # the news goes out without the card rather than not at all
-                    log.exception("pops: the card of %s could not be read", event.customer_id)
+            if kind == "assigned":
+                await self._with_card(item, event)
             self._send({target.agent}, {"kind": kind, "item": item})
             if event.from_agent and event.from_agent != target.agent:
                 self._send({event.from_agent}, {"kind": "unassigned", "item": item})
         elif target.kind == "queue" and target.queue:
             self._send(self.agents_of_queue(target.queue), {"kind": "queued", "item": item})
+
+    async def _with_card(self, item: dict[str, Any], event: ContactRouted) -> None:
+        if event.customer_id is None:
+            return
+        try:
+            item["card"] = await self.card_of(event.customer_id)
+        except Exception:  # the news goes out without the card rather than not at all
+            log.exception("pops: the card of %s could not be read", event.customer_id)
+
+    def answered(self, event: OfferAnswered) -> None:
+        """An offer answered (on any gateway): the agent's other consoles drop it."""
+        offered = self._offered.get(event.contact_ref)
+        if offered is None or offered[0] != event.agent or offered[1]["attempt"] != event.attempt:
+            return
+        del self._offered[event.contact_ref]
+        item = {**offered[1], "accepted": event.accepted}
+        self._send({event.agent}, {"kind": "offer.over", "item": item})
+
+    def offer_for(self, agent: str, contact_ref: str, attempt: int) -> dict[str, Any] | None:
+        """The open offer ``agent`` may answer, or None (over, or not theirs)."""
+        offered = self._offered.get(contact_ref)
+        if offered is None or offered[0] != agent or offered[1]["attempt"] != attempt:
+            return None
+        if datetime.fromisoformat(offered[1]["offer_expires_at"]) <= datetime.now(UTC):
+            return None
+        return offered[1]
 
     def call_event(self, event: CallEvent) -> None:
         pop = self.pops.get(event.call_id)
@@ -263,6 +305,13 @@ class PopBoard:
         if now - self._pruned < every_s:
             return
         self._pruned = now
+        gone = datetime.now(UTC).timestamp() - self.linger_s
+        for ref in [
+            ref
+            for ref, (_, item) in self._offered.items()
+            if datetime.fromisoformat(item["offer_expires_at"]).timestamp() < gone
+        ]:
+            del self._offered[ref]  # ran out a while ago and nobody routed it again (yet)
         for ref in [
             ref
             for ref, pop in self.pops.items()

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
-from contracts import AgentPresenceChanged
+from contracts import AgentPresenceChanged, OfferAnswered
 from projections.timeline import AgentConversation
 from services.gateway.floor import Floor
 from services.gateway.pops import AgentStream, PopBoard
@@ -51,6 +51,20 @@ class AgentsOut(BaseModel):
     agents: list[AgentOut]
 
 
+class OfferAnswer(BaseModel):
+    contact_ref: str = Field(
+        min_length=1, max_length=512, description="The message offered", examples=["wamid.HBgL"]
+    )
+    attempt: int = Field(ge=1, le=1_000_000, description="The offer's attempt", examples=[1])
+    accept: bool = Field(description="true: take it; false: decline (it goes to the next agent)")
+
+
+class OfferAnswerOut(BaseModel):
+    contact_ref: str
+    attempt: int
+    accepted: bool
+
+
 class MyConversation(BaseModel):
     conversation_id: UUID
     customer_id: UUID
@@ -72,6 +86,7 @@ def agents_router(
     agents: Callable[[], list[str]],
     publish_presence: Callable[[AgentPresenceChanged], Awaitable[None]],
     conversations_of: Callable[[str], list[AgentConversation]] | None = None,
+    publish_answer: Callable[[OfferAnswered], Awaitable[None]] | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -113,6 +128,39 @@ def agents_router(
                 )
                 for c in found
             ],
+        )
+
+    @router.post(
+        "/me/offers",
+        response_model=OfferAnswerOut,
+        responses={
+            404: {
+                "description": "No such offer is open for you (answered, run out, or "
+                "routed to someone else)."
+            },
+            503: {"description": "Kafka did not confirm the answer; try again."},
+        },
+    )
+    async def answer_offer(answer: OfferAnswer, request: Request) -> OfferAnswerOut:
+        """Accept or decline a message offered to you (the stream's ``offer``).  Accepted, the
+        conversation is yours; declined, it goes to the next agent at once."""
+        name = request.state.caller.username
+        offered = pops.offer_for(name, answer.contact_ref, answer.attempt)
+        if offered is None or publish_answer is None:
+            raise HTTPException(404, f"no open offer of {answer.contact_ref} for {name}")
+        event = OfferAnswered(
+            channel=offered["channel"],
+            party=offered["party"],
+            contact_ref=answer.contact_ref,
+            provider_ref=f"{answer.contact_ref}:answered:{answer.attempt}",
+            occurred_at=datetime.now(UTC),
+            attempt=answer.attempt,
+            agent=name,
+            accepted=answer.accept,
+        )
+        await publish_answer(event)
+        return OfferAnswerOut(
+            contact_ref=answer.contact_ref, attempt=answer.attempt, accepted=answer.accept
         )
 
     @router.put(

@@ -58,6 +58,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/files/{sha256}"): READ_CUSTOMERS,
     ("GET", "/v1/agents/me"): WORK_THE_DESK,
     ("GET", "/v1/agents/me/conversations"): WORK_THE_DESK,
+    ("POST", "/v1/agents/me/offers"): WORK_THE_DESK,
     ("PUT", "/v1/agents/me/presence"): WORK_THE_DESK,
     ("GET", "/v1/agents/me/events"): WORK_THE_DESK,
     ("WEBSOCKET", "/v1/agents/me/stream"): WORK_THE_DESK,

@@ -66,12 +66,15 @@ class OutboundDispatcher:
         senders: Mapping[Channel, Sender],
         bootstrap: str,
         topic: str,
-        interactions_topic: str,
+        interactions: InteractionPublisher,
         deadletter_topic: str,
         group_id: str,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         session_timeout_ms: int = 10000,
     ) -> None:
+        """``interactions``: the producer of the outcomes (on the interactions topic) and of
+        dead letters, not yet started: ``run`` starts and stops it, as it closes the senders,
+        so a dispatcher, its producer and its senders are made for one run."""
         self.history = history
         self.ledger = ledger
         self.senders = dict(senders)
@@ -89,9 +92,7 @@ class OutboundDispatcher:
             # A slow provider with retries can hold one command for ~15 s; leave room.
             max_poll_interval_ms=600000,
         )
-        self.interactions = InteractionPublisher(
-            bootstrap, topic=interactions_topic, client_id="switchboard-outbound"
-        )
+        self.interactions = interactions
         self._started = asyncio.Event()
 
     async def wait_started(self) -> None:

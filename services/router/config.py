@@ -281,6 +281,13 @@ class RoutingConfig(_Model):
     default_queue: str = Field(description="where a contact goes when nothing else decides")
     last_agent_hours: float = Field(72, ge=0, description="last-agent affinity window; 0: off")
     offer_timeout_s: float = Field(20, gt=0, description="how long an offer rings an agent")
+    message_offer_timeout_s: float = Field(
+        0,
+        ge=0,
+        le=86_400,
+        description="messages and e-mails: how long an agent has to accept one offered to "
+        "them before it goes to the next; 0: given to the agent at once",
+    )
     queues: dict[str, Annotated[Queue, BeforeValidator(lambda v: {} if v is None else v)]]
     agents: dict[str, Agent] = {}
     rules: list[Rule] = []

@@ -27,6 +27,7 @@ from contracts import (
     AgentPresenceChanged,
     ContactRouted,
     InvalidInteraction,
+    OfferAnswered,
     parse_interaction,
     parse_presence,
 )
@@ -49,6 +50,7 @@ _CALL_TYPES = re.compile(rb'"type"\s*:\s*"(?:call|voicemail)\.|\\u')
 class FeedStats:
     presence: int = 0
     routed: int = 0
+    answers: int = 0
     calls: int = 0
     unreadable: int = 0
     caught_up: bool = False
@@ -58,6 +60,7 @@ class FeedStats:
 class FeedHandlers:
     presence: list[Callable[[AgentPresenceChanged], object]] = field(default_factory=list)
     routed: list[Callable[[ContactRouted], object]] = field(default_factory=list)
+    answered: list[Callable[[OfferAnswered], object]] = field(default_factory=list)
     calls: list[Callable[[CallEvent], object]] = field(default_factory=list)
 
 
@@ -143,10 +146,14 @@ class RoutingFeed:
                 handlers: list = self.handlers.presence
             elif record.topic == self.routing_topic:
                 event = parse_interaction(value)
-                if not isinstance(event, ContactRouted):
+                if isinstance(event, OfferAnswered):
+                    self.stats.answers += 1
+                    handlers = self.handlers.answered
+                elif isinstance(event, ContactRouted):
+                    self.stats.routed += 1
+                    handlers = self.handlers.routed
+                else:
                     return
-                self.stats.routed += 1
-                handlers = self.handlers.routed
             else:
                 if _CALL_TYPES.search(value) is None:
                     return

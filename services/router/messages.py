@@ -24,6 +24,13 @@ What the decision counts:
 - messages older than ``MAX_AGE`` (a new group reading a topic's backlog) are not routed: a
   week-old chat offered to an agent helps nobody; it waits in the desk as an open conversation.
 
+Offers (``message_offer_timeout_s`` in the routing file): a message given to an agent is an
+offer until they accept it (``offer.answered.v1``, which assigns the conversation); declined or
+run out, the router that owns the contact's partition *now* routes it again without them
+(attempt + 1, having waited since the first decision, so a queue's overflow applies).  Which
+offers are open comes from the ``OfferBook`` every instance fills from ``sb.routing.v1``, so a
+router that takes a partition over from a dead one carries on with its offers.
+
 A record that does not parse is passed over here: the recorder dead-letters it.
 """
 
@@ -38,11 +45,19 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.partitioner import DefaultPartitioner
 
-from contracts import ContactRouted, InvalidInteraction, RouteTarget, parse_interaction
+from contracts import (
+    ContactRouted,
+    InvalidInteraction,
+    RouteTarget,
+    identity_of,
+    parse_interaction,
+)
 from contracts.messages import MessageReceived
 from services.router.board import AgentBoard
 from services.router.decide import AgentState, Presence
+from services.router.offers import Offer, OfferBook
 from services.router.service import Known, Router
 
 log = logging.getLogger(__name__)
@@ -51,6 +66,8 @@ MAX_AGE = timedelta(hours=24)
 SETTLE_S = 5.0  # how long a decision of ours counts on top of the view's loads
 LOADS_EVERY_S = 0.5  # the view's loads are read again at most this often
 _MARKER = b'"message.received.v1"'
+# Kafka's default partitioner (murmur2 of the key): the partition a person's records are in.
+_PARTITIONER = DefaultPartitioner()
 
 Loads = Mapping[str, Mapping[str, int]]  # agent -> channel -> conversations assigned
 
@@ -61,6 +78,8 @@ class RouterStats:
     to_agent: int = 0
     kept: int = 0  # follow-ups routed to the agent who has the conversation
     queued: int = 0
+    reoffered: int = 0  # offers declined or run out, routed again
+    waiting: int = 0  # follow-ups of a message offered to an agent now
     too_old: int = 0
     unreadable: int = 0
 
@@ -73,9 +92,13 @@ class MessageRouter:
         consumer: Callable[[], AIOKafkaConsumer],
         publish: Callable[[ContactRouted], Awaitable[object]],
         loads: Callable[[], Loads],
+        offers: OfferBook | None = None,
+        topic: str = "",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.router = router
+        self.offers = offers or OfferBook()
+        self.topic = topic  # the interactions topic: whose partitions say which offers are ours
         self.board: AgentBoard = router.board
         self._consumer = consumer
         self._publish = publish
@@ -98,6 +121,7 @@ class MessageRouter:
                     for record in records:
                         await self._handle(record)
                     await _commit(consumer, tp, records[-1].offset + 1)
+                await self.offer_again(len(consumer.partitions_for_topic(self.topic) or ()))
         finally:
             await consumer.stop()
 
@@ -123,16 +147,24 @@ class MessageRouter:
             self.stats.too_old += 1
             return
         decision = await self.decide(event)
+        if decision is None:
+            self.stats.waiting += 1
+            return
         await self._publish(decision)
+        self.offers.routed(decision)  # after Kafka has it: the book holds what was published
         self.stats.routed += 1
         if decision.target.kind == "agent":
             self.stats.to_agent += 1
         else:
             self.stats.queued += 1
 
-    async def decide(self, message: MessageReceived) -> ContactRouted:
-        """Where ``message`` goes: to the agent who has its conversation, else by the rules."""
+    async def decide(self, message: MessageReceived) -> ContactRouted | None:
+        """Where ``message`` goes: to the agent who has its conversation, else by the rules;
+        None: a message of the customer is offered to an agent now, this one waits with it
+        (the conversation is theirs once they accept)."""
         router = self.router
+        if self.offers.offered_chat(str(message.channel), message.party, self.clock()):
+            return None
         known: Known = await asyncio.to_thread(router.known, message.party)
         channel = str(message.channel)
         keeper = self._keeper(known, channel)
@@ -147,9 +179,50 @@ class MessageRouter:
             dialled=message.endpoint,
             agents=await self._agents(),
         )
-        if decision.target.kind == "agent" and decision.target.agent:
-            self._given.append((time.monotonic(), decision.target.agent, channel))
+        return self._given_out(decision)
+
+    def _given_out(self, decision: ContactRouted) -> ContactRouted:
+        """Count a decision for its agent, and make it an offer when offers are on."""
+        agent = decision.target.agent
+        if decision.target.kind != "agent" or not agent:
+            return decision
+        self._given.append((time.monotonic(), agent, str(decision.channel)))
+        timeout = self.router.config.message_offer_timeout_s
+        if timeout > 0:
+            expires = decision.occurred_at + timedelta(seconds=timeout)
+            decision = decision.model_copy(update={"offer_expires_at": expires})
         return decision
+
+    async def offer_again(self, partitions: int) -> None:
+        """Route again the offers of our partitions that were declined or ran out."""
+        if not partitions:
+            return
+        mine = self.assigned
+        for offer in self.offers.due(self.clock()):
+            key = identity_of(offer.decision.party).encode()
+            if _PARTITIONER(key, list(range(partitions)), []) not in mine:
+                continue  # another router's (or nobody's until the group settles)
+            again = await self._route_again(offer)
+            await self._publish(again)
+            self.offers.routed(again)
+            self.stats.reoffered += 1
+
+    async def _route_again(self, offer: Offer) -> ContactRouted:
+        last = offer.decision
+        known: Known = await asyncio.to_thread(self.router.known, last.party)
+        now = self.clock()
+        decision = self.router.route(
+            channel=str(last.channel),
+            party=last.party,
+            contact_ref=last.contact_ref,
+            known=known,
+            dialled=last.endpoint,
+            attempt=last.attempt + 1,
+            exclude={*offer.declined, offer.agent},
+            waited_s=max(0.0, (now - offer.first_at).total_seconds()),
+            agents=await self._agents(),
+        )
+        return self._given_out(decision)
 
     def _keeper(self, known: Known, channel: str) -> str | None:
         """The agent who has the customer's open conversation on ``channel``, if they are

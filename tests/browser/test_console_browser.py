@@ -46,6 +46,7 @@ CALLER = "+4930123456789"
 ROUTING = """
 default_queue: support
 offer_timeout_s: 20
+message_offer_timeout_s: 60
 queues:
   support:
     languages: [en, de]
@@ -209,8 +210,8 @@ async def test_a_ringing_call_pops_on_the_right_agents_page_and_she_works_it(
             await playwright_api.expect(ben.pop(second)).to_be_visible(timeout=WAIT_MS)
             assert await ben.pop(first).count() == 0
 
-            # A WhatsApp message goes to ben, the one agent free: his page says so and his
-            # list of conversations shows it.
+            # A WhatsApp message is offered to ben, the one agent free: he accepts it on his
+            # page, and his list of conversations shows it.
             async with InteractionPublisher(
                 settings.kafka_bootstrap, topic=settings.interactions_topic
             ) as publisher:
@@ -223,9 +224,14 @@ async def test_a_ringing_call_pops_on_the_right_agents_page_and_she_works_it(
                         body="Is my order on its way?",
                     )
                 )
+            offer = ben.page.locator('#offer-list li[data-contact-ref="wamid.console-1"]')
+            await playwright_api.expect(offer).to_contain_text(
+                "WhatsApp from whatsapp:+4930999000111", timeout=WAIT_MS
+            )
+            await offer.locator('button[data-action="accept"]').click()
+            await playwright_api.expect(offer).to_have_count(0)
             await playwright_api.expect(ben.page.locator("#work-status")).to_contain_text(
-                "WhatsApp conversation with whatsapp:+4930999000111 assigned to you",
-                timeout=WAIT_MS,
+                "is yours", timeout=WAIT_MS
             )
             await playwright_api.expect(ben.page.locator("#work-list li")).to_have_count(
                 1, timeout=WAIT_MS

@@ -9,17 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from channels.publishing import InteractionPublisher
-from channels.voice import CtiConfig, cti_router
 from contracts import AgentPresenceChanged
-from services.bootstrap.bootstrap import bootstrap
+from projections.timeline import TimelineView
+from services.bootstrap.bootstrap import Hub, bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.recorder import Recorder
-from services.router.board import AgentBoard
-from services.router.config import parse_routing_config
-from services.router.service import Router
 from tests.helpers import eventually, recorded_refs, records_in, timeline_follower
 
 TOKEN = "cti-token-0123456789abcdef"
@@ -35,17 +33,26 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'history.db'}"
 
 
-def cti_app(publisher: InteractionPublisher) -> FastAPI:
+def cti_hub(settings: Settings, **more: object) -> Hub:
+    """The hub of a phone system's installation: the CTI token set, national numbers German."""
+    update = {"cti_token": SecretStr(TOKEN), "default_region": "DE", **more}
+    return bootstrap(settings.model_copy(update=update))
+
+
+def cti_app(hub: Hub, publisher: InteractionPublisher, view: TimelineView | None = None) -> FastAPI:
+    """The hub's webhooks (only the CTI one is configured), without the rest of its API."""
     app = FastAPI()
-    app.include_router(
-        cti_router(publisher=publisher, config=CtiConfig(token=TOKEN, default_region="DE"))
-    )
+    directory = view if view is not None else hub.timeline_view()
+    for router in hub.webhook_routers(publisher=publisher, directory=directory):
+        app.include_router(router)
     return app
 
 
 @pytest.fixture
-async def pbx(publisher: InteractionPublisher) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=cti_app(publisher))
+async def pbx(
+    hub_settings: Settings, publisher: InteractionPublisher
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=cti_app(cti_hub(hub_settings), publisher))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
         yield c
 
@@ -265,9 +272,11 @@ async def test_a_withheld_callers_call_is_recorded_under_the_call(
     )
 
 
-def test_the_openapi_document_describes_json_and_form_bodies_and_the_bearer_token() -> None:
+def test_the_openapi_document_describes_json_and_form_bodies_and_the_bearer_token(
+    tmp_path: Path,
+) -> None:
     dead = InteractionPublisher("127.0.0.1:1")
-    spec = cti_app(dead).openapi()
+    spec = cti_app(cti_hub(Settings(data_dir=tmp_path)), dead).openapi()
     operation = spec["paths"][PATH]["post"]
     content = operation["requestBody"]["content"]
     assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
@@ -279,27 +288,25 @@ def test_the_openapi_document_describes_json_and_form_bodies_and_the_bearer_toke
 
 
 async def test_a_routed_new_call_names_its_target_and_the_decision_is_recorded(
-    hub_settings: Settings, running_recorder: Recorder, publisher: InteractionPublisher
+    hub_settings: Settings,
+    running_recorder: Recorder,
+    publisher: InteractionPublisher,
+    tmp_path: Path,
 ) -> None:
-    config = parse_routing_config(
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
         "default_queue: support\nqueues:\n  support: {}\n"
         "agents:\n  ann: {queues: [support]}\n  ben: {queues: [support]}\n"
     )
-    board = AgentBoard()
-    board.presence_changed(
+    hub = cti_hub(hub_settings, routing_config=routing)
+    view = hub.timeline_view()
+    # As the routing feed would tell the router's board from the presence topic.
+    hub.routing(view).board.presence_changed(
         AgentPresenceChanged(
             agent="ben", presence="available", occurred_at=datetime.now(UTC), by="ben"
         )
     )
-    app = FastAPI()
-    app.include_router(
-        cti_router(
-            publisher=publisher,
-            config=CtiConfig(token=TOKEN, default_region="DE"),
-            router=Router(config, board, bootstrap(hub_settings).timeline_view()),
-            routing_topic=hub_settings.routing_topic,
-        )
-    )
+    app = cti_app(hub, publisher, view)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as pbx:
         call = {"event": "newCall", "call_id": "77.1", "direction": "inbound"}

@@ -266,3 +266,61 @@ async def test_a_follow_up_stays_with_its_agent_and_a_hand_over_reaches_both_con
             return [i["conversation_id"] for i in answer.json()["items"]] == [conversation_id]
 
         await eventually(ben_has_it, timeout=30, what="ben's list to show the conversation")
+
+
+async def test_an_offer_nobody_takes_moves_on_and_the_agent_who_accepts_gets_it(
+    settings: Settings, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    offering = tmp_path / "offering.yaml"
+    offering.write_text(ROUTING.replace("queues:\n", "message_offer_timeout_s: 3\nqueues:\n", 1))
+    settings = settings.model_copy(update={"routing_config": offering})
+    hub = bootstrap(settings)
+    async with (
+        gateway(settings, (*GATEWAY, "router"), hub=hub) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        InteractionPublisher(
+            settings.kafka_bootstrap, topic=settings.interactions_topic
+        ) as publisher,
+    ):
+        await set_presence(client, tokens["ann"], "available")
+        await set_presence(client, tokens["ben"], "available")
+        await routing_partitions(hub)
+        async with console(url, tokens["ann"]) as ann, console(url, tokens["ben"]) as ben:
+            await publisher.publish(text("wamid.offer", "whatsapp:+4930300000001"))
+            first = (await ann.next("offer"))["item"]  # ann has been free longest
+            assert (first["contact_ref"], first["attempt"]) == ("wamid.offer", 1)
+            assert first["offer_expires_at"]
+
+            # ann lets it run out: it goes to ben, and leaves ann's console
+            second = (await ben.next("offer", timeout=30))["item"]
+            assert second["attempt"] == 2
+            assert (await ann.next("offer.over"))["item"]["contact_ref"] == "wamid.offer"
+
+            def answer(who: str, attempt: int) -> Any:
+                return client.post(
+                    "/v1/agents/me/offers",
+                    json={"contact_ref": "wamid.offer", "attempt": attempt, "accept": True},
+                    headers={"Authorization": f"Bearer {tokens[who]}"},
+                )
+
+            assert (await answer("ann", 1)).status_code == 404  # over
+            taken = await answer("ben", 2)
+            assert taken.status_code == 200, taken.text
+            assert taken.json()["accepted"] is True
+            assert (await answer("ben", 2)).status_code == 404  # answered already
+
+        bens = {"Authorization": f"Bearer {tokens['ben']}"}
+
+        async def ben_has_it() -> bool:
+            answer = await client.get("/v1/agents/me/conversations", headers=bens)
+            return len(answer.json()["items"]) == 1
+
+        await eventually(ben_has_it, timeout=30, what="ben's list to show the conversation")
+        decisions, assignments = recorded(hub)
+        offers = sorted(
+            (d.payload["attempt"], d.payload["target"]["agent"])
+            for d in decisions
+            if d.payload["contact_ref"] == "wamid.offer"
+        )
+        assert offers == [(1, "ann"), (2, "ben")]
+        assert [(a.assignee, a.by) for a in assignments] == [("ben", "ben")]

@@ -27,6 +27,7 @@ from contracts import (
     InvalidInteraction,
     MessageReceived,
     MessageSent,
+    OfferAnswered,
     RouteTarget,
     RoutingFacts,
     VoicemailRecorded,
@@ -115,6 +116,16 @@ SAMPLES: dict[str, InteractionEvent] = {
         rule="last-agent",
         reason="ann was the last agent (2 h ago) and is available",
         facts=RoutingFacts(tier="gold", language="de", last_agent="ann"),
+    ),
+    "offer.answered.v1": OfferAnswered(
+        occurred_at=WHEN,
+        channel="whatsapp",
+        party="whatsapp:+4915112345678",
+        provider_ref="wamid.1:answered:1",
+        contact_ref="wamid.1",
+        attempt=1,
+        agent="ann",
+        accepted=True,
     ),
 }
 

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from contracts import AgentPresenceChanged, ContactRouted, MessageReceived
+from contracts import AgentPresenceChanged, ContactRouted, MessageReceived, OfferAnswered
 from contracts.routing import RouteTarget
 from projections.directory import Card, OpenConversation
 from services.domain.desk import Contact, CustomerDesk, Status
@@ -78,7 +78,12 @@ def card_with(conversation: OpenConversation | None = None) -> Card:
 
 
 def message_router(
-    *, loads: dict | None = None, directory: Directory | None = None, available=("ann", "ben")
+    *,
+    loads: dict | None = None,
+    directory: Directory | None = None,
+    available=("ann", "ben"),
+    config=CONFIG,
+    clock=None,
 ) -> tuple[MessageRouter, list[ContactRouted]]:
     board = AgentBoard()
     for i, agent in enumerate(available):
@@ -96,10 +101,11 @@ def message_router(
         published.append(event)
 
     router = MessageRouter(
-        Router(CONFIG, board, directory or Directory()),
+        Router(config, board, directory or Directory()),
         consumer=lambda: None,  # type: ignore[arg-type,return-value]
         publish=publish,
         loads=lambda: loads or {},
+        clock=clock or (lambda: datetime.now(UTC)),
     )
     return router, published
 
@@ -285,3 +291,148 @@ async def test_follow_ups_queues_and_hand_overs_say_so(pops: PopBoard) -> None:
     await pops.routed(routed(str(uuid4()), "ben", rule="handed-over", attempt=4, from_agent="ann"))
     assert [m["kind"] for m in drain(ann)[1:]] == ["message", "queued", "unassigned"]
     assert [m["kind"] for m in drain(ben)[1:]] == ["queued", "assigned"]
+
+
+# -- offers ---------------------------------------------------------------------------------
+
+OFFERING = parse_routing_config(
+    """
+default_queue: support
+message_offer_timeout_s: 30
+queues:
+  support: {}
+agents:
+  ann: {queues: [support]}
+  ben: {queues: [support]}
+"""
+)
+
+
+def answer(decision: ContactRouted, agent: str, *, accepted: bool) -> OfferAnswered:
+    return OfferAnswered(
+        channel=decision.channel,
+        party=decision.party,
+        contact_ref=decision.contact_ref,
+        provider_ref=f"{decision.contact_ref}:answered:{decision.attempt}",
+        occurred_at=NOW,
+        attempt=decision.attempt,
+        agent=agent,
+        accepted=accepted,
+    )
+
+
+async def test_an_offer_not_taken_in_time_goes_to_the_next_agent_and_a_decline_at_once() -> None:
+    later = [timedelta(0)]
+    router, published = message_router(config=OFFERING, clock=lambda: datetime.now(UTC) + later[0])
+    router.assigned = {0}  # one partition: every contact is this router's
+    record = SimpleNamespace(
+        value=message().model_dump_json().encode(), topic="t", partition=0, offset=1
+    )
+    await router._handle(record)
+    (first,) = published
+    assert (first.target.agent, first.attempt) == ("ann", 1)
+    assert first.offer_expires_at is not None
+    assert (first.offer_expires_at - first.occurred_at).total_seconds() == 30
+
+    # a follow-up of the customer while the offer is open waits with it
+    await router._handle(
+        SimpleNamespace(
+            value=message("wamid.2").model_dump_json().encode(), topic="t", partition=0, offset=2
+        )
+    )
+    assert len(published) == 1 and router.stats.waiting == 1
+
+    await router.offer_again(1)
+    assert len(published) == 1  # not run out yet
+    later[0] = timedelta(seconds=31)
+    await router.offer_again(1)
+    second = published[-1]
+    assert (second.target.agent, second.attempt, second.contact_ref) == ("ben", 2, "wamid.1")
+    assert "ben is the only agent free" in second.reason  # ann is left out
+
+    router.offers.answered(answer(second, "ben", accepted=False))
+    await router.offer_again(1)
+    third = published[-1]
+    assert third.attempt == 3 and third.target.kind == "queue"  # nobody left: it waits
+    await router.offer_again(1)
+    assert len(published) == 3  # a queued contact is no offer any more
+
+
+async def test_an_accepted_offer_is_not_routed_again_and_another_partitions_is_left_alone() -> None:
+    later = [timedelta(0)]
+    router, published = message_router(config=OFFERING, clock=lambda: datetime.now(UTC) + later[0])
+    router.assigned = set()  # the contact's partition is another router's
+    decision = await router.decide(message())
+    assert decision is not None
+    router.offers.routed(decision)
+    later[0] = timedelta(minutes=5)
+    await router.offer_again(1)
+    assert published == []
+    router.assigned = {0}
+    router.offers.answered(answer(decision, "ann", accepted=True))
+    await router.offer_again(1)
+    assert published == []
+
+
+def test_the_desk_assigns_an_accepted_offer_and_not_the_offer_itself() -> None:
+    from services.desk.contacts import routed_to_agent
+    from services.domain.customer import Customer
+
+    def recorded(event) -> Customer.InteractionRecorded:
+        fields = event.model_dump(mode="json", exclude_none=True)
+        return SimpleNamespace(  # type: ignore[return-value]
+            interaction_type=event.type, channel=str(event.channel), payload=fields
+        )
+
+    offer = routed("wamid.5", "ann").model_copy(update={"offer_expires_at": NOW})
+    assert routed_to_agent(recorded(offer)) is None
+    took = routed_to_agent(recorded(answer(offer, "ann", accepted=True)))
+    assert took is not None
+    assert (took.contact_key, took.agent, took.by) == (
+        "message.received.v1|whatsapp|wamid.5",
+        "ann",
+        "ann",
+    )
+    assert routed_to_agent(recorded(answer(offer, "ann", accepted=False))) is None
+
+
+async def test_an_offer_pops_for_its_agent_moves_on_and_is_given_again_on_reconnect(
+    pops: PopBoard,
+) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    ann = pops.connect("ann", {"kind": "hello"})
+    ben = pops.connect("ben", {"kind": "hello"})
+    first = routed("wamid.7", "ann").model_copy(update={"offer_expires_at": soon})
+    await pops.routed(first)
+    got = drain(ann)[1:]
+    assert [m["kind"] for m in got] == ["offer"]
+    assert got[0]["item"]["card"]["name"] == "Anna Berg"
+    assert pops.offer_for("ann", "wamid.7", 1) is not None
+    assert pops.offer_for("ben", "wamid.7", 1) is None
+    again = pops.connect("ann", {"kind": "hello"})
+    assert [m["kind"] for m in drain(again)] == ["hello", "offer"]
+
+    second = routed("wamid.7", "ben", attempt=2).model_copy(update={"offer_expires_at": soon})
+    await pops.routed(second)
+    assert [m["kind"] for m in drain(ann)] == ["offer.over"]
+    assert [m["kind"] for m in drain(ben)[1:]] == ["offer"]
+    pops.answered(answer(second, "ben", accepted=True))
+    over = drain(ben)
+    assert [m["kind"] for m in over] == ["offer.over"] and over[0]["item"]["accepted"] is True
+    assert pops.offer_for("ben", "wamid.7", 2) is None
+
+
+def test_a_decision_recorded_after_a_hand_over_does_not_take_the_conversation_back() -> None:
+    desk = CustomerDesk(customer_id=uuid4())
+    cid = desk.record_contact(contact("wamid.1"), quiet_gap=GAP)
+    assert cid is not None
+    desk.assign_routed(contact("wamid.1").key, "ann", by="router", reason="longest idle")
+    # the router moves it on when its agent went offline (its own assignment)...
+    desk.record_contact(contact("wamid.2", at=NOW + timedelta(minutes=1)), quiet_gap=GAP)
+    desk.assign_routed(contact("wamid.2").key, "ben", by="router", reason="ann is offline")
+    assert desk.conversation(cid).assignee == "ben"
+    # ...but not from where a person put it
+    desk.change_status(cid, Status.assigned, by="boss", assignee="cem")
+    desk.record_contact(contact("wamid.3", at=NOW + timedelta(minutes=2)), quiet_gap=GAP)
+    desk.assign_routed(contact("wamid.3").key, "ben", by="router", reason="ben has it")
+    assert desk.conversation(cid).assignee == "cem"

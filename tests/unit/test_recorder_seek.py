@@ -14,6 +14,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
+from channels.publishing import InteractionPublisher
 from services.recorder import Recorder
 
 TP = TopicPartition("sb.interactions.v1", 2)
@@ -56,6 +57,7 @@ def recorder(offset: int | None, consumer: FakeConsumer) -> Recorder:
         topics=[TP.topic],
         deadletter_topic="sb.deadletter.v1",
         group_id="sb-recorder",
+        dead_letters=InteractionPublisher("127.0.0.1:9", topic="sb.deadletter.v1"),  # unstarted
     )
     recording.consumer = consumer  # type: ignore[assignment]
     return recording

@@ -24,7 +24,7 @@ const DIRECTION_LABELS = { inbound: '← in', outbound: '→ out', internal: '�
 const LIVE_TEXT = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', offline: 'offline' };
 const FILE_PATH = /^\/v1\/files\/[0-9a-fA-F]{64}$/;
 // What the router and the desk tell an agent about messages and e-mails (docs/console.md).
-const WORK_KINDS = ['assigned', 'message', 'unassigned', 'queued'];
+const WORK_KINDS = ['assigned', 'message', 'unassigned', 'queued', 'offer', 'offer.over'];
 // The desk's list lags the news by the time the contact takes to be recorded: read it again.
 const WORK_RELOAD_MS = [400, 1500, 4000];
 
@@ -158,6 +158,7 @@ function signedOut(message) {
   $('#search-results').replaceChildren();
   $('#search-status').textContent = '';
   $('#work-list').replaceChildren();
+  for (const ref of [...offers.keys()]) dropOffer(ref);
   $('#work-status').textContent = '';
   $('#work-empty').hidden = false;
   $('#search').value = '';
@@ -268,6 +269,53 @@ function workChanged(kind, item) {
   if (item.customer_id && item.customer_id === state.customerId) {
     loadTimeline();
     loadConversations();
+  }
+}
+
+const offers = new Map(); // contact_ref -> {item, el, timer}
+
+function showOffer(item) {
+  dropOffer(item.contact_ref);
+  const who = item.card ? nameOf(item.card) : item.party;
+  const left = h('span', { class: 'muted offer-left' });
+  const answer = (accept) => answerOffer(item, accept);
+  const el = h('li', { class: 'offer', 'data-contact-ref': item.contact_ref },
+    h('p', {}, h('strong', {}, `${channelLabel(item.channel)} from ${who}`), ' ', left),
+    h('p', { class: 'muted' }, item.reason || ''),
+    h('div', { class: 'row' },
+      h('button', { type: 'button', 'data-action': 'accept', onclick: () => answer(true) }, 'Accept'),
+      h('button', { type: 'button', 'data-action': 'decline', onclick: () => answer(false) }, 'Decline')));
+  const tick = () => {
+    const seconds = Math.max(0, Math.round((new Date(item.offer_expires_at) - Date.now()) / 1000));
+    left.textContent = `${seconds} s left`;
+    if (seconds <= 0) dropOffer(item.contact_ref);
+  };
+  const entry = { item, el, timer: setInterval(tick, 1000) };
+  offers.set(item.contact_ref, entry);
+  tick();
+  if (offers.has(item.contact_ref)) $('#offer-list').prepend(el);
+  $('#work-status').textContent = `${channelLabel(item.channel)} from ${who} offered to you`;
+}
+
+function dropOffer(contactRef) {
+  const entry = offers.get(contactRef);
+  if (!entry) return;
+  clearInterval(entry.timer);
+  entry.el.remove();
+  offers.delete(contactRef);
+}
+
+async function answerOffer(item, accept) {
+  try {
+    await api('POST', '/v1/agents/me/offers', { contact_ref: item.contact_ref, attempt: item.attempt, accept });
+  } catch (err) {
+    report(accept ? 'Accepting the offer' : 'Declining the offer', err);
+  }
+  dropOffer(item.contact_ref);
+  if (accept) {
+    $('#work-status').textContent = `${channelLabel(item.channel)} conversation with ${item.party} is yours`;
+    for (const delay of WORK_RELOAD_MS) setTimeout(loadWork, delay);
+    if (item.customer_id) openCustomer(item.customer_id);
   }
 }
 
@@ -414,6 +462,12 @@ function receive(message) {
     case 'unassigned':
     case 'queued':
       if (message.item) workChanged(message.kind, message.item);
+      break;
+    case 'offer':
+      if (message.item) showOffer(message.item);
+      break;
+    case 'offer.over':
+      if (message.item) dropOffer(message.item.contact_ref);
       break;
     default:
       break; // a kind this page does not know yet
