@@ -27,6 +27,7 @@ from contracts.interactions import (
     InvalidInteraction,
     dump_interaction,
     parse_interaction,
+    parse_presence,
 )
 from contracts.messages import MAX_BODY_CHARS, AttachmentRef, MessageReceived, MessageSent
 from contracts.outbound import (
@@ -42,7 +43,6 @@ from contracts.routing import (
     OfferAnswered,
     RouteTarget,
     RoutingFacts,
-    parse_presence,
 )
 from contracts.topics import (
     DEADLETTER_TOPIC,

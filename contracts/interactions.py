@@ -11,7 +11,7 @@ from contracts.delivery import DeliveryStatusChanged
 from contracts.envelope import InteractionEvent
 from contracts.errors import InputError
 from contracts.messages import MessageReceived, MessageSent
-from contracts.routing import ContactRouted, OfferAnswered
+from contracts.routing import AgentPresenceChanged, ContactRouted, OfferAnswered
 
 __all__ = [
     "INTERACTION_TYPES",
@@ -21,6 +21,7 @@ __all__ = [
     "dump_interaction",
     "parse_interaction",
     "parse_payload",
+    "parse_presence",
 ]
 
 Interaction = Annotated[
@@ -116,3 +117,12 @@ def _describe(error: ErrorDetails) -> str:
         loc = loc[1:]
     path = ".".join(str(part) for part in loc)
     return f"{path}: {error['msg']}" if path else error["msg"]
+
+
+_PRESENCE: TypeAdapter[AgentPresenceChanged] = TypeAdapter(AgentPresenceChanged)
+
+
+def parse_presence(value: bytes) -> AgentPresenceChanged:
+    """A record of ``sb.presence.v1`` -> ``AgentPresenceChanged``, or ``InvalidInteraction``:
+    strict and size-capped like every interaction (``parse_payload``), nothing else escapes."""
+    return parse_payload(_PRESENCE, value, InvalidInteraction)

@@ -13,7 +13,7 @@ is compacted, so the latest presence of every agent is what a starting instance 
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.enums import Direction
 from contracts.envelope import InteractionEvent, direction_field
@@ -25,7 +25,6 @@ __all__ = [
     "Presence",
     "RouteTarget",
     "RoutingFacts",
-    "parse_presence",
 ]
 
 Presence = Literal["available", "busy", "away", "offline"]
@@ -148,15 +147,3 @@ class AgentPresenceChanged(BaseModel):
         description="Who set it: the agent, a supervisor, or the system (sign-out, timeout).",
         examples=["ann"],
     )
-
-
-_PRESENCE: TypeAdapter[AgentPresenceChanged] = TypeAdapter(AgentPresenceChanged)
-
-
-def parse_presence(value: bytes) -> AgentPresenceChanged:
-    """A record of ``sb.presence.v1`` -> ``AgentPresenceChanged``, or ``InvalidInteraction``:
-    strict and size-capped like every interaction (``parse_payload``), nothing else escapes."""
-    # Here, not at the top: contracts.interactions imports this module (ContactRouted).
-    from contracts.interactions import InvalidInteraction, parse_payload
-
-    return parse_payload(_PRESENCE, value, InvalidInteraction)
