@@ -34,20 +34,25 @@ async def supervise(
     delay = first_delay
     while not stop.is_set():
         started = time.monotonic()
+        failure: Exception | None = None
         try:
             await run()
         except asyncio.CancelledError:
             raise
-        except _OUTAGES as exc:
-            log.warning("%s cannot run: %s; retrying in %.0fs", name, _cause(exc), delay)
         except Exception as exc:
-            log.error("%s failed: %s; restarting in %.0fs", name, _cause(exc), delay, exc_info=True)
-        else:
-            if stop.is_set():
-                return
-            log.warning("%s stopped by itself; restarting in %.0fs", name, delay)
+            failure = exc
+        if failure is None and stop.is_set():
+            return
         if time.monotonic() - started >= healthy_after:
-            delay = first_delay
+            delay = first_delay  # it ran well for a while: the back-off starts over
+        if failure is None:
+            log.warning("%s stopped by itself; restarting in %.0fs", name, delay)
+        elif isinstance(failure, _OUTAGES):
+            log.warning("%s cannot run: %s; retrying in %.0fs", name, _cause(failure), delay)
+        else:
+            log.error(
+                "%s failed: %s; restarting in %.0fs", name, _cause(failure), delay, exc_info=failure
+            )
         try:
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:

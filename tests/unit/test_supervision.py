@@ -105,3 +105,25 @@ async def test_a_cancelled_hub_cancels_the_supervised_service() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_service_that_ran_well_before_it_failed_is_said_to_restart_after_the_first_delay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = asyncio.Event()
+    runs = 0
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 4:
+            stop.set()
+        if runs == 3:
+            await asyncio.sleep(0.06)  # a healthy run: longer than healthy_after
+        raise RuntimeError("lost the store")
+
+    timing = {"first_delay": 0.01, "max_delay": 0.04, "healthy_after": 0.05}
+    with caplog.at_level(logging.INFO, logger="services.bootstrap.supervision"):
+        await asyncio.wait_for(supervise("desk", flaky, stop, **timing), timeout=10)
+    said = [r.args[2] for r in restarts(caplog, logging.ERROR)]
+    assert said == [0.01, 0.02, 0.01, 0.02]  # what is logged is what is waited
