@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -64,15 +64,22 @@ from services.router.messages import MessageRouter
 __all__ = ["Hub", "bootstrap"]
 
 
-def bootstrap(settings: Settings, *, senders: Mapping[Channel, Sender] | None = None) -> Hub:
-    """The hub as ``settings`` describe it; ``senders`` replaces the channels' real senders."""
-    return Hub(settings, senders)
+def bootstrap(
+    settings: Settings,
+    *,
+    senders: Mapping[Channel, Sender] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Hub:
+    """The hub as ``settings`` describe it; ``senders`` replaces the channels' real senders,
+    ``clock`` the router's (what time a routing decision is made at: tests of business hours)."""
+    return Hub(settings, senders, clock=clock)
 
 
 @dataclass
 class Hub:
     settings: Settings
     stand_in_senders: Mapping[Channel, Sender] | None = None
+    clock: Callable[[], datetime] | None = None
     # Every store part this hub opens tells its followers about new events at once.
     new_events: NewEvents = field(default_factory=NewEvents)
     _routing: Routing | None = None
@@ -213,7 +220,7 @@ class Hub:
         """The agents' board, the router, the screen pops: one set per process (the API's
         webhooks decide with them, the routing feed keeps them current)."""
         if self._routing is None:
-            self._routing = build_routing(self.settings, view)
+            self._routing = build_routing(self.settings, view, clock=self.clock)
         return self._routing
 
     def routing_feed(self, view: TimelineView) -> RoutingFeed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,7 +166,9 @@ class Routing:
         )
 
 
-def build_routing(settings: Settings, view: TimelineView) -> Routing:
+def build_routing(
+    settings: Settings, view: TimelineView, *, clock: Callable[[], datetime] | None = None
+) -> Routing:
     config = (
         ReloadingConfig(settings.routing_config) if settings.routing_config is not None else None
     )
@@ -190,7 +193,9 @@ def build_routing(settings: Settings, view: TimelineView) -> Routing:
             capacity=lambda agent, channel: routing.capacity(agent, channel),
         ),
         config=config,
-        router=None if config is None else Router(config, board, view),
+        router=None
+        if config is None
+        else Router(config, board, view, **({} if clock is None else {"clock": clock})),
         offers=OfferBook(),
     )
     board.on_presence.append(routing.pops.presence)

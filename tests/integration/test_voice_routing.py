@@ -17,16 +17,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from channels.publishing import InteractionPublisher
-from channels.voice import TwilioVoiceConfig, twilio_voice_router
 from contracts import AgentPresenceChanged, parse_interaction
-from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.bootstrap import Hub, bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
-from services.router.board import AgentBoard
-from services.router.config import parse_routing_config
-from services.router.service import Router
 from tests.helpers import read_topic
 from tests.standins.twilio_api import signed_twilio_request
 
@@ -62,46 +59,40 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def board() -> AgentBoard:
-    board = AgentBoard()
-    for agent in ("ann", "ben"):
-        board.presence_changed(
-            AgentPresenceChanged(
-                agent=agent, presence="available", occurred_at=datetime.now(UTC), by=agent
-            )
-        )
-    return board
-
-
-@pytest.fixture
 def clock() -> datetime | None:
     """The router's clock: None for the real one."""
     return None
 
 
 @pytest.fixture
-async def twilio(
-    hub_settings: Settings,
-    publisher: InteractionPublisher,
-    board: AgentBoard,
-    clock: datetime | None,
-) -> AsyncIterator[httpx.AsyncClient]:
-    await ensure_topics(hub_settings, hub_settings.kafka_bootstrap)
-    router = Router(
-        parse_routing_config(ROUTING),
-        board,
-        bootstrap(hub_settings).timeline_view(),
-        **({"clock": lambda: clock} if clock is not None else {}),
+def hub(hub_settings: Settings, tmp_path: Path, clock: datetime | None) -> Hub:
+    """The hub as the settings build it, with the routing file below and Twilio's token."""
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(ROUTING)
+    settings = hub_settings.model_copy(
+        update={
+            "routing_config": routing,
+            "twilio_auth_token": SecretStr(TOKEN),
+            "public_base_url": PUBLIC,
+        }
     )
-    app = FastAPI()
-    app.include_router(
-        twilio_voice_router(
-            publisher=publisher,
-            config=TwilioVoiceConfig(auth_token=TOKEN, public_base_url=PUBLIC),
-            router=router,
-            routing_topic=hub_settings.routing_topic,
+    return bootstrap(settings, clock=None if clock is None else (lambda: clock))
+
+
+@pytest.fixture
+async def twilio(hub: Hub, publisher: InteractionPublisher) -> AsyncIterator[httpx.AsyncClient]:
+    await ensure_topics(hub.settings, hub.settings.kafka_bootstrap)
+    view = hub.timeline_view()
+    board = hub.routing(view).board
+    for agent in ("ann", "ben"):
+        board.presence_changed(
+            AgentPresenceChanged(
+                agent=agent, presence="available", occurred_at=datetime.now(UTC), by=agent
+            )
         )
-    )
+    app = FastAPI()
+    for router in hub.webhook_routers(publisher=publisher, directory=view):
+        app.include_router(router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
         yield c
