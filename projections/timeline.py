@@ -313,7 +313,8 @@ def summarize(payload: dict[str, Any]) -> str:
         reason = payload.get("error_message")
         return f"{line}: {reason}"[:160] if reason else line
     if kind == "contact.routed.v1":
-        return f"Routed to {_target(payload.get('target') or {})}: {payload.get('reason')}"[:160]
+        verb = "Offered to" if payload.get("offer_expires_at") else "Routed to"
+        return f"{verb} {_target(payload.get('target') or {})}: {payload.get('reason')}"[:160]
     if kind == "offer.answered.v1":
         verb = "accepted" if payload.get("accepted") else "declined"
         return f"{payload.get('agent')} {verb} the offer of this message"

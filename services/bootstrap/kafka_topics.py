@@ -66,8 +66,10 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
             try:
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
-                pass
-            log.info("created topics %s", [t.name for t in missing])
+                # Another service of this hub, starting beside this one, created them.
+                log.debug("topics %s created meanwhile", [t.name for t in missing])
+            else:
+                log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()
 

@@ -26,7 +26,13 @@ class ExpectedKafkaChatter(logging.Filter):
     not available yet and the client simply asks again.  Shown at DEBUG only."""
 
     # ...and while Kafka is down our supervisor already says so, once per retry, with the cause.
-    EXPECTED = ("GroupCoordinatorNotAvailable", "NotCoordinatorForGroup", "Unable connect to")
+    # A topic just created has no leader for a moment: the fetcher asks again.
+    EXPECTED = (
+        "GroupCoordinatorNotAvailable",
+        "NotCoordinatorForGroup",
+        "Unable connect to",
+        "NotLeaderForPartition",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR and any(

@@ -164,7 +164,10 @@ class RoutingFeed:
                 handlers = self.handlers.calls
         except InvalidInteraction as e:
             self.stats.unreadable += 1
-            log.warning(
+            # Interactions and decisions: the recorder dead-letters them and says so (one
+            # warning is enough); presence is nobody else's to report.
+            log.log(
+                logging.WARNING if record.topic == self.presence_topic else logging.DEBUG,
                 "routing feed: %s[%s]@%s is unreadable, passed over: %s",
                 record.topic,
                 record.partition,

@@ -133,7 +133,7 @@ class MessageRouter:
             event = parse_interaction(value)
         except (InvalidInteraction, ValueError) as e:
             self.stats.unreadable += 1
-            log.warning(
+            log.debug(  # the recorder dead-letters it and says so: one warning is enough
                 "router: %s[%s]@%s is unreadable, passed over (the recorder dead-letters it): %s",
                 record.topic,
                 record.partition,

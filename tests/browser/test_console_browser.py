@@ -228,6 +228,9 @@ async def test_a_ringing_call_pops_on_the_right_agents_page_and_she_works_it(
             await playwright_api.expect(offer).to_contain_text(
                 "WhatsApp from whatsapp:+4930999000111", timeout=WAIT_MS
             )
+            if shots := os.environ.get("SWITCHBOARD_SCREENSHOTS"):
+                Path(shots).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+                await ben.page.locator("#work").screenshot(path=str(Path(shots) / "offer.png"))
             await offer.locator('button[data-action="accept"]').click()
             await playwright_api.expect(offer).to_have_count(0)
             await playwright_api.expect(ben.page.locator("#work-status")).to_contain_text(
