@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from contracts import ContactRouted, OfferAnswered
 
 # Offers remembered: far more than can be open at once; the oldest are forgotten first.
 _KEPT = 20_000
+# A gateway takes an answer until the offer expires; the router routes it again only this much
+# later, so an answer given in the last moment reaches every instance's book first (an offer
+# is never taken by one agent while it goes on to the next).
+GRACE_S = 2.0
 
 
 @dataclass
@@ -93,4 +97,7 @@ class OfferBook:
 
     def due(self, now: datetime) -> list[Offer]:
         """The offers to route again: declined, or run out without an answer."""
-        return [o for o in self._offers.values() if o.answer is False or now >= o.expires_at]
+        grace = timedelta(seconds=GRACE_S)
+        return [
+            o for o in self._offers.values() if o.answer is False or now >= o.expires_at + grace
+        ]

@@ -82,6 +82,21 @@ async def router_instance(settings: Settings) -> AsyncIterator[Hub]:
         await asyncio.wait_for(running, 60)
 
 
+async def work_list(client: httpx.AsyncClient, token: str, *, count: int) -> list[str]:
+    """The agent's conversations (ids) once their list shows ``count`` of them."""
+    found: list[str] = []
+
+    async def shown() -> bool:
+        answer = await client.get(
+            "/v1/agents/me/conversations", headers={"Authorization": f"Bearer {token}"}
+        )
+        found[:] = [i["conversation_id"] for i in answer.json()["items"]]
+        return len(found) == count
+
+    await eventually(shown, timeout=30, what=f"a work list of {count}")
+    return found
+
+
 def text(ref: str, party: str) -> MessageReceived:
     return MessageReceived(
         channel=Channel.whatsapp,
@@ -224,15 +239,7 @@ async def test_a_follow_up_stays_with_its_agent_and_a_hand_over_reaches_both_con
             await publisher.publish(text("wamid.a", party))
             given = await ann.next("assigned")
             assert given["item"]["target"]["agent"] == "ann"
-            mine = {"Authorization": f"Bearer {tokens['ann']}"}
-
-            async def ann_has_it() -> bool:
-                answer = await client.get("/v1/agents/me/conversations", headers=mine)
-                return len(answer.json()["items"]) == 1
-
-            await eventually(ann_has_it, timeout=30, what="ann's list to show the conversation")
-            listed = (await client.get("/v1/agents/me/conversations", headers=mine)).json()
-            conversation_id = listed["items"][0]["conversation_id"]
+            (conversation_id,) = await work_list(client, tokens["ann"], count=1)
 
             await set_presence(client, tokens["ann"], "busy")  # full or busy: hers all the same
             await publisher.publish(text("wamid.b", party))
@@ -259,13 +266,7 @@ async def test_a_follow_up_stays_with_its_agent_and_a_hand_over_reaches_both_con
             assert "ann's shift ends" in took["item"]["reason"]
             lost = await ann.next("unassigned")
             assert lost["item"]["contact_ref"] == conversation_id
-        bens = {"Authorization": f"Bearer {tokens['ben']}"}
-
-        async def ben_has_it() -> bool:
-            answer = await client.get("/v1/agents/me/conversations", headers=bens)
-            return [i["conversation_id"] for i in answer.json()["items"]] == [conversation_id]
-
-        await eventually(ben_has_it, timeout=30, what="ben's list to show the conversation")
+        assert await work_list(client, tokens["ben"], count=1) == [conversation_id]
 
 
 async def test_an_offer_nobody_takes_moves_on_and_the_agent_who_accepts_gets_it(
@@ -309,13 +310,7 @@ async def test_an_offer_nobody_takes_moves_on_and_the_agent_who_accepts_gets_it(
             assert taken.json()["accepted"] is True
             assert (await answer("ben", 2)).status_code == 404  # answered already
 
-        bens = {"Authorization": f"Bearer {tokens['ben']}"}
-
-        async def ben_has_it() -> bool:
-            answer = await client.get("/v1/agents/me/conversations", headers=bens)
-            return len(answer.json()["items"]) == 1
-
-        await eventually(ben_has_it, timeout=30, what="ben's list to show the conversation")
+        await work_list(client, tokens["ben"], count=1)
         decisions, assignments = recorded(hub)
         offers = sorted(
             (d.payload["attempt"], d.payload["target"]["agent"])

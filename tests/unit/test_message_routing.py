@@ -346,6 +346,9 @@ async def test_an_offer_not_taken_in_time_goes_to_the_next_agent_and_a_decline_a
     assert len(published) == 1  # not run out yet
     later[0] = timedelta(seconds=31)
     await router.offer_again(1)
+    assert len(published) == 1  # run out, but an answer given at the last moment may be coming
+    later[0] = timedelta(seconds=33)
+    await router.offer_again(1)
     second = published[-1]
     assert (second.target.agent, second.attempt, second.contact_ref) == ("ben", 2, "wamid.1")
     assert "ben is the only agent free" in second.reason  # ann is left out
