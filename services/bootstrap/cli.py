@@ -24,10 +24,11 @@ from rich.table import Table
 
 from services.bootstrap.cli_common import customer_of, err
 from services.bootstrap.cli_common import fail as _fail
+from services.bootstrap.config_cli import config_app
 from services.bootstrap.customers_cli import customer_app
 from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
 from services.bootstrap.routing_cli import routing_app
-from services.bootstrap.settings import Settings
+from services.bootstrap.settings import Settings, load_settings
 from services.bootstrap.users_cli import users_app
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ app.add_typer(conversations_app, name="conversations", help="Conversations and t
 app.add_typer(notes_app, name="notes", help="Notes on customers and conversations.")
 app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
 app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
+app.add_typer(config_app, name="config", help="The hub's configuration: check it, see it.")
 
 try:  # the local broker launcher (services/bootstrap/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -62,7 +64,7 @@ except ImportError:  # pragma: no cover
 
 
 def _settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 def _hub(settings: Settings) -> Hub:

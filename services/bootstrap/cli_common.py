@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from contracts.errors import SwitchboardError
-from services.bootstrap.settings import Settings
+from services.bootstrap.settings import load_settings
 
 if TYPE_CHECKING:
     from services.bootstrap.bootstrap import Hub
@@ -29,7 +29,7 @@ def hub() -> Hub:
     # Imported when a command needs the hub: `switchboard --help` stays quick.
     from services.bootstrap.bootstrap import bootstrap
 
-    return bootstrap(Settings())
+    return bootstrap(load_settings())
 
 
 def fail(message: str) -> typer.Exit:

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from deploy.kafka_local import KafkaLaunchError, LocalKafka
-from services.bootstrap.settings import Settings
+from services.bootstrap.settings import load_settings
 
 kafka_app = typer.Typer(
     help="Run a local single-node Kafka broker (KRaft, 127.0.0.1 only) from Maven jars.",
@@ -38,7 +38,7 @@ WorkDirOption = Annotated[
 
 def _work_dir(given: Path | None) -> Path:
     """The work dir asked for, else `switchboard up`'s: the settings' data dir/kafka."""
-    return given if given is not None else Settings().data_dir / "kafka"
+    return given if given is not None else load_settings().data_dir / "kafka"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -84,7 +84,7 @@ def start(
 ) -> None:
     """Start the broker (in the background unless --foreground) and wait until it answers."""
     work_dir = _work_dir(work_dir)
-    port = port if port is not None else Settings().local_kafka_port  # as `switchboard up`
+    port = port if port is not None else load_settings().local_kafka_port  # as `switchboard up`
     controller_port = controller_port if controller_port is not None else port + 1
     running = _attach(work_dir)
     if running is not None and running.is_running():

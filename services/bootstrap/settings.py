@@ -2,22 +2,91 @@
 
 Every value can be set as an environment variable with the ``SWITCHBOARD_`` prefix,
 for example ``SWITCHBOARD_STORE=postgresql://user@db:5432/switchboard`` or
-``SWITCHBOARD_KAFKA_BOOTSTRAP=kafka-1:9092``.  No other module reads ``os.environ``.
+``SWITCHBOARD_KAFKA_BOOTSTRAP=kafka-1:9092``; a secret (and the store's URL) can come from a
+file instead, ``SWITCHBOARD_<NAME>_FILE``.  No other module reads ``os.environ``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from contracts.errors import ConfigError
+
+PREFIX = "SWITCHBOARD_"
+# Settings that may carry a password besides the secrets (a store URL with one).
+_ALSO_FROM_FILES = frozenset({"store"})
+# Secrets that have a file setting of their own already (its name ends in _FILE too).
+_OWN_FILE_SETTING = frozenset({"email_smtp_password"})
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``SWITCHBOARD_<NAME>_FILE``: a secret read from a file (a mounted Kubernetes or Docker
+    secret) rather than from the environment, for every secret setting and the store's URL.
+    Its one trailing newline is dropped; setting both ``<NAME>`` and ``<NAME>_FILE`` is an
+    error, as is a file that cannot be read."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is done in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if name in _OWN_FILE_SETTING or not (name in _ALSO_FROM_FILES or _is_secret(field)):
+                continue
+            variable = f"{PREFIX}{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            if variable in os.environ:
+                raise ConfigError(f"{variable} and {variable}_FILE are both set: keep one")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{variable}_FILE: cannot read {path}: {e}") from None
+            found[name] = text.removesuffix("\n").removesuffix("\r")
+        return found
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return SecretStr in (field.annotation, *get_args(field.annotation))
+
+
+def load_settings() -> Settings:
+    """The settings from the environment (and ``*_FILE`` secrets); a mistake is a
+    ``ConfigError`` naming each variable and what is wrong with it, never a traceback."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            given = error.get("input")
+            shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+            problems.append(f"{PREFIX}{name.upper()}: {error['msg']}{shown}")
+        raise ConfigError("; ".join(problems)) from None
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings)
 
     data_dir: Path = Field(Path("var"), description="Local state: SQLite files, Kafka data, blobs")
     store: str = Field(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.bootstrap.cli_common import one_line_errors as _one_line_errors
-from services.bootstrap.settings import Settings
+from services.bootstrap.settings import load_settings
 
 if TYPE_CHECKING:
     from services.history.users import IssuedToken, UserDirectory
@@ -37,7 +37,7 @@ DEMO_AGENT = "demo-agent"
 def _directory() -> UserDirectory:
     from services.bootstrap.bootstrap import bootstrap
 
-    return bootstrap(Settings()).user_directory()
+    return bootstrap(load_settings()).user_directory()
 
 
 def _read_password(password_file: Path | None, prompt: bool) -> str | None:
