@@ -122,6 +122,19 @@ class Recorder:
         self._recorded_up_to: dict[TopicPartition, int] = {}
         self._next_epoch = itertools.count(1)
 
+    async def lag(self) -> int | None:
+        """Records on the partitions this recorder holds that are not recorded yet: each
+        partition's end (as of the last fetch) minus the offset committed to Kafka after its
+        last recorded batch.  None before it holds a partition whose end it knows."""
+        total, known = 0, False
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None:
+                continue
+            known = True
+            total += max(0, end - (await self.consumer.committed(tp) or 0))
+        return total if known else None
+
     def forget_positions(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._epochs.pop(tp, None)

@@ -8,7 +8,7 @@ so ``switchboard lookup`` opens one view and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -300,6 +300,7 @@ class Hub:
         view: TimelineView,
         publisher: InteractionPublisher,
         users: UserDirectory | None = None,
+        readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
     ) -> FastAPI:
         """The HTTP API with the configured channels' webhooks; ``users`` say who may call it."""
         users = users or self.user_directory()
@@ -346,4 +347,5 @@ class Hub:
             routers=[desk, *self.webhook_routers(publisher=publisher, directory=view)],
             access=access,
             sessions=self.session_codec(),
+            readiness=readiness,
         )

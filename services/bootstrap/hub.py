@@ -11,11 +11,13 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
+from typing import Any
 
 import uvicorn
 
 from channels.publishing import InteractionPublisher
 from services.bootstrap.bootstrap import Hub
+from services.bootstrap.health import HubReadiness
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
 from services.bootstrap.supervision import supervise
@@ -46,15 +48,25 @@ async def run_hub(
     desk_thread: threading.Thread | None = None
     server: uvicorn.Server | None = None
 
+    states: dict[str, str] = {}  # each supervised service: "ok", or why not (/readyz)
+    running: dict[str, Any] = {}  # the current instance of a service, for /readyz
+
     def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
         async def with_topics() -> None:
             await ensure_topics(settings, hub.kafka)
             await run()
 
-        tasks.append(asyncio.create_task(supervise(name, with_topics, stop), name=name))
+        tasks.append(
+            asyncio.create_task(supervise(name, with_topics, stop, states=states), name=name)
+        )
 
     if "recorder" in services:
-        supervised("recorder", lambda: hub.recorder().run(stop))
+
+        async def record() -> None:
+            running["recorder"] = recorder = hub.recorder()
+            await recorder.run(stop)
+
+        supervised("recorder", record)
     if "timeline" in services:
         follower = hub.timeline_follower()
         follower_thread = threading.Thread(
@@ -108,7 +120,8 @@ async def run_hub(
                 "no active admin user: every /v1 request is refused (401). Create one on a "
                 "machine with store access: switchboard users add NAME --role admin --token"
             )
-        api = hub.api(view=view, publisher=webhook_publisher, users=users)
+        readiness = HubReadiness(hub, states=states, running=running)
+        api = hub.api(view=view, publisher=webhook_publisher, users=users, readiness=readiness)
         config = uvicorn.Config(
             api,
             host=settings.http_host,

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     recorder_group: str = "sb-recorder"
     outbound_group: str = "sb-outbound"
     router_group: str = "sb-router"
+    ready_max_lag: int = Field(
+        10_000, ge=0, description="/readyz: records the recorder may be behind and be ready"
+    )
     recorder_batch: int = Field(1000, ge=1, le=10000, description="Max records per transaction")
     session_timeout_ms: int = Field(10000, ge=1000)
     session_secret: SecretStr | None = Field(

@@ -25,16 +25,20 @@ async def supervise(
     first_delay: float = 1.0,
     max_delay: float = 30.0,
     healthy_after: float = 60.0,
+    states: dict[str, str] | None = None,
 ) -> None:
     """Run ``run()`` until ``stop`` is set, restarting it whenever it fails or returns early.
 
     The delay doubles from ``first_delay`` up to ``max_delay`` and starts over once a run
-    has lasted ``healthy_after`` seconds.
+    has lasted ``healthy_after`` seconds.  ``states[name]`` says how it goes: ``ok`` while it
+    runs, else why not (``/readyz`` shows it).
     """
+    states = {} if states is None else states
     delay = first_delay
     while not stop.is_set():
         started = time.monotonic()
         failure: Exception | None = None
+        states[name] = "ok"
         try:
             await run()
         except asyncio.CancelledError:
@@ -45,6 +49,9 @@ async def supervise(
             return
         if time.monotonic() - started >= healthy_after:
             delay = first_delay  # it ran well for a while: the back-off starts over
+        states[name] = (
+            "stopped by itself" if failure is None else _cause(failure)
+        ) + f"; restarting in {delay:.0f} s"
         if failure is None:
             log.warning("%s stopped by itself; restarting in %.0fs", name, delay)
         elif isinstance(failure, _OUTAGES):

@@ -1,17 +1,19 @@
 """The HTTP API: caller lookup, the customer timeline, delivery reports and users.
 
 Every operation under ``/v1`` needs a bearer token and a role (``auth.py``, ``roles.py``);
-``/healthz`` and the documentation pages are open (they hold no customer data).
+``/healthz``, ``/readyz`` and the documentation pages are open (they hold no customer data).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from projections.timeline import TimelineView
 from services.gateway.access import AccessTable
@@ -19,7 +21,11 @@ from services.gateway.auth import V1Guard, document_access, v1_router
 from services.gateway.console import install_console
 from services.gateway.customers_api import add_directory_routes
 from services.gateway.docs import install_offline_docs
-from services.gateway.problems import install_problem_handlers, problem_documented_openapi
+from services.gateway.problems import (
+    install_problem_handlers,
+    problem_documented_openapi,
+    problem_response,
+)
 from services.gateway.schemas import Delivery, Timeline, TimelineItem
 from services.gateway.session import SessionCodec
 from services.gateway.users_api import users_router
@@ -32,6 +38,14 @@ MAX_OFFSET = 2**31 - 1
 MESSAGE_REF_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(
+        description="Each check: ok, or why not",
+        examples=[{"kafka": "ok", "store": "ok", "recorder": "no partitions assigned yet"}],
+    )
+
+
 def create_api(
     *,
     view: TimelineView,
@@ -40,6 +54,7 @@ def create_api(
     routers: Sequence[APIRouter] = (),
     access: AccessTable | None = None,
     sessions: SessionCodec | None = None,
+    readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
 ) -> FastAPI:
     """The API over ``view``; ``users`` says who may call it (``access``: the table of their
     tokens, built from ``users`` unless given).  With ``sessions``, the agent console is
@@ -56,7 +71,25 @@ def create_api(
 
     @api.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
+        """Alive: the process answers (a load balancer's liveness probe)."""
         return {"status": "ok"}
+
+    @api.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={503: {"description": "Not ready: the detail names each check that failed"}},
+    )
+    async def readyz() -> Readiness | Response:
+        """Ready for traffic: Kafka and the store answer, this process's services run and
+        hold their partitions, the recorder's lag is under its bound.  ``checks`` names each
+        check with ``ok``; when one is not, 503 with a detail naming it and why."""
+        checks = await readiness() if readiness is not None else {}
+        failing = {name: why for name, why in checks.items() if why != "ok"}
+        if failing:
+            detail = "not ready: " + "; ".join(f"{name}: {why}" for name, why in failing.items())
+            return problem_response(503, detail, headers={"Retry-After": "5"})
+        return Readiness(ready=True, checks=checks)
 
     access = access or AccessTable(users)
     api.add_middleware(V1Guard, access=access, sessions=sessions)

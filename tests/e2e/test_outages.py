@@ -71,6 +71,11 @@ async def test_hub_started_while_kafka_is_down_serves_and_records_once_kafka_is_
             assert refused.status_code == 503, refused.text
             assert "Retry-After" in refused.headers
             assert not hub.done(), "the hub went down with Kafka"
+            # not ready, and it says why: a load balancer sends the webhooks elsewhere
+            not_ready = await client.get("/readyz")
+            assert not_ready.status_code == 503, not_ready.text
+            assert "kafka: not reachable" in not_ready.json()["detail"]
+            assert "Retry-After" in not_ready.headers
 
             await asyncio.to_thread(restartable_kafka.start)
 
@@ -79,6 +84,12 @@ async def test_hub_started_while_kafka_is_down_serves_and_records_once_kafka_is_
                 return response.status_code < 300
 
             await eventually(webhook_accepted, timeout=90, what="the webhook once Kafka is back")
+
+            async def ready() -> bool:
+                answer = await client.get("/readyz")
+                return answer.status_code == 200 and answer.json()["checks"]["recorder"] == "ok"
+
+            await eventually(ready, timeout=90, what="/readyz once Kafka is back")
         async with InteractionPublisher(
             settings.kafka_bootstrap, topic=settings.interactions_topic
         ) as pub:

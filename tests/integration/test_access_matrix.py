@@ -28,8 +28,9 @@ from services.gateway.roles import ROUTE_ROLES, roles_for, spelled
 from tests.integration.test_openapi_conformance import every_channel
 
 # Besides the provider webhooks, which check signatures.  The console's session is how one
-# signs in (it checks the password or token itself, and holds no customer data).
-OPEN_PATHS = {"/healthz", "/console/session"}
+# signs in (it checks the password or token itself, and holds no customer data); the probes
+# say whether the process runs and is ready, nothing of any customer.
+OPEN_PATHS = {"/healthz", "/readyz", "/console/session"}
 UNKNOWN_TOKEN = "sbt_0123456789abcdef_" + "A" * 43
 
 
@@ -216,7 +217,7 @@ def test_head_is_guarded_like_the_get_it_answers_with(
 
 
 def test_the_health_check_and_docs_need_no_token(client: TestClient) -> None:
-    for url in ("/healthz", "/docs", "/redoc", "/openapi.json"):
+    for url in ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"):
         assert client.get(url).status_code == 200, url
 
 

@@ -235,6 +235,15 @@ async def test_a_follow_up_stays_with_its_agent_and_a_hand_over_reaches_both_con
     ):
         await set_presence(client, tokens["ann"], "available")
         await routing_partitions(hub)
+
+        async def ready() -> dict[str, str]:
+            answer = await client.get("/readyz")
+            return answer.json()["checks"] if answer.status_code == 200 else {}
+
+        await eventually(ready, timeout=60, what="the gateway to be ready")
+        checks = await ready()
+        for part in ("kafka", "store", "recorder", "router", "routing feed", "webhook publisher"):
+            assert checks[part] == "ok", checks
         async with console(url, tokens["ann"]) as ann, console(url, tokens["ben"]) as ben:
             await publisher.publish(text("wamid.a", party))
             given = await ann.next("assigned")
