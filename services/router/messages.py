@@ -105,7 +105,7 @@ class MessageRouter:
         self._read_loads = loads
         self.clock = clock
         self.stats = RouterStats()
-        self.assigned: set[int] = set()  # partitions held now (tests and /readyz to come)
+        self.assigned: set[int] = set()  # partitions held now (offers of these are ours; /readyz)
         self._loads: Loads = {}
         self._loads_at = -1e9
         self._given: list[tuple[float, str, str]] = []  # (monotonic, agent, channel)
