@@ -21,8 +21,6 @@ from contracts import (
     OfferAnswered,
     RouteTarget,
     SendMessage,
-    dump_command,
-    identity_of,
 )
 from projections.timeline import TimelineView
 from services.bootstrap.settings import Settings
@@ -156,11 +154,7 @@ class Routing:
 
     async def publish_command(self, publisher: InteractionPublisher, command: SendMessage) -> None:
         await confirmed(
-            publisher.publish_raw(
-                dump_command(command),
-                key=identity_of(command.to),
-                topic=self.settings.outbound_topic,
-            ),
+            publisher.publish_command(command, topic=self.settings.outbound_topic),
             timeout_s=PUBLISH_TIMEOUT_S,
             what=f"command {command.command_id}",
         )
