@@ -1,6 +1,7 @@
 # Switchboard: one command to run the hub, one to test it.
 #   make up          install everything, start Kafka + the hub (SQLite), Ctrl-C stops all
 #   make up DEMO=1   ... and play simulator traffic into it
+#   make up STORE=postgres   ... on a throwaway local PostgreSQL instead of SQLite
 #   make test        install everything, run the whole suite (what CI runs)
 #   make test-fast   skip the slow fault-injection tests
 #   make bench       the benchmarks (ingest on SQLite and PostgreSQL, webhooks, e-mail)
@@ -27,7 +28,7 @@ kafka-jars: $(STAMP)
 	@$(PY) -c "from deploy.kafka_local import ensure_jars; ensure_jars()"
 
 up: install
-	$(VENV)/bin/switchboard up $(if $(DEMO),--demo)
+	$(VENV)/bin/switchboard up $(if $(DEMO),--demo) $(if $(STORE),--store $(STORE))
 
 test: install
 	$(PY) -m pytest
@@ -38,6 +39,7 @@ test-fast: install
 bench: install
 	$(PY) bench/ingest.py --store sqlite
 	$(PY) bench/ingest.py --store postgres
+	$(PY) bench/ingest.py --instances 1,2,3 --n 60000 --store postgres
 	$(PY) bench/webhooks.py
 	$(PY) bench/lookup.py
 	$(PY) bench/screenpop.py

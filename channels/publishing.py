@@ -39,10 +39,12 @@ class InteractionPublisher:
             max_request_size=producer.pop("max_request_size", MAX_REQUEST_BYTES),
             **producer,
         )
+        self.connected = False  # started and not stopped since: it can publish
 
     async def start(self) -> None:
         try:
             await self.broker.start()
+            self.connected = True
         except BaseException:
             # A failed start leaves a half-made producer behind: close it, or it leaks.
             with contextlib.suppress(Exception):
@@ -50,6 +52,7 @@ class InteractionPublisher:
             raise
 
     async def stop(self) -> None:
+        self.connected = False
         await self.broker.stop()
 
     async def __aenter__(self) -> InteractionPublisher:

@@ -65,10 +65,13 @@ async def publish_confirmed(
             publisher.publish(event) if topic is None else publisher.publish(event, topic=topic),
             timeout_s=max(0.0, deadline - time.monotonic()),
             what=f"{provider} webhook: {event.provider_ref}",
+            context={"provider_ref": event.provider_ref, "event_id": str(event.event_id)},
         )
 
 
-async def confirmed(write: Awaitable[Any], *, timeout_s: float, what: str) -> None:
+async def confirmed(
+    write: Awaitable[Any], *, timeout_s: float, what: str, context: dict[str, str] | None = None
+) -> None:
     """Wait for Kafka to confirm ``write``; 503 with Retry-After when it does not in time
     or fails (the caller retries; a write that lands late makes that retry a no-op)."""
     pending = asyncio.ensure_future(write)
@@ -76,14 +79,14 @@ async def confirmed(write: Awaitable[Any], *, timeout_s: float, what: str) -> No
     try:
         await asyncio.wait_for(asyncio.shield(pending), timeout_s)
     except TimeoutError:
-        log.error("%s: Kafka did not confirm within %gs", what, timeout_s)
+        log.error("%s: Kafka did not confirm within %gs", what, timeout_s, extra=context)
         raise HTTPException(
             503,
             f"Kafka did not confirm within {timeout_s:g}s; retry",
             headers={"Retry-After": RETRY_AFTER_S},
         ) from None
     except Exception as exc:
-        log.warning("%s: publishing failed: %r", what, exc)
+        log.warning("%s: publishing failed: %r", what, exc, extra=context)
         raise HTTPException(
             503,
             f"could not publish to Kafka ({type(exc).__name__}); retry",

@@ -90,6 +90,17 @@ class PostgresCluster:
         )
         self.pid = None
 
+    def discard(self) -> bool:
+        """Stop the cluster and remove the temp dir ``start_throwaway_cluster`` made for it
+        (data and log: hundreds of MB after a load).  Kept if the server did not stop (its
+        postmaster.pid remains): no files are removed under a running server.  Whether it
+        was removed."""
+        self.stop()
+        if (self.data_dir / "postmaster.pid").exists():
+            return False
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        return True
+
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
 
@@ -101,7 +112,7 @@ class PostgresCluster:
 
 
 def start_throwaway_cluster() -> PostgresCluster:
-    """A cluster in a fresh temp dir; call ``.stop()`` and remove ``.data_dir.parent`` after."""
+    """A cluster in a fresh temp dir; ``.discard()`` stops it and removes the dir."""
     root = Path(tempfile.mkdtemp(prefix="sb-pg-", dir="/tmp"))
     os.chmod(root, 0o755)
     if os.geteuid() == 0:

@@ -32,6 +32,7 @@ from contracts import (
     MessageSent,
     VoicemailRecorded,
     dump_interaction,
+    identity_of,
 )
 
 FIRST = [
@@ -161,7 +162,9 @@ class TrafficGenerator:
                 continue
             customer = self.rng.choices(self.customers, cum_weights=cumulative)[0]
             for event in self.rng.choices(makers, weights)[0](customer):
-                record = (event.party, dump_interaction(event))
+                # Keyed like the channels key (InteractionPublisher.publish): by the person,
+                # so a number's calls, SMS and WhatsApp share a partition and a recorder.
+                record = (identity_of(event.party), dump_interaction(event))
                 self.recent = [*self.recent[-99:], record]
                 yield record
 

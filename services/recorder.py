@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from channels.publishing import InteractionPublisher
 from contracts import InvalidInteraction, parse_interaction
+from services import metrics
 from services.consumers import kafka_consumer
 from services.history.customers import CustomerHistory, tracking_name
 
@@ -104,6 +106,7 @@ class Recorder:
         self.deadletter_topic = deadletter_topic
         self.batch_size = batch_size
         self.stats = RecorderStats()
+        self.group_id = group_id
         self.consumer = kafka_consumer(
             bootstrap=bootstrap,
             group_id=group_id,
@@ -214,9 +217,12 @@ class Recorder:
             await self._dead_letter(record, error)
         tracking = Tracking(tracking_name(tp.topic, tp.partition), records[-1].offset + 1)
         try:
+            started = time.perf_counter()
             outcome = await asyncio.to_thread(
                 self.history.record_interactions, [p for _, p in parsed], trackings=[tracking]
             )
+            metrics.STORE_APPEND.observe(time.perf_counter() - started)
+            metrics.STORE_BATCH.observe(len(parsed))
         except IntegrityError as e:
             self.stats.conflicts += 1
             log.warning("batch on %s conflicts with stored state (%s); re-seeking", tp, e)
@@ -281,6 +287,10 @@ class Recorder:
     def _count(self, outcome) -> None:
         self.stats.recorded += outcome.recorded
         self.stats.duplicates += outcome.duplicates
+        for (channel, kind), n in outcome.kinds.items():
+            metrics.INTERACTIONS.labels(channel, kind).inc(n)
+        if outcome.duplicates:
+            metrics.DUPLICATES.inc(outcome.duplicates)
         if outcome.notification_ids:
             self.stats.last_notification_id = outcome.notification_ids[-1]
 
@@ -291,12 +301,14 @@ class Recorder:
             record, error, topic=self.deadletter_topic, reason=reason
         )
         self.stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels("recorder", type(error).__name__).inc()
         log.warning(
             "dead-lettered %s:%s@%s: %s",
             record.topic,
             record.partition,
             record.offset,
             letter.reason,
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
 
     async def _commit_kafka(self, tp: TopicPartition, next_offset: int) -> None:
@@ -304,6 +316,7 @@ class Recorder:
             await self.consumer.commit({tp: next_offset})
         except Exception as e:
             log.info("kafka offset commit for %s skipped: %s", tp, e)
+        metrics.report_lag(self.consumer, self.group_id, tp, next_offset)
 
 
 def _parse_all(records: Sequence[ConsumerRecord]):

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from channels.publishing import InteractionPublisher
 from contracts import SendMessage, dump_command
+from deploy.ports import free_port
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.kafka_topics import ensure_topics
 from services.bootstrap.settings import Settings
@@ -48,6 +49,10 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         topic_partitions=3,
         session_timeout_ms=3000,
         recorder_batch=200,
+        # Every hub process listens (the API, or a worker's probes): a port of its own.
+        http_port=free_port(),
+        # A test's hub stops at once (bench/k8s shutdowns refuse webhooks for a while).
+        drain_refuse_seconds=0,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +15,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         yield cluster
     finally:
-        cluster.stop()
-        shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
+        cluster.discard()
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from services.gateway.api import create_api
 from services.gateway.auth import v1_router
 from services.gateway.customers_api import customer_commands_router
 from services.gateway.desk_api import desk_router
+from services.gateway.operations import Drain
 from services.gateway.realtime import agents_router, supervisor_router
 from services.gateway.replies_api import replies_router
 from services.gateway.session import SessionCodec, session_secret
@@ -301,8 +302,10 @@ class Hub:
         publisher: InteractionPublisher,
         users: UserDirectory | None = None,
         readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+        drain: Drain | None = None,
     ) -> FastAPI:
-        """The HTTP API with the configured channels' webhooks; ``users`` say who may call it."""
+        """The HTTP API with the configured channels' webhooks; ``users`` say who may call it;
+        ``drain`` refuses webhooks while the process shuts down."""
         users = users or self.user_directory()
         access = AccessTable(users)
         desk = v1_router()  # under /v1: bearer and role table, like every /v1 operation
@@ -348,4 +351,5 @@ class Hub:
             access=access,
             sessions=self.session_codec(),
             readiness=readiness,
+            drain=drain,
         )

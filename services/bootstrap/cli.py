@@ -10,9 +10,10 @@ import asyncio
 import json
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Coroutine
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
@@ -29,9 +30,12 @@ from services.bootstrap.customers_cli import customer_app
 from services.bootstrap.desk_cli import conversations_app, files_app, notes_app
 from services.bootstrap.routing_cli import routing_app
 from services.bootstrap.settings import Settings, load_settings
+from services.bootstrap.store_cli import store_app
 from services.bootstrap.users_cli import users_app
 
 if TYPE_CHECKING:
+    from deploy.kafka_local import LocalKafka
+    from deploy.pg_local import PostgresCluster
     from deploy.simulator import SimulationResult
     from services.bootstrap.bootstrap import Hub
 
@@ -54,6 +58,7 @@ app.add_typer(notes_app, name="notes", help="Notes on customers and conversation
 app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
 app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
 app.add_typer(config_app, name="config", help="The hub's configuration: check it, see it.")
+app.add_typer(store_app, name="store", help="Back up the event store and restore it.")
 
 try:  # the local broker launcher (services/bootstrap/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -124,7 +129,7 @@ def serve(
         raise typer.BadParameter(f"unknown service(s) {sorted(unknown)}; choose from {SERVICES}")
     if not settings.kafka_bootstrap:
         raise _fail("set SWITCHBOARD_KAFKA_BOOTSTRAP (or use `switchboard up` for a local broker)")
-    configure_logging(log_level)  # once the command is known to run
+    configure_logging(log_level, personal_data=settings.log_personal_data)  # it runs
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -139,31 +144,62 @@ def up(
     demo: Annotated[bool, typer.Option(help="Play simulator traffic into the hub")] = False,
     demo_rate: float = 20.0,
     fresh: Annotated[bool, typer.Option(help="Start with an empty broker")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="'postgres': run on a throwaway local PostgreSQL (Debian's package, loopback, "
+            "a temp dir removed at the end) instead of SWITCHBOARD_STORE"
+        ),
+    ] = None,
     log_level: str = "INFO",
 ) -> None:
     """Start everything locally: Kafka broker, recorder, timeline and API. Ctrl-C stops all."""
     from deploy.kafka_local import KafkaLaunchError, LocalKafka, jars_cached
-    from services.bootstrap.hub import run_hub
     from services.bootstrap.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(log_level, json_lines=False, personal_data=settings.log_personal_data)
+    if store not in (None, "postgres"):
+        raise _fail(f"--store takes 'postgres' (got {store!r}); other stores: SWITCHBOARD_STORE")
+    with ExitStack() as started:  # stopped in reverse, however the run ends
+        if store == "postgres":
+            database = _throwaway_postgres()
+            started.callback(_discard_postgres, database)
+            settings = settings.model_copy(update={"store": database.url("switchboard")})
+        if not settings.kafka_bootstrap:
+            broker = LocalKafka(
+                work_dir=settings.data_dir / "kafka",
+                port=settings.local_kafka_port,
+                controller_port=settings.local_kafka_port + 1,
+                keep_data=not fresh,
+            )
+            first = "" if jars_cached() else " (first run: fetching its jars from Maven Central)"
+            out.print(f"starting the local Kafka broker{first}…")
+            try:
+                broker.start()
+            except KafkaLaunchError as e:
+                raise _fail(f"{e} (set SWITCHBOARD_LOCAL_KAFKA_PORT to use another port)") from None
+            started.callback(_stop_broker, broker)
+            settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        _run_up(settings, demo=demo, demo_rate=demo_rate, postgres=store == "postgres")
+
+
+def _stop_broker(broker: LocalKafka) -> None:
+    out.print("stopping the Kafka broker…")
+    broker.stop()
+
+
+def _discard_postgres(database: PostgresCluster) -> None:
+    out.print("stopping PostgreSQL and removing its data…")
+    if not database.discard():
+        out.print(f"[yellow]PostgreSQL did not stop[/yellow]: {database.data_dir} is left")
+
+
+def _run_up(settings: Settings, *, demo: bool, demo_rate: float, postgres: bool) -> None:
+    """``up``'s hub (and demo) on the broker and store it started; Ctrl-C stops it."""
+    from services.bootstrap.hub import run_hub
     from services.bootstrap.users_cli import first_sign_in, print_sign_in
 
-    configure_logging(log_level, json_lines=False)
-    settings = _settings()
-    broker = None
-    if not settings.kafka_bootstrap:
-        broker = LocalKafka(
-            work_dir=settings.data_dir / "kafka",
-            port=settings.local_kafka_port,
-            controller_port=settings.local_kafka_port + 1,
-            keep_data=not fresh,
-        )
-        first = "" if jars_cached() else " (first run: fetching its jars from Maven Central)"
-        out.print(f"starting the local Kafka broker{first}…")
-        try:
-            broker.start()
-        except KafkaLaunchError as e:
-            raise _fail(f"{e} (set SWITCHBOARD_LOCAL_KAFKA_PORT to use another port)") from None
-        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
     api_url = f"http://{settings.http_host}:{settings.http_port}"
     demo_phone_token = None
     if demo:
@@ -180,6 +216,8 @@ def up(
         f"console: {api_url}/console/  (sign in with a user's password or API token; "
         "add agents with `switchboard users add NAME --role agent --password`)"
     )
+    if postgres:  # another shell's commands need to be told where the store is
+        out.print(f"in another shell: export SWITCHBOARD_STORE={settings.store}")
     out.print("try: switchboard timeline +493050000000   (Ctrl-C stops everything)")
 
     async def main() -> None:
@@ -188,7 +226,7 @@ def up(
         # The hub stops after the demo's callers have hung up, so their last status callbacks
         # still reach it (no call is left ringing in the next run's screen pops).
         hub_stop = asyncio.Event()
-        running = asyncio.create_task(run_hub(hub, hub_stop))
+        running = asyncio.create_task(run_hub(hub, hub_stop, refuse_s=0))
         demos: list[asyncio.Task] = []
         if demo_phone_token is not None:
             from deploy.phone import DemoPhoneNetwork
@@ -223,12 +261,29 @@ def up(
         hub_stop.set()
         await running  # raises what ended it, if anything did
 
+    asyncio.run(main())
+
+
+def _throwaway_postgres() -> PostgresCluster:
+    """A PostgreSQL cluster of this run (``up --store postgres``) with its ``switchboard``
+    database; the hub creates its tables on start."""
+    import psycopg
+
+    from deploy.pg_local import start_throwaway_cluster
+
+    out.print("starting a throwaway PostgreSQL (Debian's package) on loopback…")
     try:
-        asyncio.run(main())
-    finally:
-        if broker is not None:
-            out.print("stopping the Kafka broker…")
-            broker.stop()
+        cluster = start_throwaway_cluster()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        detail = e.stderr.decode(errors="replace").strip() if hasattr(e, "stderr") else e
+        raise _fail(
+            f"PostgreSQL did not start: {detail or e} (make install puts it in place: "
+            "deploy/install-system-deps.sh)"
+        ) from None
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "switchboard"')
+    out.print(f"[green]PostgreSQL[/green] in {cluster.data_dir} (removed when the hub stops)")
+    return cluster
 
 
 def _demo_settings(settings: Settings, api_url: str) -> tuple[Settings, str | None]:
@@ -456,27 +511,18 @@ app.add_typer(projections_app, name="projections")
 
 @projections_app.command("rebuild")
 def rebuild() -> None:
-    """Drop the timeline view and rebuild it from zero (stop the timeline service first)."""
-    from projections.follower import TimelineFollower
+    """Bring every projection up to date from the event store: the desk catches up, the
+    timeline view is dropped and rebuilt from zero (stop the timeline service first)."""
+    from services.bootstrap.store_cli import rebuild_bar, rebuild_projections
 
     hub = _hub(_settings())
-    history = hub.history()
-    view = hub.timeline_view()
-    view.reset()
-    total = history.recorder.max_notification_id() or 0
-    follower = TimelineFollower(history, view)
-    with Progress(
-        TextColumn("rebuilding timeline"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    ) as bar:
-        task = bar.add_task("events", total=total)
-        while follower.run_once():
-            bar.update(task, completed=follower.position)
-        bar.update(task, completed=total)
-    out.print(f"timeline rebuilt up to event {follower.position}")
+    with rebuild_bar() as progress:
+        rebuilt = rebuild_projections(hub, progress=progress)
+    out.print(
+        f"timeline rebuilt up to event {rebuilt.timeline_position}; the desk has placed the "
+        f"contacts up to event {rebuilt.desk_position}"
+        + (f"; {rebuilt.skipped} events skipped (see the logs)" if rebuilt.skipped else "")
+    )
 
 
 @app.command()

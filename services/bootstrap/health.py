@@ -6,7 +6,8 @@
   runs, else the cause of its last failure and when it is retried;
 - ``recorder`` (when it runs here): it holds partitions, and its lag — records on them not
   recorded yet — is at most ``ready_max_lag``;
-- ``router`` (when the message router runs here): it holds partitions.
+- ``router`` (when the message router runs here): it holds partitions;
+- ``webhook publisher`` (with the API): connected to Kafka, so a webhook can be answered.
 
 Answers are kept for ``CACHE_S`` seconds, so a probe every second costs Kafka and the store
 little.  A recorder that holds no partition (more instances than partitions) reads not ready:
@@ -36,6 +37,7 @@ class HubReadiness:
         self.hub = hub
         self.states = states  # supervised service -> "ok" or why not
         self.running = running  # what runs here now: "recorder" -> its current Recorder
+        self._history: Any = None  # opened once, on the first check
         self._answer: dict[str, str] = {}
         self._at = -1e9
         self._lock = asyncio.Lock()
@@ -56,6 +58,11 @@ class HubReadiness:
         recorder = self.running.get("recorder")
         if recorder is not None and self.states.get("recorder") == OK:
             checks["recorder"] = await _within(lambda: self._recorder(recorder), "the recorder")
+        publisher = self.running.get("webhook publisher")
+        if publisher is not None and self.states.get("webhook publisher") == OK:
+            checks["webhook publisher"] = (
+                OK if publisher.connected else "not connected to Kafka yet"
+            )
         routers = self.hub.message_routers
         if routers and self.states.get("router") == OK:
             checks["router"] = OK if routers[-1].assigned else "no partitions assigned yet"
@@ -77,9 +84,14 @@ class HubReadiness:
                 await admin.close()
         return OK
 
+    def last_event(self) -> int | None:
+        """The store's last notification id (blocking: call it off the event loop)."""
+        if self._history is None:
+            self._history = self.hub.history(cached=False)
+        return self._history.recorder.max_notification_id()
+
     async def _store(self) -> str:
-        history = self.hub.history()
-        await asyncio.to_thread(history.recorder.max_notification_id)
+        await asyncio.to_thread(self.last_event)
         return OK
 
     async def _recorder(self, recorder: Any) -> str:

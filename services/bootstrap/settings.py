@@ -123,7 +123,27 @@ class Settings(BaseSettings):
     )
     session_hours: float = Field(8.0, gt=0, le=24 * 7, description="A console sign-in lasts")
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = Field(
+        8080, ge=0, le=65535, description="The API's port; a worker serves its probes here"
+    )
+    log_personal_data: bool = Field(
+        False,
+        description="Leave phone numbers and addresses in clear in the logs (debugging only; "
+        "by default they are masked)",
+    )
+    drain_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM: the deadline to finish what is in flight, commit and exit",
+    )
+    drain_refuse_seconds: float = Field(
+        3.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM: how long webhooks are refused with 503 (and /readyz fails) "
+        "before the API stops listening, so the load balancer sends them elsewhere",
+    )
     local_kafka_port: int = Field(
         19092, ge=1024, le=65534, description="`switchboard up`'s own broker (controller: +1)"
     )

@@ -1,7 +1,8 @@
 """The HTTP API: caller lookup, the customer timeline, delivery reports and users.
 
 Every operation under ``/v1`` needs a bearer token and a role (``auth.py``, ``roles.py``);
-``/healthz``, ``/readyz`` and the documentation pages are open (they hold no customer data).
+``/healthz``, ``/readyz``, ``/metrics`` and the documentation pages are open (they hold no
+customer data).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from projections.timeline import TimelineView
 from services.gateway.access import AccessTable
@@ -21,10 +20,10 @@ from services.gateway.auth import V1Guard, document_access, v1_router
 from services.gateway.console import install_console
 from services.gateway.customers_api import add_directory_routes
 from services.gateway.docs import install_offline_docs
+from services.gateway.operations import Drain, instrument, operations_router
 from services.gateway.problems import (
     install_problem_handlers,
     problem_documented_openapi,
-    problem_response,
 )
 from services.gateway.schemas import Delivery, Timeline, TimelineItem
 from services.gateway.session import SessionCodec
@@ -38,14 +37,6 @@ MAX_OFFSET = 2**31 - 1
 MESSAGE_REF_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
-class Readiness(BaseModel):
-    ready: bool
-    checks: dict[str, str] = Field(
-        description="Each check: ok, or why not",
-        examples=[{"kafka": "ok", "store": "ok", "recorder": "no partitions assigned yet"}],
-    )
-
-
 def create_api(
     *,
     view: TimelineView,
@@ -55,6 +46,7 @@ def create_api(
     access: AccessTable | None = None,
     sessions: SessionCodec | None = None,
     readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     """The API over ``view``; ``users`` says who may call it (``access``: the table of their
     tokens, built from ``users`` unless given).  With ``sessions``, the agent console is
@@ -69,27 +61,7 @@ def create_api(
     )
     install_offline_docs(api)
 
-    @api.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """Alive: the process answers (a load balancer's liveness probe)."""
-        return {"status": "ok"}
-
-    @api.get(
-        "/readyz",
-        tags=["operations"],
-        response_model=Readiness,
-        responses={503: {"description": "Not ready: the detail names each check that failed"}},
-    )
-    async def readyz() -> Readiness | Response:
-        """Ready for traffic: Kafka and the store answer, this process's services run and
-        hold their partitions, the recorder's lag is under its bound.  ``checks`` names each
-        check with ``ok``; when one is not, 503 with a detail naming it and why."""
-        checks = await readiness() if readiness is not None else {}
-        failing = {name: why for name, why in checks.items() if why != "ok"}
-        if failing:
-            detail = "not ready: " + "; ".join(f"{name}: {why}" for name, why in failing.items())
-            return problem_response(503, detail, headers={"Retry-After": "5"})
-        return Readiness(ready=True, checks=checks)
+    api.include_router(operations_router(readiness, drain))
 
     access = access or AccessTable(users)
     api.add_middleware(V1Guard, access=access, sessions=sessions)
@@ -148,6 +120,7 @@ def create_api(
     if sessions is not None:
         install_console(api, users=users, access=access, sessions=sessions)
     install_problem_handlers(api)
+    instrument(api, drain)
     api.openapi = problem_documented_openapi(api, amend=document_access)  # type: ignore[method-assign]
     api.openapi()  # an unguarded /v1 operation, or one without a role rule, fails here
     return api

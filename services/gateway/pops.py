@@ -33,6 +33,7 @@ from uuid import UUID
 
 from contracts import AgentPresenceChanged, ContactRouted, OfferAnswered
 from contracts.calls import CallEvent
+from services import metrics
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,12 @@ class PopBoard:
             if not streams:
                 del self.streams[stream.agent]
 
+    def close_streams(self) -> None:
+        """End every console's stream (this instance shuts down: they reconnect elsewhere)."""
+        for streams in self.streams.values():
+            for stream in streams:
+                stream.close()
+
     def connected(self) -> int:
         return sum(len(s) for s in self.streams.values())
 
@@ -201,6 +208,8 @@ class PopBoard:
                 update = {**before.out(), "state": "missed"}
                 self._send(gone, {"kind": "pop.update", "pop": update})
         self._send(recipients, {"kind": "pop", "pop": pop.out()})
+        if recipients:
+            _popped(event)
         self._prune()
 
     async def _message_routed(self, event: ContactRouted) -> None:
@@ -232,6 +241,7 @@ class PopBoard:
                 self._send({before[0]}, {"kind": "offer.over", "item": before[1]})
             self._offered[event.contact_ref] = (target.agent, item)
             self._send({target.agent}, {"kind": "offer", "item": item})
+            _popped(event)
             return
         if (before := self._offered.pop(event.contact_ref, None)) is not None:
             self._send({before[0]}, {"kind": "offer.over", "item": before[1]})
@@ -240,6 +250,8 @@ class PopBoard:
             if kind == "assigned":
                 await self._with_card(item, event)
             self._send({target.agent}, {"kind": kind, "item": item})
+            if kind == "assigned":
+                _popped(event)
             if event.from_agent and event.from_agent != target.agent:
                 self._send({event.from_agent}, {"kind": "unassigned", "item": item})
         elif target.kind == "queue" and target.queue:
@@ -322,6 +334,12 @@ class PopBoard:
 
 
 _TOLD = 10_000  # the message decisions remembered as pushed: a rebalance's repeats are recent
+
+
+def _popped(event: ContactRouted) -> None:
+    """The screen-pop latency: from the routing decision to the push to the consoles."""
+    seconds = (datetime.now(UTC) - event.occurred_at).total_seconds()
+    metrics.SCREEN_POP.labels(str(event.channel)).observe(max(0.0, seconds))
 
 
 def _remember(seen: OrderedDict[tuple[str, int], None], key: tuple[str, int]) -> None:

@@ -85,6 +85,8 @@ class BatchOutcome:
     duplicates: int = 0
     customers_created: int = 0
     notification_ids: list[int] = field(default_factory=list)
+    # What was recorded, by (channel, event type): the recorder's metrics.
+    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 class CustomerHistory(Application[UUID]):
@@ -204,6 +206,7 @@ class CustomerHistory(Application[UUID]):
                     source=interaction.source,
                 )
             outcome.recorded += 1
+            outcome.kinds[(str(interaction.channel), interaction.type)] += 1
         try:
             recordings = self._save_customers(
                 customers.values(),

@@ -37,6 +37,7 @@ from contracts import (
     SendMessage,
     parse_command,
 )
+from services import metrics
 from services.consumers import kafka_consumer
 from services.domain.outbound_policy import consent_refusal
 from services.history.customers import CustomerHistory, CustomerNotFound
@@ -82,6 +83,7 @@ class OutboundDispatcher:
         self.deadletter_topic = deadletter_topic
         self.retry_delays = retry_delays
         self.stats = DispatchStats()
+        self.group_id = group_id
         self.consumer = kafka_consumer(
             topic,
             bootstrap=bootstrap,
@@ -110,6 +112,7 @@ class OutboundDispatcher:
                         await self._handle_or_dead_letter(record)
                         self.stats.consumed += 1  # handled, so a reader may count outcomes
                         await self.consumer.commit({tp: record.offset + 1})
+                        metrics.report_lag(self.consumer, self.group_id, tp, record.offset + 1)
         finally:
             await self.consumer.stop()
             await self.interactions.stop()
@@ -158,7 +161,13 @@ class OutboundDispatcher:
         existing = await asyncio.to_thread(self.ledger.find, command.command_id)
         if existing is not None and existing.is_done:
             self.stats.skipped += 1
-            log.info("command %s already %s; not sending again", command.command_id, existing.state)
+            metrics.OUTBOUND.labels(str(command.channel), "skipped").inc()
+            log.info(
+                "command %s already %s; not sending again",
+                command.command_id,
+                existing.state,
+                extra={"command_id": str(command.command_id)},
+            )
             return
         recipient = await asyncio.to_thread(self._recipient, command.to)
         refusal = consent_refusal(
@@ -243,6 +252,7 @@ class OutboundDispatcher:
                 )
             )
         self.stats.sent += 1
+        metrics.OUTBOUND.labels(str(command.channel), "sent").inc()
 
     async def _report_failure(self, command: SendMessage, error: OutboundError) -> None:
         kind = {SendRefused: "refused", PermanentSendError: "rejected"}.get(type(error), "failed")
@@ -259,7 +269,14 @@ class OutboundDispatcher:
             )
         )
         self.stats.failed += 1
-        log.warning("command %s not sent (%s): %s", command.command_id, kind, error)
+        metrics.OUTBOUND.labels(str(command.channel), kind).inc()
+        log.warning(
+            "command %s not sent (%s): %s",
+            command.command_id,
+            kind,
+            error,
+            extra={"command_id": str(command.command_id)},
+        )
 
     async def _dead_letter(
         self, record: ConsumerRecord, error: BaseException, *, reason: str | None = None
@@ -268,6 +285,7 @@ class OutboundDispatcher:
             record, error, topic=self.deadletter_topic, reason=reason
         )
         self.stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels("outbound", type(error).__name__).inc()
 
 
 def _template_text(command: SendMessage) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deploy.ports import free_port
 from services.bootstrap.settings import Settings
 from tests.helpers import settings_env
 
@@ -52,7 +53,12 @@ class RecorderProcess(ChildProcess):
         super().__init__(
             [sys.executable, "-m", "services", "serve", "recorder", "--log-level", "INFO"],
             log_path,
-            env={**os.environ, **settings_env(settings)},
+            # Each recorder process serves its probes and metrics on a port of its own.
+            env={
+                **os.environ,
+                **settings_env(settings),
+                "SWITCHBOARD_HTTP_PORT": str(free_port()),
+            },
         )
 
     def assignments(self) -> list[str]:

@@ -37,6 +37,7 @@ async def test_hub_started_while_kafka_is_down_serves_and_records_once_kafka_is_
         topic_partitions=2,
         session_timeout_ms=3000,
         http_port=free_port(),
+        drain_refuse_seconds=0,
         cti_token=TOKEN,
     )
     stop = asyncio.Event()
