@@ -30,7 +30,9 @@ from tests.integration.test_openapi_conformance import every_channel
 # Besides the provider webhooks, which check signatures.  The console's session is how one
 # signs in (it checks the password or token itself, and holds no customer data); the probes
 # say whether the process runs and is ready, nothing of any customer.
-OPEN_PATHS = {"/healthz", "/readyz", "/console/session"}
+# Open on purpose: the probes, the console's sign-in, and the Prometheus scrape (no label holds
+# personal data: tests/integration/test_metrics.py; the Ingress does not route it outside).
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/console/session"}
 UNKNOWN_TOKEN = "sbt_0123456789abcdef_" + "A" * 43
 
 
