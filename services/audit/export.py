@@ -29,6 +29,23 @@ PAGE = 500
 Proof = Callable[[UUID, int], dict[str, Any] | None]
 
 
+def chain_proof(history: CustomerHistory) -> Proof:
+    """Each event's place in the store's hash chain: its notification id, its stream hash
+    and the global hash after it (``switchboard audit verify`` recomputes them)."""
+    cache: dict[UUID, dict[int, dict[str, Any]]] = {}
+
+    def proof(originator_id: UUID, version: int) -> dict[str, Any] | None:
+        if originator_id not in cache:
+            rows = history.recorder.chain.proofs_of(originator_id)
+            cache[originator_id] = {
+                v: {"notification_id": n, "stream_hash": s.hex(), "global_hash": g.hex()}
+                for v, n, s, g in rows
+            }
+        return cache[originator_id].get(version)
+
+    return proof
+
+
 def subject_access(
     history: CustomerHistory,
     view: TimelineView,
@@ -37,7 +54,9 @@ def subject_access(
     proof: Proof | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The person's full record as one JSON-ready document (raises CustomerNotFound)."""
+    """The person's full record as one JSON-ready document (raises CustomerNotFound);
+    ``proof`` (default: the store's hash chain) gives each event's place in it."""
+    proof = proof or chain_proof(history)
     customer = history.get_customer(customer_id)
     card = view.card(customer_id)
     timeline: list[dict[str, Any]] = []

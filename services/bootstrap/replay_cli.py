@@ -143,9 +143,7 @@ def export_command(
 
     the_hub = hub()
     customer_id = customer_of(customer, the_hub)
-    document = subject_access(
-        the_hub.history(cached=False), the_hub.timeline_view(), customer_id, proof=_proof()
-    )
+    document = subject_access(the_hub.history(cached=False), the_hub.timeline_view(), customer_id)
     text = json.dumps(document, indent=2) + "\n"
     try:
         if out_file is None:
@@ -162,8 +160,3 @@ def export_command(
             f"exported {len(document['events'])} events and {len(document['timeline'])} "
             f"timeline entries of {customer_id} to {written}"
         )
-
-
-def _proof() -> Any:
-    """Each event's place in the store's hash chain, where the store keeps one."""
-    return None

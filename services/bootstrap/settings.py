@@ -161,6 +161,18 @@ class Settings(BaseSettings):
         None, description="Region for national phone numbers without +, e.g. 'US' or 'DE'"
     )
 
+    # -- audit: signed checkpoints of the event chain (`switchboard audit`, services/audit) --
+    # Ed25519 keys as base64 of their 32 raw bytes, or PEM; `switchboard audit keygen` makes a
+    # pair.  Only the machine that signs checkpoints needs the private key (or its _FILE); an
+    # auditor's machine that checks them needs only the public key.
+    audit_signing_key: SecretStr | None = Field(
+        None, description="Signs chain checkpoints (`switchboard audit checkpoint`)"
+    )
+    audit_public_key: str | None = Field(
+        None,
+        description="The key checkpoints must be signed with (unset: the signing key's own)",
+    )
+
     # -- channels: a channel is on when its credentials are set ---------------------------
     public_base_url: str | None = Field(
         None, description="How providers reach us (behind a proxy), e.g. https://hub.example.com"

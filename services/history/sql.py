@@ -20,6 +20,9 @@ atomically with the events, so these subclasses accept two more keyword argument
 
 The identities table (identity key -> the customer its contacts are recorded on) is what
 ``CustomerHistory`` resolves every contact with: written only with the events that change it.
+
+Every stored event is also chained by hash, in the same transaction (``chain_sql.py``): the
+recorders' ``chain`` is what ``switchboard audit verify`` reads.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from services.history.chain_sql import PostgresEventChain, SQLiteEventChain
 
 _CHUNK = 500
 _MAX_REASON_CHARS = 1000
@@ -62,8 +67,18 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 
 class SQLiteHistoryRecorder(SQLiteProcessRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        # Before the library's __init__, which builds the create statements (ours among them).
+        self.chain = SQLiteEventChain(datastore, kwargs.get("events_table_name", "stored_events"))
+        super().__init__(datastore, **kwargs)
+
+    def create_table(self) -> None:
+        super().create_table()
+        self.chain.begin()  # a store written before the chain is chained once, now
+
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
+        statements += self.chain.create_statements()
         statements.append(
             "CREATE TABLE IF NOT EXISTS provider_refs ("
             "ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
@@ -104,7 +119,11 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
                 "INSERT OR REPLACE INTO skipped_events VALUES (?, ?, ?, ?)",
                 [(k.follower, k.notification_id, _storable(k.reason), now) for k in skipped],
             )
-        return super()._insert_events(c, stored_events, **kwargs)
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if stored_events:
+            assert notification_ids is not None
+            self.chain.append(c, notification_ids, stored_events)
+        return notification_ids
 
     def skipped_events(self, follower: str) -> list[SkippedEvent]:
         """The stored events ``follower`` moved past without applying them, oldest first."""
@@ -224,6 +243,22 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1 "
             "AND originator_id = ANY(%s)"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.chain = PostgresEventChain(self)
+        self.sql_create_statements += self.chain.create_statements
+
+    def create_table(self) -> None:
+        super().create_table()
+        self.chain.begin()  # a store written before the chain is chained once, now
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # The library calls this in the events' transaction, after LOCK TABLE and the insert:
+        # the chain's heads are read and its rows written while no other writer can store.
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if notification_ids:
+            self.chain.append(curs.connection, notification_ids, stored_events)
+        return notification_ids
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -170,9 +170,8 @@ def test_the_cli_replays_as_of_a_moment_and_says_what_is_wrong_in_one_line(
 
 
 async def test_subject_access_exports_the_whole_record_as_json_and_a_self_contained_page(
-    tmp_path: Path,
+    settings: Settings, tmp_path: Path
 ) -> None:
-    settings = Settings(store=f"sqlite:///{tmp_path / 'history.db'}", data_dir=tmp_path / "var")
     hub = bootstrap(settings)
     history = hub.history()
     anna = customer_id_for(identity_of(ANNA))
@@ -203,6 +202,9 @@ async def test_subject_access_exports_the_whole_record_as_json_and_a_self_contai
     versions = [e["version"] for e in document["events"] if e["stream"] == "customer"]
     assert versions == list(range(1, history.get_customer(anna).version + 1))
     assert len(document["conversations"]) == 1
+    proofs = [e["proof"] for e in document["events"]]  # each event's place in the chain
+    assert all(p and len(p["stream_hash"]) == 64 for p in proofs), proofs
+    assert len({p["notification_id"] for p in proofs}) == len(proofs)
     assert page.headers["content-type"].startswith("text/html")
     assert "Anna &lt;Berg&gt;" in page.text and "<Berg>" not in page.text
     assert "message a1" in page.text
