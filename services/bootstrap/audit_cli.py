@@ -26,7 +26,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contracts.errors import SwitchboardError
+from services.bootstrap.access_cli import access_app
 from services.bootstrap.cli_common import err, fail
+from services.bootstrap.replay_cli import export_command, replay_command
 from services.bootstrap.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -108,8 +110,30 @@ def verify(
         if report.start is not None and report.start.backfilled_events:
             out.print(_backfilled(report))
     held = _judge_all(files, report, trusted)
-    if report.first_break is not None or not held:
+    access_intact = _verify_access_log(settings)
+    if report.first_break is not None or not held or not access_intact:
         raise typer.Exit(1)
+
+
+def _verify_access_log(settings: Settings) -> bool:
+    """The access log's own chain (who read which customer): intact, or its first break."""
+    from services.audit.access_log import open_access_log, verify_access_log
+
+    log = open_access_log(settings)
+    try:
+        found = verify_access_log(log)
+    finally:
+        log.close()
+    if found.intact:
+        out.print(f"access log intact: {found.verified:,} entries")
+        return True
+    out.print(f"access log broken at entry {found.broken_at}: {escape(found.reason or '')}")
+    return False
+
+
+audit_app.command("replay")(replay_command)
+audit_app.command("export")(export_command)
+audit_app.add_typer(access_app, name="access", help="Who read which customer, when and why.")
 
 
 def _judge_all(files: list[Checkpoint], report: ChainReport, trusted: str) -> bool:

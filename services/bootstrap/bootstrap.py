@@ -33,6 +33,7 @@ from contracts import Channel
 from contracts.errors import ConfigError
 from projections.follower import NewEvents, TimelineFollower
 from projections.timeline import TimelineView
+from services.audit.access_log import open_access_log
 from services.bootstrap.channels import ChannelConfigs, channel_configs
 from services.bootstrap.routing import Routing, build_routing
 from services.bootstrap.settings import Settings
@@ -47,6 +48,7 @@ from services.desk.follower import DeskFollower
 from services.desk.service import DeskService
 from services.gateway.access import AccessTable
 from services.gateway.api import create_api
+from services.gateway.audit_api import audit_router
 from services.gateway.auth import v1_router
 from services.gateway.customers_api import customer_commands_router
 from services.gateway.desk_api import desk_router
@@ -336,6 +338,8 @@ class Hub:
             )
         )
         desk.include_router(supervisor_router(routing.floor))
+        # The auditor's replay and subject-access export read the system of record.
+        desk.include_router(audit_router(self.history(cached=False), view))
         desk.include_router(
             replies_router(
                 view,
@@ -352,4 +356,5 @@ class Hub:
             sessions=self.session_codec(),
             readiness=readiness,
             drain=drain,
+            access_log=open_access_log(self.settings),
         )

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from services.bootstrap.access_cli import record_cli_read
+from services.bootstrap.audit_cli import audit_app
 from services.bootstrap.cli_common import customer_of, err
 from services.bootstrap.cli_common import fail as _fail
 from services.bootstrap.config_cli import config_app
@@ -59,6 +61,11 @@ app.add_typer(files_app, name="files", help="Files attached to customers and con
 app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
 app.add_typer(config_app, name="config", help="The hub's configuration: check it, see it.")
 app.add_typer(store_app, name="store", help="Back up the event store and restore it.")
+app.add_typer(
+    audit_app,
+    name="audit",
+    help="Compliance: verify the hash chain, replay as of a moment, export, the access log.",
+)
 
 try:  # the local broker launcher (services/bootstrap/kafka_cli.py)
     from services.bootstrap.kafka_cli import kafka_app
@@ -402,6 +409,7 @@ def timeline(
     hub = _hub(_settings())
     customer_id = customer_of(target, hub)
     entries = hub.timeline_view().timeline(customer_id, limit=limit)
+    record_cli_read(hub, [customer_id], kind="timeline", what="switchboard timeline")
     if as_json:
         for e in entries:
             sys.stdout.write(
@@ -454,6 +462,7 @@ def lookup(
         card = hub.timeline_view().card(customer_id)
         if card is None:
             raise _fail(f"customer {customer_id} is not in the timeline view yet: try again")
+        record_cli_read(hub, [customer_id], kind="card", what="switchboard lookup")
         out.print_json(card_out(card).model_dump_json())
         return
     # An address: nobody behind it is an answer ("known": false), not an error as elsewhere.
@@ -462,6 +471,10 @@ def lookup(
     except AddressError as e:
         raise _fail(str(e)) from None
     answer = lookup_answer(normalized, hub.timeline_view().lookup(normalized))
+    shown = [answer.customer, *(c.customer for c in answer.candidates)]
+    record_cli_read(
+        hub, [c.customer_id for c in shown if c], kind="lookup", what="switchboard lookup"
+    )
     out.print_json(answer.model_dump_json())
 
 

@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from services.bootstrap.access_cli import record_cli_read
 from services.bootstrap.cli_common import AsUser, customer_of
 from services.bootstrap.cli_common import actor as _actor
 from services.bootstrap.cli_common import fail as _fail
@@ -51,6 +52,7 @@ def show(
     card = view.card(customer_of(customer, hub))
     if card is None:
         raise _fail(f"no customer {customer}")
+    record_cli_read(hub, [card.customer_id], kind="card", what="switchboard customer show")
     _print_json(card_out(card))
 
 
@@ -62,6 +64,8 @@ def search(
     """Customers by address or name prefix, one line each."""
     hub = _hub()
     cards = hub.timeline_view().search(text, limit=limit)
+    shown = [c.customer_id for c in cards]
+    record_cli_read(hub, shown, kind="search", what="switchboard customer search")
     if not cards:
         out.print(f"no customer matches {text!r}")
         return
@@ -236,6 +240,8 @@ def duplicates(
     view = hub.timeline_view()
     cid = customer_of(customer, hub)
     suggestions = view.duplicates(cid)
+    shown = [cid, *(s.customer_id for s in suggestions)]
+    record_cli_read(hub, shown, kind="duplicates", what="switchboard customer duplicates")
     if not suggestions:
         out.print("no likely duplicates")
         return

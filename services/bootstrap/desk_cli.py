@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.bootstrap.access_cli import record_cli_read
 from services.bootstrap.cli_common import AsUser, customer_of
 from services.bootstrap.cli_common import actor as _actor
 from services.bootstrap.cli_common import hub as _hub
@@ -52,6 +53,7 @@ def list_conversations(
     customer_id = customer_of(customer, hub)
     with _one_line_errors():
         conversations = hub.desk().conversations(customer_id)
+    record_cli_read(hub, [customer_id], kind="conversations", what="switchboard conversations list")
     table = Table(title=f"customer {customer_id}")
     for column in ("conversation", "channel", "party", "status", "assignee", "last contact", "v"):
         table.add_column(column)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from services.bootstrap.access_cli import record_cli_read
 from services.bootstrap.cli_common import customer_of, err, fail, hub
 
 out = Console()
@@ -37,6 +38,7 @@ def replay_command(
 
     the_hub = hub()
     customer_id = customer_of(customer, the_hub)
+    record_cli_read(the_hub, [customer_id], kind="replay", what="switchboard audit replay")
     history = the_hub.history(cached=False)
     try:
         moment = (
@@ -143,6 +145,7 @@ def export_command(
 
     the_hub = hub()
     customer_id = customer_of(customer, the_hub)
+    record_cli_read(the_hub, [customer_id], kind="export", what="switchboard audit export")
     document = subject_access(the_hub.history(cached=False), the_hub.timeline_view(), customer_id)
     text = json.dumps(document, indent=2) + "\n"
     try:

@@ -15,7 +15,14 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 
 from projections.timeline import TimelineView
+from services.audit.access_log import AccessLog
 from services.gateway.access import AccessTable
+from services.gateway.access_log import (
+    AccessRecorder,
+    RecordReads,
+    access_log_router,
+    document_reads,
+)
 from services.gateway.auth import V1Guard, document_access, v1_router
 from services.gateway.console import install_console
 from services.gateway.customers_api import add_directory_routes
@@ -47,10 +54,13 @@ def create_api(
     sessions: SessionCodec | None = None,
     readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
     drain: Drain | None = None,
+    access_log: AccessLog | None = None,
 ) -> FastAPI:
     """The API over ``view``; ``users`` says who may call it (``access``: the table of their
     tokens, built from ``users`` unless given).  With ``sessions``, the agent console is
-    served at ``/console/`` and its session cookie is accepted on ``/v1``."""
+    served at ``/console/`` and its session cookie is accepted on ``/v1``.  With
+    ``access_log``, every read of a customer's data (and every 403) is recorded in it before
+    it is answered, and auditors query it (``GET /v1/audit/access``)."""
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
@@ -64,7 +74,11 @@ def create_api(
     api.include_router(operations_router(readiness, drain))
 
     access = access or AccessTable(users)
-    api.add_middleware(V1Guard, access=access, sessions=sessions)
+    reads = AccessRecorder(access_log) if access_log is not None else None
+    if reads is not None:  # inside the guard: it knows the caller
+        api.add_middleware(RecordReads, recorder=reads)
+    refusals = reads.refusal if reads is not None else None
+    api.add_middleware(V1Guard, access=access, sessions=sessions, refusals=refusals)
     v1 = v1_router()
 
     add_directory_routes(v1, view, default_region=default_region)
@@ -114,6 +128,8 @@ def create_api(
         )
 
     v1.include_router(users_router(users, changed=lambda: access.refresh(wait=True)))
+    if access_log is not None:
+        v1.include_router(access_log_router(access_log))
     api.include_router(v1)
     for router in routers:  # the channels' webhooks: the provider's signature, no bearer
         api.include_router(router)
@@ -121,6 +137,7 @@ def create_api(
         install_console(api, users=users, access=access, sessions=sessions)
     install_problem_handlers(api)
     instrument(api, drain)
-    api.openapi = problem_documented_openapi(api, amend=document_access)  # type: ignore[method-assign]
+    amend = document_access if reads is None else lambda d: document_reads(document_access(d))
+    api.openapi = problem_documented_openapi(api, amend=amend)  # type: ignore[method-assign]
     api.openapi()  # an unguarded /v1 operation, or one without a role rule, fails here
     return api

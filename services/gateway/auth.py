@@ -17,6 +17,7 @@ API with a ``/v1`` operation that has no row in the table.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,10 +46,16 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, caller: Caller | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.caller = caller  # a 403 for the role: who was refused
+
+
+# Given a role refusal (path template, caller, the 403 answer): the answer to send instead,
+# e.g. one that records the attempt first (services.gateway.access_log).
+RefusalHook = Callable[[str, Caller, ASGIApp], ASGIApp]
 
 
 def _unauthenticated(why: str, needed: str) -> Refused:
@@ -74,15 +81,21 @@ class V1Guard:
     A console session cookie (``services.gateway.session``) stands in for the bearer token
     where none is given; with it, a request that changes something needs ``X-CSRF-Token``.
     WebSockets under ``/v1`` are guarded as the ``WEBSOCKET`` rows of the role table; a refusal
-    closes the handshake (HTTP 403) before it is accepted.
+    closes the handshake (HTTP 403) before it is accepted.  ``refusals`` is told of each HTTP
+    403 for a missing role and gives the answer to send (the access log records it first).
     """
 
     def __init__(
-        self, app: ASGIApp, access: AccessTable, sessions: SessionCodec | None = None
+        self,
+        app: ASGIApp,
+        access: AccessTable,
+        sessions: SessionCodec | None = None,
+        refusals: RefusalHook | None = None,
     ) -> None:
         self.app = app
         self.access = access
         self.sessions = sessions
+        self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,7 +120,10 @@ class V1Guard:
                 await send({"type": "websocket.close", "code": 1008, "reason": reason})
                 return
             headers = _CHALLENGE if e.status == 401 else None
-            await problem_response(e.status, e.detail, headers)(scope, receive, send)
+            answer: ASGIApp = problem_response(e.status, e.detail, headers)
+            if e.caller is not None and self.refusals is not None:
+                answer = self.refusals(row[0], e.caller, answer)
+            await answer(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
@@ -179,6 +195,7 @@ def _check_roles(caller: Caller, method: str, template: str, allowed: frozenset)
             403,
             f"user {caller.username!r} has role(s) {have}; "
             f"{method} {template} needs role {spelled(allowed)}",
+            caller,
         )
 
 

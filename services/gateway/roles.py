@@ -20,6 +20,8 @@ Why these rows:
   The list of every agent with presence and load is for supervisors (and admins).
 - The desk (conversations, their status, notes and files): agents, supervisors and admins
   work on it; auditors read it (files included), they change nothing.
+- The access log (who read which customer) is for auditors and admins: it says what staff
+  did, which agents and supervisors have no need to see.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ READ_DELIVERIES = READ_CUSTOMERS | {Role.campaign_manager}
 ADMINISTER = frozenset({Role.admin})
 WORK_THE_DESK = frozenset({Role.agent, Role.supervisor, Role.admin})
 SUPERVISE = frozenset({Role.supervisor, Role.admin})
+AUDIT = frozenset({Role.auditor, Role.admin})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/lookup"): READ_CUSTOMERS,
@@ -69,6 +72,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/users/{username}/disable"): ADMINISTER,
     ("POST", "/v1/users/{username}/tokens"): ADMINISTER,
     ("DELETE", "/v1/users/{username}/tokens/{token_id}"): ADMINISTER,
+    ("GET", "/v1/audit/access"): AUDIT,
+    ("GET", "/v1/audit/customers/{customer_id}"): AUDIT,
+    ("GET", "/v1/audit/customers/{customer_id}/export"): AUDIT,
 }
 
 
