@@ -71,7 +71,7 @@ class PostgresCluster:
                 "-o",
                 f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200",
+                "-c max_connections=600",
                 "start",
             ),
             check=True,

@@ -321,10 +321,9 @@ class Hub:
             )
         )
         # Not the customers' writer (the recorder is): decide on what is stored, not cached.
+        stored = self.history(cached=False)
         desk.include_router(
-            customer_commands_router(
-                self.history(cached=False), view, default_region=self.settings.default_region
-            )
+            customer_commands_router(stored, view, default_region=self.settings.default_region)
         )
         desk.include_router(
             agents_router(
@@ -339,7 +338,7 @@ class Hub:
         )
         desk.include_router(supervisor_router(routing.floor))
         # The auditor's replay and subject-access export read the system of record.
-        desk.include_router(audit_router(self.history(cached=False), view))
+        desk.include_router(audit_router(stored, view))
         desk.include_router(
             replies_router(
                 view,
