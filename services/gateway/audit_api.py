@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -91,7 +92,17 @@ def audit_router(
         its stream reached ``version``), merges and unmerges in force then included: rebuilt
         from the events recorded by then.  Auditors and admins."""
         if (as_of is None) == (version is None):
-            raise HTTPException(422, "give exactly one of as_of and version")
+            field = "version" if as_of is not None else "as_of"
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", field),
+                        "msg": "give exactly one of as_of and version",
+                        "type": "value_error",
+                        "input": None,
+                    }
+                ]
+            )
         try:
             moment = as_of or moment_of_version(history, customer_id, version or 0)
             found = replay(history, customer_id, moment, limit=limit)
