@@ -113,18 +113,19 @@ def access(
             typer.echo(json.dumps(row, default=str))
         return
     table = Table(title="access log, newest first")
-    for column in ("seq", "at (UTC)", "who", "via", "customer", "kind", "what", "status"):
-        table.add_column(column, no_wrap=column in ("customer", "at (UTC)"))
+    # Narrow enough for 80 columns: the customer's id shortened (--json has it whole), and
+    # how the read came (api, console, cli) beside who made it.
+    # (the route or command read: --json)
+    for column in ("seq", "at (UTC)", "who (via)", "customer", "kind", "status"):
+        table.add_column(column, no_wrap=column != "who (via)")
     table.add_column("purpose / target")
     for e in found:
         table.add_row(
             str(e.seq),
             e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            e.who,
-            e.via,
-            str(e.customer_id or "-"),
+            f"{e.who} ({e.via})",
+            f"{str(e.customer_id)[:8]}…" if e.customer_id else "-",
             e.kind,
-            e.what,
             str(e.outcome),
             " / ".join(x for x in (e.purpose, e.target) if x) or "-",
         )
