@@ -778,12 +778,24 @@ async function addNote(event) {
   const button = $('#note-submit');
   button.disabled = true;
   await forCustomer('Adding the note', async (id, current) => {
-    await api('POST', `/v1/customers/${id}/notes`, { text: $('#note-body').value });
+    const text = $('#note-body').value;
+    await api('POST', `/v1/customers/${id}/notes`, { text });
     if (!current()) return;
     $('#note-body').value = '';
-    await loadTimeline();
+    await untilShown(text.trim().slice(0, 40), current);
   });
   button.disabled = false;
+}
+
+// The timeline is a projection: a note shows once the view has applied it, at once as a rule,
+// a moment later when the hub is busy. Look again for a while rather than leave it missing.
+async function untilShown(text, current) {
+  for (let wait = 250; wait <= 8000; wait *= 2) {
+    await loadTimeline();
+    if (!current() || $('#timeline').textContent.includes(text)) return;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  await loadTimeline();
 }
 
 // ---- replies -------------------------------------------------------------------------------
