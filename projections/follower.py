@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 
-from projections.timeline import TOPICS, TimelineView, changes_for
+from projections.timeline import TOPICS, TimelineView, ViewSwapped, changes_for
 
 log = logging.getLogger(__name__)
 
@@ -142,27 +142,40 @@ class TimelineFollower(Follower):
         if not notifications:
             return 0
         try:
+            self._apply_batch(notifications)
+        except ViewSwapped:
+            # A rebuild swapped a new view in: go on from its position (ahead of ours or not).
+            self.resync()
+            log.info(
+                "timeline: the view was rebuilt and swapped in; following from %s", self.position
+            )
+        return len(notifications)
+
+    def _apply_batch(self, notifications: list[Any]) -> None:
+        """Apply the batch, else event by event; then move past it."""
+        try:
             self._apply(notifications)
+        except ViewSwapped:
+            raise
         except Exception as e:
             applied = self._applied_elsewhere()
             if applied >= notifications[0].id:
                 # Another follower of the same view (a second hub process, a rebuild) got
                 # there first: its transaction holds these events; continue after them.
                 log.info("timeline: another follower applied up to %s; continuing there", applied)
-                with self._progress:
-                    self._position = applied
-                    self._progress.notify_all()
-                return len(notifications)
+                self._move_to(applied)
+                return
             log.warning(
                 "timeline batch after %s failed (%r); applying it event by event", self._position, e
             )
             for notification in notifications:
                 self._apply_or_skip(notification)
-        last = notifications[-1].id
+        self._move_to(notifications[-1].id)
+
+    def _move_to(self, position: int) -> None:
         with self._progress:
-            self._position = last
+            self._position = position
             self._progress.notify_all()
-        return len(notifications)
 
     def _apply(self, notifications: list[Any]) -> None:
         to_domain = self.source.mapper.to_domain_event
@@ -172,6 +185,8 @@ class TimelineFollower(Follower):
     def _apply_or_skip(self, notification: Any) -> None:
         try:
             self._apply([notification])
+        except ViewSwapped:
+            raise
         except Exception as e:
             if self._applied_elsewhere() >= notification.id:
                 return
@@ -187,7 +202,7 @@ class TimelineFollower(Follower):
         return self.view.max_tracking_id(self.source.name) or 0
 
     def resync(self) -> None:
-        self._position = self.view.max_tracking_id(self.source.name) or 0
+        self._move_to(self.view.max_tracking_id(self.source.name) or 0)
 
     def wait_for(self, notification_id: int, timeout: float) -> bool:
         """Block until the view includes ``notification_id`` (read-your-writes)."""

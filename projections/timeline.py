@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -52,6 +52,9 @@ from projections.directory import (
 from services.domain import Customer
 from services.domain.desk import CustomerDesk
 
+if TYPE_CHECKING:
+    from projections.rebuild import ViewBuild
+
 __all__ = [
     "TOPICS",
     "CustomerSummary",
@@ -62,6 +65,7 @@ __all__ = [
     "TimelineEntry",
     "TimelineView",
     "ViewFromTheFuture",
+    "ViewSwapped",
     "changes_for",
 ]
 
@@ -104,6 +108,14 @@ class ViewFromTheFuture(ConfigError):
         )
 
 
+class ViewSwapped(Exception):
+    """A rebuild swapped a new view in under this writer: nothing was written, and the
+    position must be read again from the new view before the next write."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"the view at {where} was rebuilt and swapped in; read its position")
+
+
 class TimelineView(TrackingRecorder):
     """The view's interface; SQLite and PostgreSQL implement it."""
 
@@ -144,6 +156,11 @@ class TimelineView(TrackingRecorder):
     def reset(self) -> None:
         """Forget everything, tracking included: the next follow rebuilds from zero."""
         raise NotImplementedError
+
+    def build_beside(self) -> ViewBuild | None:
+        """A new, empty view beside this one, to be loaded in bulk and swapped in
+        (projections/rebuild.py); None where this view can only be rebuilt in place."""
+        return None
 
     # -- the directory (caller lookup, cards, search, duplicates) -------------------------------
     # Each store answers the primitives below; the rules are here, once.
@@ -449,10 +466,14 @@ def contact_rollup(entries: Iterable[TimelineEntry]) -> dict[UUID, tuple[int, da
     return rollup
 
 
+# json.dumps with these options would build this encoder on every call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def payload_json(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    text = _JSON.encode(payload)
     if "\\u0000" in text:  # json.dumps always escapes NUL; PostgreSQL's jsonb refuses it
-        text = json.dumps(storable(payload), separators=(",", ":"), ensure_ascii=False)
+        text = _JSON.encode(storable(payload))
     return text
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -45,9 +46,12 @@ from projections.timeline import (
     storable,
 )
 
+if TYPE_CHECKING:
+    from projections.rebuild_postgres import PostgresViewBuild
+
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
 SCHEMA = 4
-_NAMES = (
+TABLES = (
     "entries",
     "customers",
     "addresses",
@@ -56,6 +60,23 @@ _NAMES = (
     "deliveries",
     "skipped",
 )
+# The secondary indexes: name -> (table, what it indexes).  A rebuild makes them after its
+# load (projections/rebuild_postgres.py).
+INDEXES = {
+    "timeline_entries_by_owner": ("entries", "(owner_id, occurred_at, position)"),
+    "timeline_customers_by_name": (
+        "customers",
+        "(name_key text_pattern_ops) WHERE name_key IS NOT NULL",
+    ),
+    "timeline_customers_by_survivor": ("customers", "(merged_into) WHERE merged_into IS NOT NULL"),
+    "timeline_addresses_by_prefix": ("addresses", "(address text_pattern_ops)"),
+    "timeline_addresses_by_customer": ("addresses", "(customer_id)"),
+    "timeline_conversations_by_owner": ("conversations", "(owner_id)"),
+    "timeline_conversations_worked": (
+        "conversations",
+        "(assignee, status) WHERE status IN ('assigned', 'pending')",
+    ),
+}
 _ENTRY_COLUMNS = (
     "customer_id, position, occurred_at, type, channel, direction, party, provider_ref, "
     "summary, payload"
@@ -100,12 +121,71 @@ def _row(r: dict[str, Any]) -> CustomerRow:
     )
 
 
+@dataclass
+class BatchRows:
+    """The statement parameters a batch of changes writes (plain data: a rebuild prepares
+    them in worker processes)."""
+
+    customers: list[tuple]  # new customers without contacts in the batch
+    counted: list[tuple]  # new customers with their contacts in the batch
+    addresses: list[tuple]
+    entries: list[tuple]
+    contacts: list[tuple]  # contacts of customers known before the batch
+    deliveries: list[DeliveryReport]
+    ops: list[DirectoryOp]
+
+    @classmethod
+    def of(cls, changes: TimelineChanges) -> BatchRows:
+        rollup = contact_rollup(changes.entries)
+        customers, counted = [], []
+        for s in changes.new_customers:
+            row = (s.customer_id, storable(s.first_address), s.first_seen)
+            got = rollup.pop(s.customer_id, None)
+            if got is None:
+                customers.append(row)
+            else:
+                counted.append((*row, *got))
+        return cls(
+            customers=customers,
+            counted=counted,
+            # Once each: a repeated (address, customer) does nothing anyway.
+            addresses=list(
+                dict.fromkeys(
+                    (storable(address), cid)
+                    for address, cid in (*changes.addresses, *contact_addresses(changes.entries))
+                )
+            ),
+            entries=[
+                (
+                    e.position,
+                    e.customer_id,
+                    e.customer_id,
+                    e.occurred_at,
+                    *storable([e.type, e.channel, e.direction, e.party]),
+                    *storable([e.provider_ref, e.summary]),
+                    payload_json(e.payload),
+                )
+                for e in changes.entries
+            ],
+            contacts=[
+                (count, last, channel, cid) for cid, (count, last, channel) in rollup.items()
+            ],
+            deliveries=changes.deliveries,
+            ops=changes.ops,
+        )
+
+
+def _columns(rows: list[tuple], width: int) -> list[list[Any]]:
+    """Rows as one list per column (the arrays a statement unnests)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         schema = Identifier(self.datastore.schema)
         self._t = {
-            name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}")) for name in _NAMES
+            name: SQL("{0}.{1}").format(schema, Identifier(f"timeline_{name}")) for name in TABLES
         }
         self._schema_table = SQL("{0}.{1}").format(schema, Identifier("timeline_view_schema"))
         t = self._t
@@ -120,10 +200,6 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "summary text NOT NULL, payload jsonb NOT NULL)"
             ).format(t["entries"]),
             SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_entries_by_owner "
-                "ON {0} (owner_id, occurred_at, position)"
-            ).format(t["entries"]),
-            SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "customer_id uuid PRIMARY KEY, first_address text NOT NULL, "
                 "first_seen timestamptz NOT NULL, contact_count bigint NOT NULL DEFAULT 0, "
@@ -134,23 +210,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "dismissed jsonb NOT NULL DEFAULT '{{}}')"
             ).format(t["customers"]),
             SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_customers_by_name ON {0} "
-                "(name_key text_pattern_ops) WHERE name_key IS NOT NULL"
-            ).format(t["customers"]),
-            SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_customers_by_survivor ON {0} (merged_into) "
-                "WHERE merged_into IS NOT NULL"
-            ).format(t["customers"]),
-            SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "address text PRIMARY KEY, customer_id uuid NOT NULL)"
-            ).format(t["addresses"]),
-            SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_addresses_by_prefix "
-                "ON {0} (address text_pattern_ops)"
-            ).format(t["addresses"]),
-            SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_addresses_by_customer ON {0} (customer_id)"
             ).format(t["addresses"]),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
@@ -164,13 +225,6 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "assignee text, opened_at timestamptz NOT NULL)"
             ).format(t["conversations"]),
             SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_conversations_by_owner ON {0} (owner_id)"
-            ).format(t["conversations"]),
-            SQL(
-                "CREATE INDEX IF NOT EXISTS timeline_conversations_worked ON {0} "
-                "(assignee, status) WHERE status IN ('assigned', 'pending')"
-            ).format(t["conversations"]),
-            SQL(
                 "CREATE TABLE IF NOT EXISTS {0} ("
                 "message_ref text PRIMARY KEY, customer_id uuid NOT NULL, channel text NOT NULL, "
                 "status text NOT NULL, updated_at timestamptz NOT NULL)"
@@ -180,6 +234,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "notification_id bigint PRIMARY KEY, reason text NOT NULL, "
                 "skipped_at timestamptz NOT NULL DEFAULT now())"
             ).format(t["skipped"]),
+            *self.index_statements().values(),
         ]
         # One customer's row with its addresses and last contacts: the card in one statement.
         self._row_select = SQL(
@@ -202,6 +257,14 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             customers=t["customers"],
             recent=RECENT,
         )
+
+    def index_statements(self) -> dict[str, Composed]:
+        return {
+            name: SQL("CREATE INDEX IF NOT EXISTS {0} ON {1} " + columns).format(
+                Identifier(name), self._t[table]
+            )
+            for name, (table, columns) in INDEXES.items()
+        }
 
     def create_table(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -239,65 +302,76 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
-        t = self._t
         with self.datastore.transaction(commit=True) as curs:
             self._insert_tracking(curs, tracking)
-            if changes.new_customers:
-                curs.executemany(
-                    SQL(
-                        "INSERT INTO {0} (customer_id, first_address, first_seen) "
-                        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-                    ).format(t["customers"]),
-                    [
-                        (s.customer_id, storable(s.first_address), s.first_seen)
-                        for s in changes.new_customers
-                    ],
-                )
-            addresses = [*changes.addresses, *contact_addresses(changes.entries)]
-            if addresses:
-                curs.executemany(
-                    SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
-                        t["addresses"]
-                    ),
-                    [(storable(address), cid) for address, cid in addresses],
-                )
-            if changes.entries:
-                with curs.copy(
-                    SQL(
-                        "COPY {0} (position, customer_id, owner_id, occurred_at, type, channel, "
-                        "direction, party, provider_ref, summary, payload) FROM STDIN"
-                    ).format(t["entries"])
-                ) as copy:
-                    for e in changes.entries:
-                        copy.write_row(
-                            (
-                                e.position,
-                                e.customer_id,
-                                e.customer_id,
-                                e.occurred_at,
-                                *storable([e.type, e.channel, e.direction, e.party]),
-                                *storable([e.provider_ref, e.summary]),
-                                payload_json(e.payload),
-                            )
-                        )
-                rollup = contact_rollup(changes.entries)
-                if rollup:
-                    curs.executemany(
-                        SQL(
-                            "UPDATE {0} SET contact_count = contact_count + %s, "
-                            "last_channel = CASE WHEN last_contact_at IS NULL "
-                            "OR %s >= last_contact_at THEN %s ELSE last_channel END, "
-                            "last_contact_at = GREATEST(last_contact_at, %s) "
-                            "WHERE customer_id = %s"
-                        ).format(t["customers"]),
-                        [
-                            (count, last, channel, last, cid)
-                            for cid, (count, last, channel) in rollup.items()
-                        ],
-                    )
-            self._apply_deliveries(curs, changes.deliveries)
-            for op in changes.ops:
-                self._apply_op(curs, op)
+            self.write_rows(curs, BatchRows.of(changes))
+
+    def write_rows(self, curs: Any, rows: BatchRows) -> None:
+        """A batch's rows, in the transaction of ``curs`` (these tables, or a rebuild's beside
+        them: projections/rebuild_postgres.py)."""
+        t = self._t
+        # Each statement takes the batch's rows as arrays, in order: one statement a batch,
+        # not one a row (a conflict keeps the first row, as row by row would).
+        if rows.customers:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} (customer_id, first_address, first_seen) "
+                    "SELECT i, a, s FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
+                    "WITH ORDINALITY AS r(i, a, s, n) ORDER BY n ON CONFLICT DO NOTHING"
+                ).format(t["customers"]),
+                _columns(rows.customers, 3),
+            )
+        if rows.counted:
+            # A new customer with its contacts: the insert and the contacts' update below in
+            # one statement (the same row as inserting, then updating, would leave).
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} AS c (customer_id, first_address, first_seen, "
+                    "contact_count, last_contact_at, last_channel) "
+                    "SELECT i, a, s, k, l, h FROM unnest(%s::uuid[], %s::text[], "
+                    "%s::timestamptz[], %s::bigint[], %s::timestamptz[], %s::text[]) "
+                    "WITH ORDINALITY AS r(i, a, s, k, l, h, n) ORDER BY n "
+                    "ON CONFLICT (customer_id) DO UPDATE SET "
+                    "contact_count = c.contact_count + excluded.contact_count, "
+                    "last_channel = CASE WHEN c.last_contact_at IS NULL "
+                    "OR excluded.last_contact_at >= c.last_contact_at "
+                    "THEN excluded.last_channel ELSE c.last_channel END, "
+                    "last_contact_at = GREATEST(c.last_contact_at, excluded.last_contact_at)"
+                ).format(t["customers"]),
+                _columns(rows.counted, 6),
+            )
+        if rows.addresses:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} SELECT a, i FROM unnest(%s::text[], %s::uuid[]) "
+                    "WITH ORDINALITY AS r(a, i, n) ORDER BY n ON CONFLICT DO NOTHING"
+                ).format(t["addresses"]),
+                _columns(rows.addresses, 2),
+            )
+        if rows.entries:
+            with curs.copy(
+                SQL(
+                    "COPY {0} (position, customer_id, owner_id, occurred_at, type, channel, "
+                    "direction, party, provider_ref, summary, payload) FROM STDIN"
+                ).format(t["entries"])
+            ) as copy:
+                for row in rows.entries:
+                    copy.write_row(row)
+        if rows.contacts:
+            curs.execute(
+                SQL(
+                    "UPDATE {0} AS c SET contact_count = c.contact_count + u.k, "
+                    "last_channel = CASE WHEN c.last_contact_at IS NULL "
+                    "OR u.l >= c.last_contact_at THEN u.h ELSE c.last_channel END, "
+                    "last_contact_at = GREATEST(c.last_contact_at, u.l) "
+                    "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::uuid[]) "
+                    "AS u(k, l, h, i) WHERE c.customer_id = u.i"
+                ).format(t["customers"]),
+                _columns(rows.contacts, 4),
+            )
+        self._apply_deliveries(curs, rows.deliveries)
+        for op in rows.ops:
+            self._apply_op(curs, op)
 
     def _apply_op(self, curs: Any, op: DirectoryOp) -> None:
         t = self._t
@@ -484,13 +558,21 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
     def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._insert_tracking(curs, tracking)
-            curs.execute(
-                SQL(
-                    "INSERT INTO {0} (notification_id, reason) VALUES (%s, %s) "
-                    "ON CONFLICT (notification_id) DO UPDATE SET reason = excluded.reason"
-                ).format(self._t["skipped"]),
-                (notification_id, storable(reason)),
-            )
+            self.write_skip(curs, notification_id, reason)
+
+    def write_skip(self, curs: Any, notification_id: int, reason: str) -> None:
+        curs.execute(
+            SQL(
+                "INSERT INTO {0} (notification_id, reason) VALUES (%s, %s) "
+                "ON CONFLICT (notification_id) DO UPDATE SET reason = excluded.reason"
+            ).format(self._t["skipped"]),
+            (notification_id, storable(reason)),
+        )
+
+    def build_beside(self) -> PostgresViewBuild:
+        from projections.rebuild_postgres import PostgresViewBuild
+
+        return PostgresViewBuild(self)
 
     def skipped(self) -> list[SkippedEvent]:
         with self.datastore.transaction(commit=False) as curs:
@@ -634,16 +716,19 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         if not prefix:
             return []
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # In a stated order (SQLite's: by the first matching address, by name), so that the
+        # answer does not depend on where the rows happen to lie (a rebuilt view's differ).
         by_address = self._read(
             self._sql(
-                "SELECT DISTINCT customer_id FROM {addresses} WHERE address LIKE %s LIMIT %s"
+                "SELECT customer_id FROM {addresses} WHERE address LIKE %s GROUP BY customer_id "
+                'ORDER BY min(address COLLATE "C"), customer_id LIMIT %s'
             ),
             (pattern, limit),
         )
         by_name = self._read(
             self._sql(
                 "SELECT customer_id FROM {customers} WHERE name_key LIKE %s "
-                "AND merged_into IS NULL ORDER BY name_key LIMIT %s"
+                "AND merged_into IS NULL ORDER BY name_key, customer_id LIMIT %s"
             ),
             (pattern, limit),
         )
@@ -660,7 +745,10 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
 
     def _ids_by_name(self, name_key: str) -> list[UUID]:
         rows = self._read(
-            self._sql("SELECT customer_id FROM {customers} WHERE name_key = %s LIMIT 50"),
+            self._sql(
+                "SELECT customer_id FROM {customers} WHERE name_key = %s "
+                "ORDER BY customer_id LIMIT 50"
+            ),
             (name_key,),
         )
         return [r["customer_id"] for r in rows]

@@ -4,10 +4,9 @@ event store for SQLite's single writer lock)."""
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -31,6 +30,7 @@ from projections.directory import (
     Unmerged,
     with_phone_variants,
 )
+from projections.sqlite_swap import FollowsSwaps
 from projections.timeline import (
     AgentConversation,
     CustomerSummary,
@@ -47,6 +47,9 @@ from projections.timeline import (
     storable,
 )
 
+if TYPE_CHECKING:
+    from projections.rebuild_sqlite import SQLiteViewBuild
+
 # Bumped when the tables change shape: an older view is dropped and rebuilt from the store.
 SCHEMA = 4
 _TABLES = (
@@ -58,16 +61,132 @@ _TABLES = (
     "deliveries",
     "skipped",
 )
+# The secondary indexes, by name: a rebuild creates them after its load (a sort instead of a
+# random insert per row; projections/rebuild_sqlite.py).
+INDEXES = {
+    "timeline_by_owner": "CREATE INDEX IF NOT EXISTS timeline_by_owner "
+    "ON timeline (owner_id, occurred_at, position)",
+    "customers_by_name": "CREATE INDEX IF NOT EXISTS customers_by_name ON customers (name_key) "
+    "WHERE name_key IS NOT NULL",
+    "customers_by_survivor": "CREATE INDEX IF NOT EXISTS customers_by_survivor "
+    "ON customers (merged_into) WHERE merged_into IS NOT NULL",
+    "addresses_by_customer": "CREATE INDEX IF NOT EXISTS addresses_by_customer "
+    "ON addresses (customer_id)",
+    "conversations_by_owner": "CREATE INDEX IF NOT EXISTS conversations_by_owner "
+    "ON conversations (owner_id)",
+    "conversations_worked": "CREATE INDEX IF NOT EXISTS conversations_worked ON conversations "
+    "(assignee, status) WHERE status IN ('assigned', 'pending')",
+}
 
 
 def _ts(dt: datetime) -> str:
-    # Fixed width, so text order is time order.
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Fixed width, so text order is time order.  strftime's own %f costs three times this.
+    d = dt.astimezone(UTC)
+    if d.year < 1000:  # strftime writes such a year unpadded: stay as it was
+        return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest here
+        d.year,
+        d.month,
+        d.day,
+        d.hour,
+        d.minute,
+        d.second,
+        d.microsecond,
+    )
+
+
+class _Texts(dict):
+    """str(uuid) once per id in a batch (it is pure Python, and each row names its customer
+    several times)."""
+
+    def __missing__(self, key: UUID) -> str:
+        text = self[key] = str(key)
+        return text
+
+
+class _Times(dict):
+    """_ts once per time in a batch (a contact's time is its row's and its customer's last)."""
+
+    def __missing__(self, key: datetime) -> str:
+        text = self[key] = _ts(key)
+        return text
+
+
+@dataclass
+class BatchRows:
+    """The statement parameters a batch of changes writes (plain data: a rebuild prepares
+    them in one thread and writes them in another)."""
+
+    customers: list[tuple]  # new customers without contacts in the batch
+    counted: list[tuple]  # new customers with their contacts in the batch
+    addresses: list[tuple]
+    timeline: list[tuple]
+    contacts: list[tuple]  # contacts of customers known before the batch
+    deliveries: list[DeliveryReport]
+    ops: list[DirectoryOp]
+
+    @classmethod
+    def of(cls, changes: TimelineChanges) -> BatchRows:
+        ids, times = _Texts(), _Times()
+        rollup = contact_rollup(changes.entries)
+        customers, counted = [], []
+        for s in changes.new_customers:
+            row = (ids[s.customer_id], s.first_address, _ts(s.first_seen))
+            got = rollup.pop(s.customer_id, None)
+            if got is None:
+                customers.append(row)
+            else:
+                count, last, channel = got
+                counted.append((*row, count, times[last], channel))
+        return cls(
+            customers=customers,
+            counted=counted,
+            # Once each: a repeated (address, customer) is ignored by the statement anyway.
+            addresses=list(
+                dict.fromkeys(
+                    (address, ids[cid])
+                    for address, cid in (*changes.addresses, *contact_addresses(changes.entries))
+                )
+            ),
+            timeline=[
+                (
+                    e.position,
+                    ids[e.customer_id],
+                    ids[e.customer_id],
+                    times[e.occurred_at],
+                    e.type,
+                    e.channel,
+                    e.direction,
+                    e.party,
+                    e.provider_ref,
+                    storable(e.summary),
+                    payload_json(e.payload),
+                )
+                for e in changes.entries
+            ],
+            contacts=[
+                (ids[cid], count, times[last], channel)
+                for cid, (count, last, channel) in rollup.items()
+            ],
+            deliveries=changes.deliveries,
+            ops=changes.ops,
+        )
 
 
 def _dt(text: str | None) -> datetime | None:
     # fromisoformat reads the trailing Z (3.11) and is ~50 times faster than strptime.
     return datetime.fromisoformat(text) if text else None
+
+
+def _counted(count: int, last: int, channel: int) -> str:
+    """A customer's contact figures after new contacts: how many (parameter ``count``), the
+    latest one's time and channel."""
+    return (
+        f"contact_count = contact_count + ?{count}, "
+        f"last_channel = CASE WHEN last_contact_at IS NULL OR ?{last} >= last_contact_at "
+        f"THEN ?{channel} ELSE last_channel END, "
+        f"last_contact_at = max(coalesce(last_contact_at, ''), ?{last})"
+    )
 
 
 # One customer's row with its addresses, last contacts and open conversations: the card in one
@@ -116,30 +235,12 @@ def _row(r: Any) -> CustomerRow:
     )
 
 
-class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
+class SQLiteTimelineView(FollowsSwaps, TimelineView, SQLiteTrackingRecorder):
     reads_in_process = True
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        self._readers = threading.local()
-
-    def _reader(self) -> sqlite3.Connection | None:
-        """A read-only connection of this thread's own, for the caller-lookup hot path.
-
-        The library's pooled transaction costs ~20 µs a query, a plain prepared read ~3 µs;
-        a screen pop looks a caller up on every ring.  WAL lets it read while the follower
-        writes.  None for in-memory databases, which only the pool can share.
-        """
-        db_name = self.datastore.pool.db_name
-        if self.datastore.pool.is_sqlite_memory_mode:
-            return None
-        conn = getattr(self._readers, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                f"file:{db_name}?mode=ro", uri=True, check_same_thread=False, timeout=5
-            )
-            self._readers.conn = conn
-        return conn
+        self._start_following()
 
     def _read(self, query: str, params: tuple | list = ()) -> list[Any]:
         reader = self._reader()
@@ -182,8 +283,6 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "type TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL, "
             "party TEXT NOT NULL, provider_ref TEXT NOT NULL, summary TEXT NOT NULL, "
             "payload TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS timeline_by_owner "
-            "ON timeline (owner_id, occurred_at, position)",
             "CREATE TABLE IF NOT EXISTS customers ("
             "customer_id TEXT PRIMARY KEY, first_address TEXT NOT NULL, first_seen TEXT NOT NULL, "
             "contact_count INTEGER NOT NULL DEFAULT 0, last_contact_at TEXT, last_channel TEXT, "
@@ -192,13 +291,8 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "last_agent TEXT, last_agent_at TEXT, merged_into TEXT, "
             "absorbed INTEGER NOT NULL DEFAULT 0, dismissed TEXT NOT NULL DEFAULT '{}'"
             ") WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS customers_by_name ON customers (name_key) "
-            "WHERE name_key IS NOT NULL",
-            "CREATE INDEX IF NOT EXISTS customers_by_survivor ON customers (merged_into) "
-            "WHERE merged_into IS NOT NULL",
             "CREATE TABLE IF NOT EXISTS addresses ("
             "address TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS addresses_by_customer ON addresses (customer_id)",
             "CREATE TABLE IF NOT EXISTS shared_addresses ("
             "address TEXT NOT NULL, customer_id TEXT NOT NULL, "
             "PRIMARY KEY (address, customer_id)) WITHOUT ROWID",
@@ -206,68 +300,49 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             "conversation_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, owner_id TEXT NOT NULL, "
             "channel TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT, opened_at TEXT NOT NULL"
             ") WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner_id)",
-            "CREATE INDEX IF NOT EXISTS conversations_worked ON conversations "
-            "(assignee, status) WHERE status IN ('assigned', 'pending')",
             "CREATE TABLE IF NOT EXISTS deliveries ("
             "message_ref TEXT PRIMARY KEY, customer_id TEXT NOT NULL, channel TEXT NOT NULL, "
             "status TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS skipped ("
             "notification_id INTEGER PRIMARY KEY, reason TEXT NOT NULL, skipped_at TEXT NOT NULL)",
+            *INDEXES.values(),
         ]
         return statements
 
     def apply(self, changes: TimelineChanges, tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with self._writing(), self.datastore.transaction(commit=True) as c:
             self._insert_tracking(c, tracking)
-            c.executemany(
-                "INSERT OR IGNORE INTO customers (customer_id, first_address, first_seen) "
-                "VALUES (?, ?, ?)",
-                [
-                    (str(s.customer_id), s.first_address, _ts(s.first_seen))
-                    for s in changes.new_customers
-                ],
-            )
-            c.executemany(
-                "INSERT OR IGNORE INTO addresses VALUES (?, ?)",
-                [
-                    (address, str(cid))
-                    for address, cid in (*changes.addresses, *contact_addresses(changes.entries))
-                ],
-            )
-            c.executemany(
-                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.position,
-                        str(e.customer_id),
-                        str(e.customer_id),
-                        _ts(e.occurred_at),
-                        e.type,
-                        e.channel,
-                        e.direction,
-                        e.party,
-                        e.provider_ref,
-                        storable(e.summary),
-                        payload_json(e.payload),
-                    )
-                    for e in changes.entries
-                ],
-            )
-            c.executemany(
-                "UPDATE customers SET contact_count = contact_count + ?, "
-                "last_channel = CASE WHEN last_contact_at IS NULL OR ? >= last_contact_at "
-                "THEN ? ELSE last_channel END, "
-                "last_contact_at = max(coalesce(last_contact_at, ''), ?) "
-                "WHERE customer_id = ?",
-                [
-                    (count, _ts(last), channel, _ts(last), str(cid))
-                    for cid, (count, last, channel) in contact_rollup(changes.entries).items()
-                ],
-            )
-            self._apply_deliveries(c, changes.deliveries)
-            for op in changes.ops:
-                self._apply_op(c, op)
+            self.write(c, changes)
+
+    def write(self, c: Any, changes: TimelineChanges) -> None:
+        """The rows of ``changes``, in the transaction of cursor ``c`` (this view's file, or a
+        rebuild's beside it: projections/rebuild_sqlite.py)."""
+        self.write_rows(c, BatchRows.of(changes))
+
+    def write_rows(self, c: Any, rows: BatchRows) -> None:
+        c.executemany(
+            "INSERT OR IGNORE INTO customers (customer_id, first_address, first_seen) "
+            "VALUES (?, ?, ?)",
+            rows.customers,
+        )
+        # A new customer with its contacts: the insert and the contacts' update below in one
+        # statement (the same row as inserting, then updating, would leave).
+        c.executemany(
+            "INSERT INTO customers (customer_id, first_address, first_seen, contact_count, "
+            "last_contact_at, last_channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+            f"ON CONFLICT (customer_id) DO UPDATE SET {_counted(4, 5, 6)}",
+            rows.counted,
+        )
+        c.executemany("INSERT OR IGNORE INTO addresses VALUES (?, ?)", rows.addresses)
+        c.executemany(
+            "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.timeline
+        )
+        c.executemany(
+            f"UPDATE customers SET {_counted(2, 3, 4)} WHERE customer_id = ?1", rows.contacts
+        )
+        self._apply_deliveries(c, rows.deliveries)
+        for op in rows.ops:
+            self._apply_op(c, op)
 
     def _apply_op(self, c: Any, op: DirectoryOp) -> None:
         if isinstance(op, ConsentSet):
@@ -393,14 +468,19 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             )
 
     def skip(self, notification_id: int, reason: str, tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with self._writing(), self.datastore.transaction(commit=True) as c:
             self._insert_tracking(c, tracking)
-            c.execute(
-                "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)",
-                (notification_id, reason, _ts(datetime.now(UTC))),
-            )
+            self.write_skip(c, notification_id, reason)
+
+    @staticmethod
+    def write_skip(c: Any, notification_id: int, reason: str) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?)",
+            (notification_id, reason, _ts(datetime.now(UTC))),
+        )
 
     def skipped(self) -> list[SkippedEvent]:
+        self._follow_swap()
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT * FROM skipped ORDER BY notification_id")
             return [
@@ -431,6 +511,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
         )
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
+        self._follow_swap()
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT * FROM deliveries WHERE message_ref = ?", (message_ref,))
             row = c.fetchone()
@@ -447,6 +528,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
     def timeline(
         self, customer_id: UUID, *, limit: int = 100, offset: int = 0
     ) -> list[TimelineEntry]:
+        self._follow_swap()
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 "SELECT * FROM timeline WHERE owner_id = ? "
@@ -456,6 +538,7 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             return [self._entry(row) for row in c.fetchall()]
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:
+        self._follow_swap()
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT * FROM customers WHERE customer_id = ?", (str(customer_id),))
             row = c.fetchone()
@@ -469,6 +552,13 @@ class SQLiteTimelineView(TimelineView, SQLiteTrackingRecorder):
             last_contact_at=_dt(row["last_contact_at"]),
             last_channel=row["last_channel"],
         )
+
+    def build_beside(self) -> SQLiteViewBuild | None:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return None
+        from projections.rebuild_sqlite import SQLiteViewBuild
+
+        return SQLiteViewBuild(self)
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:

@@ -412,9 +412,14 @@ def rebuild_projections(
 ) -> Rebuilt:
     """Every projection of the history brought up to date: first the desk follower catches up
     (the desks are events of the history, not a view: it places only the contacts it had not
-    placed), then the timeline view is reset and rebuilt from zero, its desk entries included.
-    ``progress(projection, position, last event)``; stop the hub's services first."""
-    from projections.follower import TimelineFollower
+    placed), then the timeline view is rebuilt from zero, its desk entries included: beside
+    the serving one, which answers until the new one has caught up and is swapped in
+    (projections/rebuild.py); the hub may keep running.  ``progress(projection, position,
+    last event)``."""
+    from functools import partial
+
+    from projections.rebuild import rebuild_timeline
+    from services.bootstrap.stores import open_history
 
     report = progress or (lambda _name, _position, _total: None)
     history = hub.history()
@@ -423,12 +428,13 @@ def rebuild_projections(
     while desk.run_once():
         report("desk", desk.position, total)
     view = hub.timeline_view()
-    view.reset()
-    timeline = TimelineFollower(history, view)
-    total = history.recorder.max_notification_id() or 0  # the desk may have added events
-    while timeline.run_once():
-        report("timeline", timeline.position, total)
-    return Rebuilt(desk.position, timeline.position, len(view.skipped()))
+    position = rebuild_timeline(
+        history,
+        view,
+        open_source=partial(open_history, hub.settings, cached=False),  # the load's readers
+        progress=lambda at, last: report("timeline", at, last),
+    )
+    return Rebuilt(desk.position, position, len(view.skipped()))
 
 
 # -- PostgreSQL's tools ------------------------------------------------------------------------
