@@ -1,0 +1,1 @@
+"""Outbound campaigns: audience, templates, planning and exactly-once dispatch (issue 15)."""
