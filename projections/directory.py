@@ -87,6 +87,13 @@ class AgentHandled:
 
 
 @dataclass(frozen=True)
+class Erased:
+    """A person erased: every row of these customers goes (the survivor first)."""
+
+    customer_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
 class DuplicateDismissed:
     customer_id: UUID
     other_id: UUID
@@ -110,6 +117,7 @@ class ConversationChanged:
 
 DirectoryOp = (
     AddressAdded
+    | Erased
     | Merged
     | Unmerged
     | ProfileSet

@@ -25,6 +25,14 @@ from projections.timeline import TOPICS, TimelineView, ViewSwapped, changes_for
 log = logging.getLogger(__name__)
 
 
+def prefetch_keys(source: Any, notifications: list[Any]) -> None:
+    """The keys that open a batch of sealed events, in one query (a store whose mapper seals
+    personal data per customer: services/history/sealing.py)."""
+    prepare = getattr(source.mapper, "prepare_stored", None)
+    if prepare is not None:
+        prepare(notifications)
+
+
 class NewEvents:
     """Wakes the followers in this process when the store got new events, so a view is
     current within milliseconds of a commit here; writes by other processes are still seen
@@ -178,6 +186,7 @@ class TimelineFollower(Follower):
             self._progress.notify_all()
 
     def _apply(self, notifications: list[Any]) -> None:
+        prefetch_keys(self.source, notifications)
         to_domain = self.source.mapper.to_domain_event
         changes = changes_for([(n.id, to_domain(n)) for n in notifications])
         self.view.apply(changes, Tracking(self.source.name, notifications[-1].id))

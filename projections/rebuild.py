@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 
-from projections.follower import NotificationSource, TimelineFollower
+from projections.follower import NotificationSource, TimelineFollower, prefetch_keys
 from projections.timeline import TOPICS, TimelineChanges, TimelineView, changes_for
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ def _prepare_range(source: NotificationSource, prepare: Prepare, bounds: tuple[i
         return _Batch(start, stop, None, 0, None)
     last = notifications[-1].id
     try:
+        prefetch_keys(source, notifications)
         to_domain = source.mapper.to_domain_event
         prepared = prepare(changes_for([(n.id, to_domain(n)) for n in notifications]))
     except Exception as e:

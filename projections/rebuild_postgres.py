@@ -24,7 +24,7 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from contracts.errors import ConfigError
-from projections.directory import Merged, Unmerged
+from projections.directory import Erased, Merged, Unmerged
 from projections.timeline_postgres import INDEXES, TABLES, BatchRows, PostgresTimelineView
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class PostgresViewBuild:
 
     def write(self, rows: BatchRows, tracking: Tracking, events: int) -> None:
         """Apply a batch, all or nothing (raises after undoing it)."""
-        if self.deferred and any(isinstance(op, Merged | Unmerged) for op in rows.ops):
+        if self.deferred and any(isinstance(op, Merged | Unmerged | Erased) for op in rows.ops):
             self._make_indexes(_NEEDED_BY_MERGES)
         c = self.cursor
         c.execute("SAVEPOINT batch")

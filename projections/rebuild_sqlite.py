@@ -30,7 +30,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteDatastore
 
 from contracts.errors import ConfigError
-from projections.directory import Merged, Unmerged
+from projections.directory import Erased, Merged, Unmerged
 from projections.timeline import TimelineChanges
 from projections.timeline_sqlite import INDEXES, BatchRows, SQLiteTimelineView
 
@@ -108,7 +108,7 @@ class SQLiteViewBuild:
 
     def write(self, rows: BatchRows, tracking: Tracking, events: int) -> None:
         """Apply a batch, all or nothing (raises after undoing it)."""
-        if self.deferred and any(isinstance(op, Merged | Unmerged) for op in rows.ops):
+        if self.deferred and any(isinstance(op, Merged | Unmerged | Erased) for op in rows.ops):
             self._make_indexes(_NEEDED_BY_MERGES)
         c = self.cursor
         c.execute("SAVEPOINT batch")

@@ -38,6 +38,7 @@ from projections.directory import (
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
+    Erased,
     Merged,
     ProfileSet,
     Suggestion,
@@ -79,6 +80,7 @@ TOPICS = (
     Customer.Unmerged.TOPIC,
     Customer.ProfileChanged.TOPIC,
     Customer.DuplicateDismissed.TOPIC,
+    Customer.Erased.TOPIC,
     *DESK_TOPICS,
 )
 
@@ -151,6 +153,11 @@ class TimelineView(TrackingRecorder):
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
         """The furthest status an outbound message has reached."""
+        raise NotImplementedError
+
+    def files_in_use(self, sha256s: list[str]) -> set[str]:
+        """Which of these blobs a contact on some timeline still refers to (an erasure
+        removes a person's files unless someone else's history has the same file)."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -420,6 +427,8 @@ def _directory_op(event: Any) -> DirectoryOp | None:
         return ProfileSet(cid, dict(event.changes))
     if isinstance(event, Customer.DuplicateDismissed):
         return DuplicateDismissed(cid, event.other_id, event.reason)
+    if isinstance(event, Customer.Erased):
+        return Erased((cid, *(UUID(str(m)) for m in event.group if UUID(str(m)) != cid)))
     if isinstance(event, CustomerDesk.ConversationOpened):
         return ConversationOpened(
             event.customer_id, event.conversation_id, event.channel, event.opened_at

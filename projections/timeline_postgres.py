@@ -23,6 +23,7 @@ from projections.directory import (
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
+    Erased,
     Merged,
     OpenConversation,
     ProfileSet,
@@ -178,6 +179,19 @@ class BatchRows:
 def _columns(rows: list[tuple], width: int) -> list[list[Any]]:
     """Rows as one list per column (the arrays a statement unnests)."""
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+# Where an erased person's rows are: (table, column naming the customer).
+_ERASE = (
+    ("entries", "customer_id"),
+    ("entries", "owner_id"),
+    ("conversations", "customer_id"),
+    ("conversations", "owner_id"),
+    ("deliveries", "customer_id"),
+    ("shared_addresses", "customer_id"),
+    ("addresses", "customer_id"),
+    ("customers", "customer_id"),
+)
 
 
 class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
@@ -495,6 +509,15 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 storable(op.assignee),
                 op.conversation_id,
             )
+        elif isinstance(op, Erased):
+            ids = list(op.customer_ids)
+            for table, column in _ERASE:
+                curs.execute(
+                    SQL("DELETE FROM {0} WHERE {1} = ANY(%s)").format(
+                        self._t[table], Identifier(column)
+                    ),
+                    (ids,),
+                )
         elif isinstance(op, DuplicateDismissed):
             curs.execute(
                 SQL(
@@ -580,6 +603,18 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 SQL("SELECT * FROM {0} ORDER BY notification_id").format(self._t["skipped"])
             )
             return [SkippedEvent(**row) for row in curs.fetchall()]
+
+    def files_in_use(self, sha256s: list[str]) -> set[str]:
+        used: set[str] = set()
+        for sha in sha256s:
+            if self._read(
+                SQL("SELECT 1 FROM {0} WHERE strpos(payload::text, %s) > 0 LIMIT 1").format(
+                    self._t["entries"]
+                ),
+                (sha,),
+            ):
+                used.add(sha)
+        return used
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
         rows = self._read(

@@ -23,6 +23,7 @@ from projections.directory import (
     CustomerRow,
     DirectoryOp,
     DuplicateDismissed,
+    Erased,
     Merged,
     OpenConversation,
     ProfileSet,
@@ -63,6 +64,18 @@ _TABLES = (
 )
 # The secondary indexes, by name: a rebuild creates them after its load (a sort instead of a
 # random insert per row; projections/rebuild_sqlite.py).
+# Where an erased person's rows are: (table, column naming the customer).
+_ERASE = (
+    ("timeline", "customer_id"),
+    ("timeline", "owner_id"),
+    ("conversations", "customer_id"),
+    ("conversations", "owner_id"),
+    ("deliveries", "customer_id"),
+    ("shared_addresses", "customer_id"),
+    ("addresses", "customer_id"),
+    ("customers", "customer_id"),
+)
+
 INDEXES = {
     "timeline_by_owner": "CREATE INDEX IF NOT EXISTS timeline_by_owner "
     "ON timeline (owner_id, occurred_at, position)",
@@ -437,6 +450,13 @@ class SQLiteTimelineView(FollowsSwaps, TimelineView, SQLiteTrackingRecorder):
                 "UPDATE conversations SET status = ?, assignee = ? WHERE conversation_id = ?",
                 (op.status, op.assignee, str(op.conversation_id)),
             )
+        elif isinstance(op, Erased):
+            # secure_delete: the freed pages are overwritten, not left for a file reader.
+            c.execute("PRAGMA secure_delete=ON")
+            ids = [str(i) for i in op.customer_ids]
+            marks = ",".join("?" * len(ids))
+            for table, column in _ERASE:
+                c.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
         elif isinstance(op, DuplicateDismissed):
             c.execute(
                 "UPDATE customers SET dismissed = json_set(dismissed, ?, ?) WHERE customer_id = ?",
@@ -509,6 +529,16 @@ class SQLiteTimelineView(FollowsSwaps, TimelineView, SQLiteTrackingRecorder):
                 for r in fold_delivery_reports(current, reports).values()
             ],
         )
+
+    def files_in_use(self, sha256s: list[str]) -> set[str]:
+        self._follow_swap()
+        used: set[str] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for sha in sha256s:
+                c.execute("SELECT 1 FROM timeline WHERE instr(payload, ?) > 0 LIMIT 1", (sha,))
+                if c.fetchone() is not None:
+                    used.add(sha)
+        return used
 
     def delivery_status(self, message_ref: str) -> DeliveryReport | None:
         self._follow_swap()

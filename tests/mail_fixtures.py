@@ -524,7 +524,7 @@ async def start_ingestion(hub_settings: Settings) -> AsyncIterator[StartIngestio
             publisher=lambda: hub.publisher(client_id="switchboard-email"),
             deadletter_topic=hub_settings.deadletter_topic,
             data_dir=hub_settings.data_dir,
-            **options,
+            **{"blobs": hub.blobs(), **options},
         )
         stop = asyncio.Event()
         handle = RunningIngestion(ingestion, stop, asyncio.create_task(ingestion.run(stop)))

@@ -18,7 +18,14 @@ from typing import Protocol
 
 from contracts.errors import NotFound
 
-__all__ = ["BlobNotFound", "BlobStore", "LocalBlobStore", "sha256_hex"]
+__all__ = [
+    "SEALED_BLOB",
+    "BlobNotFound",
+    "BlobSealer",
+    "BlobStore",
+    "LocalBlobStore",
+    "sha256_hex",
+]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -41,12 +48,35 @@ class BlobStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
 
 
-class LocalBlobStore:
-    """Blobs as files ``<folder>/<ab>/<cd>/<sha256>``; safe for several writers at once."""
+# The first bytes of a sealed blob (then the sealer's own format).
+SEALED_BLOB = b"SBB1"
 
-    def __init__(self, folder: Path) -> None:
+
+class BlobSealer(Protocol):
+    """Encrypts a blob's bytes with a key of its own, kept apart from them (the hub's keyring:
+    services/history/keys.py), so a copy of the folder, a backup, says nothing by itself, and
+    deleting the key erases the file everywhere."""
+
+    def seal(self, sha256: str, data: bytes) -> bytes: ...
+
+    def open(self, sha256: str, stored: bytes) -> bytes:
+        """The bytes; ``BlobNotFound`` when the blob's key is gone (erased)."""
+        ...
+
+    def forget(self, sha256: str) -> None:
+        """Delete the blob's key."""
+        ...
+
+
+class LocalBlobStore:
+    """Blobs as files ``<folder>/<ab>/<cd>/<sha256>``; safe for several writers at once.
+    With a ``sealer`` (the hub's), new blobs are stored encrypted; blobs stored in clear
+    before are still read."""
+
+    def __init__(self, folder: Path, sealer: BlobSealer | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.sealer = sealer
 
     def path_for(self, sha256: str) -> Path:
         key = sha256.lower()
@@ -61,6 +91,8 @@ class LocalBlobStore:
         if target.exists():
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
+        if self.sealer is not None:
+            data = self.sealer.seal(digest, data)
         # Write, fsync, then rename: a reader or a crash never sees a partial blob under the
         # final name, and the event that references it is published only after this returns.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
@@ -78,12 +110,34 @@ class LocalBlobStore:
 
     def get(self, sha256: str) -> bytes:
         try:
-            return self.path_for(sha256).read_bytes()
+            stored = self.path_for(sha256).read_bytes()
         except FileNotFoundError:
             raise BlobNotFound(f"no blob is stored under {sha256}") from None
+        if not stored.startswith(SEALED_BLOB):
+            return stored
+        if self.sealer is None:
+            raise BlobNotFound(f"the blob {sha256} is sealed and this store has no keyring")
+        return self.sealer.open(sha256.lower(), stored)
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).exists()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove a blob (an erased person's): its key, its bytes overwritten, the file.
+        False if there was none."""
+        path = self.path_for(sha256)
+        if self.sealer is not None:
+            self.sealer.forget(sha256.lower())
+        try:
+            with open(path, "r+b") as f:
+                f.write(b"\0" * path.stat().st_size)
+                f.flush()
+                os.fsync(f.fileno())
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        return True
 
 
 def _fsync_dir(folder: Path) -> None:

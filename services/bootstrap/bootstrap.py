@@ -57,6 +57,7 @@ from services.gateway.realtime import agents_router, supervisor_router
 from services.gateway.replies_api import replies_router
 from services.gateway.session import SessionCodec, session_secret
 from services.history.customers import CustomerHistory
+from services.history.keys import Keyring, KeyringBlobSealer
 from services.history.ledger import OutboundLedger
 from services.history.users import UserDirectory
 from services.outbound.dispatcher import RETRY_DELAYS, OutboundDispatcher
@@ -86,6 +87,7 @@ class Hub:
     # Every store part this hub opens tells its followers about new events at once.
     new_events: NewEvents = field(default_factory=NewEvents)
     _routing: Routing | None = None
+    _keyring: Keyring | None = None
     # The message routers built (one per run of the router service): tests and health read them.
     message_routers: list[MessageRouter] = field(default_factory=list)
 
@@ -118,8 +120,13 @@ class Hub:
         return TimelineFollower(self.history(), self.timeline_view(), new_events=self.new_events)
 
     def blobs(self) -> LocalBlobStore:
-        """File contents by SHA-256: e-mail attachments and the desk's files, one store."""
-        return LocalBlobStore(self.settings.data_dir / "blobs")
+        """File contents by SHA-256: e-mail attachments and the desk's files, one store,
+        each file sealed with a key of its own from the keyring (erasure deletes it)."""
+        if self._keyring is None:
+            self._keyring = self.history(cached=False).keyring
+        return LocalBlobStore(
+            self.settings.data_dir / "blobs", sealer=KeyringBlobSealer(self._keyring)
+        )
 
     def desk(self) -> DeskService:
         """The desk's commands; its store is opened on first use.  Not cached: the desk
@@ -188,6 +195,7 @@ class Hub:
             deadletter_topic=self.settings.deadletter_topic,
             data_dir=self.settings.data_dir,
             timing=configs.imap_timing,
+            blobs=self.blobs(),
         )
 
     def publisher(self, *, topic: str | None = None, **producer: Any) -> InteractionPublisher:

@@ -524,8 +524,9 @@ app.add_typer(projections_app, name="projections")
 
 @projections_app.command("rebuild")
 def rebuild() -> None:
-    """Bring every projection up to date from the event store: the desk catches up, the
-    timeline view is dropped and rebuilt from zero (stop the timeline service first)."""
+    """Bring every projection up to date from the event store: the desk catches up, and the
+    timeline view is rebuilt from zero beside the serving one, then swapped in at once. The hub
+    may keep running: it answers from the old view until the new one has caught up."""
     from services.bootstrap.store_cli import rebuild_bar, rebuild_projections
 
     hub = _hub(_settings())

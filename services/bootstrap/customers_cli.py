@@ -267,3 +267,70 @@ def dismiss(
     with _one_line_errors():
         hub.history(cached=False).dismiss_duplicate(cid, other_id, by=by, reason=reason)
     out.print(f"{other_id} is no longer suggested as a duplicate of {cid}")
+
+
+@customer_app.command("erase")
+def erase(
+    customer: Annotated[str, typer.Argument(help="a customer id or an address")],
+    basis: Annotated[
+        str,
+        typer.Option(
+            "--basis",
+            help="the legal basis: consent-withdrawn, no-longer-necessary, objection, "
+            "unlawful, legal-obligation, child, or other:<your words>",
+        ),
+    ],
+    reason: Reason,
+    as_user: Annotated[
+        str | None,
+        typer.Option("--as", help="the admin user erasing (required: kept with the erasure)"),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Erase a person's personal data (GDPR Art. 17): their key is deleted, so their events
+    keep only what names no one; the views and their files are purged; the erasure (who,
+    when, basis, reason) stays as the audit trail. A customer merged with others is erased
+    with them (one person). This cannot be undone."""
+    from services.audit.erasure import BASES, erase_person
+    from services.history.customers import AlreadyErased
+    from services.history.sealing import CustomerErased
+
+    if basis not in BASES and not (basis.startswith("other:") and basis[6:].strip()):
+        raise _fail(f"unknown basis {basis!r}: use one of {', '.join(BASES)}, or other:<words>")
+    if not reason.strip():
+        raise _fail("say why (--reason): it is kept with the erasure")
+    hub = _hub()
+    if as_user is None:
+        raise _fail("an erasure needs --as USER naming an admin (see switchboard users list)")
+    by = _actor(hub, as_user)
+    if "admin" not in hub.user_directory().user(by).roles:
+        raise _fail(f"user {by!r} is not an admin: only an admin may erase")
+    try:
+        cid = UUID(customer)
+    except ValueError:
+        cid = customer_of(customer, hub)
+    if not yes and not typer.confirm(
+        f"Erase customer {cid} and everyone merged with them? This cannot be undone."
+    ):
+        raise typer.Exit(1)
+    try:
+        with _one_line_errors():
+            done = erase_person(hub, cid, by=by, basis=basis, reason=reason)
+    except (AlreadyErased, CustomerErased):
+        raise _fail(f"customer {cid} was erased already") from None
+    group = done.erasure.group
+    out.print(
+        f"erased customer {group[0]}"
+        + (
+            f" and {len(group) - 1} merged into it ({', '.join(map(str, group[1:]))})"
+            if len(group) > 1
+            else ""
+        )
+        + f"; {len(done.files_removed)} file(s) removed"
+        + (
+            f", {len(done.files_kept)} kept (another person's history has them)"
+            if done.files_kept
+            else ""
+        )
+        + ". A contact from their addresses now starts a new customer."
+    )

@@ -84,6 +84,9 @@ CHECKPOINTS = "email-checkpoints.db"  # channels.email.checkpoints.CHECKPOINTS_F
 PARTS = {"history": "switchboard", "users": "users", "outbound": "outbound"}
 # The view's tables on PostgreSQL (projections/timeline_postgres.py): rebuilt, not backed up.
 PG_VIEW_TABLES = "timeline_*"
+# The keyring (services/history/keys.py): never in a store backup, so an erasure after the
+# backup reaches it too.  ``store backup-keys`` writes the keys to a file of their own.
+PG_KEY_TABLES = ("*_customer_keys", "*_blob_keys")
 
 
 _NO_STORE = "nothing to back up: there is no store in"
@@ -127,6 +130,7 @@ def backup(settings: Settings, path: Path, *, step: Step | None = None) -> dict[
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "switchboard_version": _version(),
             "views": "not included: rebuilt from the history after a restore",
+            "keys": "not included: restore with --keys FILE (switchboard store backup-keys)",
         }
         if settings.is_postgres:
             step("dumping the PostgreSQL database", 1)
@@ -206,6 +210,7 @@ def _pg_dump(url: str, target: Path) -> dict[str, Any]:
                         "--format=custom",
                         f"--snapshot={snapshot}",
                         f"--exclude-table={PG_VIEW_TABLES}",
+                        *(f"--exclude-table={t}" for t in PG_KEY_TABLES),
                         f"--file={target}",
                     ],
                     url,
@@ -236,13 +241,17 @@ def _blob_files(folder: Path) -> list[Path]:
 
 
 def _copy_blobs(files: list[Path], folder: Path, step: Step) -> dict[str, int]:
-    from channels.email.blobs import LocalBlobStore
+    from channels.email.blobs import SEALED_BLOB, LocalBlobStore
 
     store = LocalBlobStore(folder)
     size = 0
     for f in files:
         data = f.read_bytes()
-        if store.put(data) != f.name:  # checked on the way in and out: content addressing
+        if data.startswith(SEALED_BLOB):  # sealed: copied as it is (its tag checks it on read)
+            target = store.path_for(f.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+        elif store.put(data) != f.name:  # checked on the way in and out: content addressing
             raise StoreBackupError(f"the file {f} is damaged: its content does not match its name")
         size += len(data)
         step("", 0)
@@ -291,13 +300,66 @@ def read_manifest(path: Path, settings: Settings) -> dict[str, Any]:
     return manifest
 
 
+def backup_keys(settings: Settings, path: Path) -> tuple[int, int]:
+    """The keyring into the new file ``path`` (keys, erasures)."""
+    from services.bootstrap.stores import open_history
+    from services.history.keys import write_key_file
+
+    if path.exists():
+        raise StoreBackupError(f"{path} exists: name a new file")
+    if not settings.is_postgres and not settings.sqlite_path("history").is_file():
+        raise StoreBackupError(f"{_NO_STORE} {settings.sqlite_path('history')}{_CHECK_SETTINGS}")
+    keyring = open_history(settings, cached=False).keyring
+    keys, erased = keyring.all_keys(), list(keyring.erasures().values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_key_file(path, keys, erased, keyring.all_blob_keys())
+    path.chmod(0o600)
+    return len(keys), len(erased)
+
+
+def restore_keys(settings: Settings, keys_file: Path) -> tuple[int, int]:
+    """Keys from a key backup into the store's keyring, then every erasure the key backup or
+    the history knows of applied again (a key backup older than an erasure does not bring
+    the person back).  (keys added, erasures applied)."""
+    from services.bootstrap.stores import open_history
+    from services.history.keys import read_key_file
+
+    try:
+        keys, erased, blob_keys = read_key_file(keys_file)
+    except (ValueError, OSError) as e:
+        raise StoreBackupError(str(e)) from None
+    history = open_history(settings, cached=False)
+    keyring = history.keyring
+    for e in erased:
+        keyring.erase([e.customer_id], by=e.by, basis=e.basis)
+    added = keyring.add_keys(keys)
+    keyring.add_blob_keys(blob_keys)
+    return added, len(erased) + history.reapply_erasures()
+
+
 def restore(
-    settings: Settings, path: Path, *, force: bool = False, step: Step | None = None
+    settings: Settings,
+    path: Path,
+    *,
+    force: bool = False,
+    step: Step | None = None,
+    keys: Path | None = None,
+    without_keys: bool = False,
 ) -> dict[str, Any]:
     """Restore the backup at ``path`` into the configured store; its manifest.  Refused when
-    the store has events, unless ``force``; the views are reset (not rebuilt)."""
+    the store has events, unless ``force``; the views are reset (not rebuilt).  The keys come
+    from ``keys`` (a ``backup-keys`` file), else the store's keyring must have some (restoring
+    in place), else it is refused unless ``without_keys``."""
     step = step or (lambda _what, _n: None)
     manifest = read_manifest(path, settings)
+    if keys is not None and not keys.is_file():
+        raise StoreBackupError(f"no key backup at {keys}")
+    if keys is None and not without_keys and "keys" in manifest and not _has_keys(settings):
+        raise StoreBackupError(
+            "a store backup holds no keys (an erasure must reach every copy): pass --keys FILE "
+            "written by `switchboard store backup-keys`, or --without-keys to restore events "
+            "whose personal data nobody can read"
+        )
     present = store_events(settings)
     if sum(present.values()) and not force:
         held = ", ".join(f"{part} {n:,}" for part, n in present.items() if n)
@@ -323,8 +385,38 @@ def restore(
     blobs = _blob_files(path / "blobs")
     step("restoring files", len(blobs))
     _copy_blobs(blobs, settings.data_dir / "blobs", step)
+    if keys is not None:
+        step("restoring the keys", 1)
+        restore_keys(settings, keys)
     _reset_views(settings)
     return manifest
+
+
+def _has_keys(settings: Settings) -> bool:
+    if settings.is_postgres:
+        import psycopg
+
+        try:
+            with psycopg.connect(settings.store, autocommit=True) as conn:
+                row = conn.execute("SELECT to_regclass('switchboard_customer_keys')").fetchone()
+                if row is None or row[0] is None:
+                    return False
+                found = conn.execute("SELECT 1 FROM switchboard_customer_keys LIMIT 1")
+                return found.fetchone() is not None
+        except psycopg.Error:
+            return False
+    path = settings.sqlite_path("history").with_name("keys.db")
+    if not path.is_file():
+        return False
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM customer_keys LIMIT 1").fetchone() is not None
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
 
 
 def store_events(settings: Settings) -> dict[str, int]:
@@ -588,9 +680,35 @@ def backup_command(
     )
 
 
+@store_app.command("backup-keys")
+def backup_keys_command(
+    path: Annotated[Path, typer.Argument(help="a new file for the keys")],
+) -> None:
+    """Back up the keyring (one key per customer) to a file of its own. Keep it apart from
+    the store backups and for no longer than an erasure may take (say 30 days): it can read
+    every person in it, also one erased after it was taken."""
+    with one_line_errors():
+        settings = load_settings()
+        try:
+            keys, erased = backup_keys(settings, path)
+        except OSError as e:
+            raise StoreBackupError(f"cannot write the keys to {path}: {e}") from None
+    out.print(f"backed up {keys:,} keys and {erased:,} erasures to {path} (mode 600)")
+
+
 @store_app.command("restore")
 def restore_command(
     path: Annotated[Path, typer.Argument(help="a directory written by `switchboard store backup`")],
+    keys: Annotated[
+        Path | None,
+        typer.Option("--keys", help="the keys, from `switchboard store backup-keys`"),
+    ] = None,
+    without_keys: Annotated[
+        bool,
+        typer.Option(
+            "--without-keys", help="restore although no keys are at hand (nobody can read them)"
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="replace a store that has events (they are lost)")
     ] = False,
@@ -608,7 +726,9 @@ def restore_command(
         settings = load_settings()
         try:
             with _steps() as step:
-                manifest = restore(settings, path, force=force, step=step)
+                manifest = restore(
+                    settings, path, force=force, step=step, keys=keys, without_keys=without_keys
+                )
         except OSError as e:
             raise StoreBackupError(f"cannot restore from {path}: {e}") from None
     out.print(

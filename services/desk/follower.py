@@ -35,6 +35,7 @@ from services.desk.store import load_or_start_desk, save_desks
 from services.domain.customer import Customer
 from services.domain.desk import ConversationIndex, CustomerDesk
 from services.history.customers import CustomerHistory
+from services.history.sealing import ErasedEvent
 from services.history.sql import SkippedEvent
 
 log = logging.getLogger(__name__)
@@ -132,17 +133,23 @@ class DeskFollower(Follower):
         return self.history.recorder.skipped_events(TRACKING_NAME)
 
     def _place(self, notifications: Sequence[Any]) -> None:
-        to_domain = self.history.mapper.to_domain_event
-        contacts = [contact_of(n.id, to_domain(n)) for n in notifications]
-        customers = list(dict.fromkeys(self._customer_of(n) for n in notifications))
+        mapper = self.history.mapper
+        prepare = getattr(mapper, "prepare_stored", None)
+        if prepare is not None:
+            prepare(notifications)  # the batch's keys in one query
+        decoded = [(n, mapper.to_domain_event(n)) for n in notifications]
+        # An erased person's contacts are skeletons: nothing to place (the position moves on).
+        placed = [(n, e) for n, e in decoded if not isinstance(e, ErasedEvent)]
+        contacts = [contact_of(n.id, e) for n, e in placed]
+        customers = list(dict.fromkeys(self._customer_of(n) for n, _ in placed))
         desks: dict[UUID, CustomerDesk] = {
             c: load_or_start_desk(self.history, c) for c in customers
         }
         if self._stored_position() > self.position:
             raise IntegrityError("another desk follower got here first")
-        for notification, contact in zip(notifications, contacts, strict=True):
+        for (notification, event), contact in zip(placed, contacts, strict=True):
             desk = desks[self._customer_of(notification)]
-            routed = routed_to_agent(to_domain(notification))
+            routed = routed_to_agent(event)
             if routed is not None:
                 desk.assign_routed(
                     routed.contact_key, routed.agent, by=routed.by, reason=routed.reason

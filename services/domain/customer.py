@@ -25,15 +25,19 @@ PROFILE_FIELDS = ("name", "tier", "language", "time_zone", "tags", "preferred_ch
 
 
 @lru_cache(maxsize=100_000)
-def customer_id_for(person: str) -> UUID:
+def customer_id_for(person: str, generation: int = 0) -> UUID:
     """The id of the customer first seen as ``person``: the identity key of the address
     (``contracts.identity_of``: a phone number's calls, SMS and WhatsApp are one person).
 
     Deterministic, so two racing first contacts make one customer.  Which customer an
     address leads to *now* (after links and merges) is the history's question:
     ``CustomerHistory.customer_for_address``.
+
+    ``generation``: the person's next customer after an erasure (the erased customer keeps
+    its id and its events' skeletons; a later contact is a new, separate customer).
     """
-    return uuid5(NAMESPACE_URL, f"/switchboard/customers/{person}")
+    suffix = f"#{generation}" if generation else ""
+    return uuid5(NAMESPACE_URL, f"/switchboard/customers/{person}{suffix}")
 
 
 def _no_consent_lost(mine: bool | None, theirs: bool | None) -> bool | None:
@@ -226,6 +230,20 @@ class Customer(Aggregate):
         def apply(self, customer: Customer) -> None:
             customer.dismissed[str(self.other_id)] = self.reason
 
+    class Erased(Event):
+        """The person's personal data was erased (GDPR Art. 17): their key is deleted, so
+        their events keep only what names no one.  Who, when and on what basis stay, as the
+        audit trail; ``group``: every customer erased with this one (a merge's two sides)."""
+
+        TOPIC = "switchboard:Customer.Erased"
+        by: str
+        basis: str
+        reason: str
+        group: list[UUID]
+
+        def apply(self, customer: Customer) -> None:
+            customer.erased = True
+
     class Snapshot(Aggregate.Snapshot):
         TOPIC = "switchboard:Customer.Snapshot"
 
@@ -249,10 +267,15 @@ class Customer(Aggregate):
         return customer_id_for(address)
 
     @classmethod
-    def first_contact(cls, person: str, address: str, channel: str) -> Customer:
+    def first_contact(
+        cls, person: str, address: str, channel: str, *, generation: int = 0
+    ) -> Customer:
         """A new customer for a person first seen at ``address`` (``person``: its identity key)."""
         return cls._create(
-            cls.FirstContacted, id=customer_id_for(person), address=address, channel=channel
+            cls.FirstContacted,
+            id=customer_id_for(person, generation),
+            address=address,
+            channel=channel,
         )
 
     # Snapshots taken before links, merges and profiles existed still load (the library's
@@ -344,6 +367,11 @@ class Customer(Aggregate):
         if other_id == self.id:
             raise InvalidDecision("a customer is not a duplicate of itself")
         self.trigger_event(self.DuplicateDismissed, other_id=other_id, reason=reason, by=by)
+
+    def erase(self, *, by: str, basis: str, reason: str, group: list[UUID]) -> None:
+        if getattr(self, "erased", False):
+            raise DecisionRefused(f"customer {self.id} was erased already")
+        self.trigger_event(self.Erased, by=by, basis=basis, reason=reason, group=group)
 
     def _refuse_if_merged(self, what: str) -> None:
         if self.merged_into is not None:

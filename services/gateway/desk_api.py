@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
@@ -25,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
+from channels.email.blobs import BlobNotFound
 from services.desk.files import ALLOWED_TYPES, FileRefused
 from services.desk.service import (
     AttachedFile,
@@ -372,18 +374,30 @@ def desk_router(desk: DeskService, *, handed_over: HandedOver | None = None) -> 
         },
         tags=["notes and files"],
     )
-    def download(sha256: Sha256) -> FileResponse:
+    def download(sha256: Sha256) -> Response:
         """Download a file attached to a customer or conversation."""
         stored = desk.stored_file(sha256.lower())
-        path = desk.blob_path(stored.sha256)
-        if not path.exists():
-            raise HTTPException(404, f"the bytes of file {stored.sha256} are not in the blob store")
-        return FileResponse(
-            path,
+        try:
+            data = desk.blobs.get(stored.sha256)
+        except BlobNotFound:
+            raise HTTPException(
+                404, f"the bytes of file {stored.sha256} are not in the blob store (erased?)"
+            ) from None
+        return Response(
+            data,
             media_type=stored.content_type,
-            filename=stored.filename,
-            content_disposition_type="attachment",
-            headers={"X-Content-Type-Options": "nosniff"},
+            headers={
+                "Content-Disposition": content_disposition(stored.filename),
+                "X-Content-Type-Options": "nosniff",
+            },
         )
 
     return router
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment's header, as Starlette's FileResponse writes it (RFC 6266/5987)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,9 +26,11 @@ from eventsourcing.utils import get_topic
 
 from contracts import ConsentChanged, InteractionEvent, identity_of
 from contracts.errors import Conflict, InputError, NotFound, Unavailable
-from services.domain import Customer
+from services.domain import Customer, customer_id_for
 from services.domain.desk import CustomerDesk
 from services.domain.errors import DecisionRefused, InvalidDecision
+from services.history.keys import Keyring, PostgresKeyring, SQLiteKeyring
+from services.history.sealing import CustomerErased, SealingMapper
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,32 @@ def tracking_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
 
+@dataclass(frozen=True)
+class Erasure:
+    asked: UUID  # the customer named
+    group: list[UUID]  # every customer erased: the survivor first, then those merged into it
+    files: list[str]  # sha256 of the blobs their events referred to
+    notification_ids: list[int]  # the Erased events (the views purge when they reach them)
+
+
+class AlreadyErased(Conflict):
+    def __init__(self, customer_id: UUID) -> None:
+        super().__init__(f"customer {customer_id} was erased already")
+        self.customer_id = customer_id
+
+
+def _collect_hashes(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "sha256" and isinstance(v, str) and len(v) == 64:
+                found.add(v)
+            else:
+                _collect_hashes(v, found)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_hashes(v, found)
+
+
 class CustomerNotFound(NotFound):
     """No customer has this id (the library's AggregateNotFoundError, translated here)."""
 
@@ -109,6 +138,45 @@ class CustomerHistory(Application[UUID]):
         if recordings and self.on_saved is not None:
             self.on_saved()
 
+    def __init__(self, env: Any = None) -> None:
+        super().__init__(env)
+        if isinstance(self.mapper, SealingMapper):
+            self.mapper.keyring = self._open_keyring()
+            self.mapper.recorder = self.recorder
+
+    @property
+    def sealing(self) -> bool:
+        """Whether personal data is sealed with per-customer keys (the default)."""
+        return isinstance(self.mapper, SealingMapper)
+
+    def construct_mapper(self) -> Any:
+        # SEAL_PERSONAL_DATA=n only for the benchmark that measures what sealing costs.
+        if self.env.get("SEAL_PERSONAL_DATA", "y").lower() in ("n", "no", "false", "0"):
+            return super().construct_mapper()
+        return SealingMapper(self.construct_transcoder(), keyring=None)  # type: ignore[arg-type]
+
+    def _open_keyring(self) -> Keyring:
+        recorder = self.recorder
+        if isinstance(recorder, PostgresHistoryRecorder):
+            prefix = recorder.events_table_name.removesuffix("_events")
+            return PostgresKeyring(recorder.datastore, prefix, owner=self)
+        dbname = self.env.get("SQLITE_DBNAME") or ""
+        if isinstance(recorder, SQLiteHistoryRecorder) and ":memory:" not in dbname:
+            return SQLiteKeyring(Path(dbname).with_name("keys.db"))
+        return SQLiteKeyring(":memory:")  # the in-memory store (unit tests)
+
+    @property
+    def keyring(self) -> Keyring:
+        if not isinstance(self.mapper, SealingMapper):
+            raise RuntimeError("this history does not seal personal data")
+        return self.mapper.keyring
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list:
+        if isinstance(self.mapper, SealingMapper):
+            # One query for the keys of every customer in the save (made for new ones).
+            self.mapper.prepare_events(processing_event.events)
+        return super()._record(processing_event)
+
     def construct_recorder(self) -> ProcessRecorder:
         # Our recorders commit Kafka offsets and provider refs with the events.
         recorder_class = _RECORDERS.get(type(self.factory).__module__)
@@ -119,10 +187,15 @@ class CustomerHistory(Application[UUID]):
     # -- reading ------------------------------------------------------------------------
 
     def get_customer(self, customer_id: UUID) -> Customer:
+        """The customer; ``CustomerNotFound``, or ``CustomerErased`` (its events keep only
+        their skeletons)."""
         try:
-            return self.repository.get(customer_id)
+            customer = self.repository.get(customer_id)
         except AggregateNotFoundError:
             raise CustomerNotFound(customer_id) from None
+        if getattr(customer, "erased", False):
+            raise CustomerErased(customer_id)
+        return customer
 
     def tracked_offset(self, topic: str, partition: int) -> int | None:
         """The next Kafka offset to consume for this partition, as committed with the events."""
@@ -169,8 +242,19 @@ class CustomerHistory(Application[UUID]):
         The Kafka positions in ``trackings`` commit atomically with the events, so a
         batch is recorded exactly once whatever crashes around it.
         """
-        outcome = BatchOutcome()
         batch = list(interactions)
+        try:
+            return self._record_batch(batch, trackings)
+        except CustomerErased:
+            # A person this instance remembered was erased elsewhere: their contacts now
+            # start a new customer; look everyone up afresh.
+            self.forget_cached_customers()
+            return self._record_batch(batch, trackings)
+
+    def _record_batch(
+        self, batch: list[InteractionEvent], trackings: Sequence[Tracking]
+    ) -> BatchOutcome:
+        outcome = BatchOutcome()
         known = self.known_refs([dedupe_key(e) for e in batch]) if batch else set()
         customers: dict[UUID, Customer] = {}
         refs: list[tuple[str, Any]] = []
@@ -178,6 +262,7 @@ class CustomerHistory(Application[UUID]):
         # The identity decision, made here only: each party's person, once per record.
         keys = [identity_of(e.party) for e in batch]
         owners = self._owners(set(keys))
+        generations = self._generations({k for k in keys if k not in owners})
         for interaction, key in zip(batch, keys, strict=True):
             dedupe = dedupe_key(interaction)
             if dedupe in known:
@@ -188,7 +273,10 @@ class CustomerHistory(Application[UUID]):
             if customer_id is None:
                 # Record first, clean up later: an unknown person is a new customer at once.
                 customer = Customer.first_contact(
-                    key, address=interaction.party, channel=str(interaction.channel)
+                    key,
+                    address=interaction.party,
+                    channel=str(interaction.channel),
+                    generation=generations.get(key, 0),
                 )
                 new_identities.append((key, customer.id))
                 outcome.customers_created += 1
@@ -272,6 +360,20 @@ class CustomerHistory(Application[UUID]):
         if unknown:
             found.update(self._identity_table().identities(unknown))
         return found
+
+    def _generations(self, new_keys: set[str]) -> dict[str, int]:
+        """For people seen as new whose first customer was erased: which customer they are
+        now (one query for the batch; a person erased twice costs one more)."""
+        if not new_keys or not isinstance(self.mapper, SealingMapper):
+            return {}
+        generations: dict[str, int] = {}
+        pending = {k: 0 for k in new_keys}
+        while pending:
+            ids = {customer_id_for(k, g): k for k, g in pending.items()}
+            erased = self.keyring.erasures(ids)
+            pending = {ids[i]: pending[ids[i]] + 1 for i in erased}
+            generations.update(pending)
+        return generations
 
     def _identity_table(self) -> Any:
         recorder = self.recorder
@@ -444,6 +546,90 @@ class CustomerHistory(Application[UUID]):
 
         (customer,) = self._decide(dismiss)
         return customer
+
+    # -- erasure (GDPR Art. 17) ------------------------------------------------------------
+
+    def erase(self, customer_id: UUID, *, by: str, basis: str, reason: str) -> Erasure:
+        """Erase a person: an ``Erased`` event on each customer of their merge group (the
+        survivor and every customer merged into it), their addresses removed from the
+        identities table in the same transaction, then their keys deleted.  What their events
+        said can no longer be read; the events, their order and their hash chain remain.
+        Files their events refer to are named in the result (the caller removes the blobs).
+        An erasure interrupted after the events is completed by erasing again."""
+        if not isinstance(self.mapper, SealingMapper):
+            raise InputError("this store does not seal personal data: it cannot erase")
+        keyring = self.keyring
+        survivor = self._survivor_for_erasure(customer_id)
+        group = self._merge_group(survivor)
+        files = self._files_of(group)
+        pending = [c for c in group if not getattr(c, "erased", False)]
+        for c in pending:
+            c.erase(by=by, basis=basis, reason=reason, group=[m.id for m in group])
+        ids = [c.id for c in group]
+        recordings = self._save_customers(pending, erased_identities=ids) if pending else []
+        keyring.erase(ids, by=by, basis=basis)
+        self.mapper.forget(ids)
+        self.forget_cached_customers()
+        return Erasure(
+            asked=customer_id,
+            group=ids,
+            files=sorted(files),
+            notification_ids=[r.notification.id for r in recordings],
+        )
+
+    def reapply_erasures(self) -> int:
+        """Delete the keys of every customer the history says was erased (after keys were
+        restored from a key backup older than an erasure); how many erasures it found."""
+        found: list[Any] = []
+        position = 0
+        while page := self.recorder.select_notifications(
+            start=position, limit=10_000, topics=[Customer.Erased.TOPIC], inclusive_of_start=False
+        ):
+            found += [self.mapper.to_domain_event(n) for n in page]
+            position = page[-1].id
+        for e in found:
+            self.keyring.erase([e.originator_id], by=e.by, basis=e.basis)
+        if found and isinstance(self.mapper, SealingMapper):
+            self.mapper.forget(e.originator_id for e in found)
+        return len(found)
+
+    def _survivor_for_erasure(self, customer_id: UUID) -> Customer:
+        if self.keyring.erasures([customer_id]):
+            raise AlreadyErased(customer_id)
+        try:
+            customer = self.repository.get(customer_id)
+        except AggregateNotFoundError:
+            raise CustomerNotFound(customer_id) from None
+        if not isinstance(customer, Customer):
+            raise CustomerNotFound(customer_id)
+        for _ in range(10):
+            if customer.merged_into is None:
+                return customer
+            customer = self.repository.get(customer.merged_into)
+        raise AssertionError(f"customer {customer_id}: merges form a cycle")
+
+    def _merge_group(self, survivor: Customer) -> list[Customer]:
+        group = [survivor]
+        seen = {survivor.id}
+        for member in group:
+            for absorbed in member.absorbed:
+                absorbed_id = UUID(absorbed)
+                if absorbed_id not in seen:
+                    seen.add(absorbed_id)
+                    group.append(self.repository.get(absorbed_id))
+        return group
+
+    def _files_of(self, group: list[Customer]) -> set[str]:
+        """The blobs (sha256) the group's contacts and desks refer to, read before the keys
+        are gone: mail attachments and files agents attached."""
+        from services.domain.desk import desk_id_for
+
+        found: set[str] = set()
+        for member in group:
+            for stream in (member.id, desk_id_for(member.id)):
+                for e in self.events.get(stream):
+                    _collect_hashes(vars(e), found)
+        return found
 
     def _decide(self, decide: Any) -> list[Customer]:
         """Run a decision on fresh customers and save what it changed, with the identity

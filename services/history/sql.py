@@ -27,6 +27,7 @@ recorders' ``chain`` is what ``switchboard audit verify`` reads.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,16 @@ from services.history.chain_sql import PostgresEventChain, SQLiteEventChain
 
 _CHUNK = 500
 _MAX_REASON_CHARS = 1000
+
+
+def hashed(identity_key: str) -> str:
+    """How an identity key is stored: its SHA-256, not the address itself (the table has to
+    outlive an erasure and be in backups; only someone who has the address finds its row)."""
+    return hashlib.sha256(identity_key.encode()).hexdigest()
+
+
+def _is_hashed(key: str) -> bool:
+    return len(key) == 64 and all(ch in "0123456789abcdef" for ch in key)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,23 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
     def create_table(self) -> None:
         super().create_table()
         self.chain.begin()  # a store written before the chain is chained once, now
+        self._hash_plain_identities()
+
+    def _hash_plain_identities(self) -> None:
+        """A store written before identity keys were hashed: hash them, once."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "SELECT key, customer_id FROM identities "
+                "WHERE length(key) != 64 OR key GLOB '*[^0-9a-f]*'"
+            )
+            plain = [(row[0], row[1]) for row in c.fetchall() if not _is_hashed(row[0])]
+            if plain:
+                c.execute("PRAGMA secure_delete=ON")
+                c.executemany("DELETE FROM identities WHERE key = ?", [(k,) for k, _ in plain])
+                c.executemany(
+                    "INSERT OR IGNORE INTO identities VALUES (?, ?)",
+                    [(hashed(k), i) for k, i in plain],
+                )
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -102,13 +130,23 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
             c.executemany("INSERT INTO provider_refs VALUES (?, ?)", refs)
         new: Sequence[tuple[str, UUID]] = kwargs.get("new_identities") or ()
         if new:
-            c.executemany("INSERT INTO identities VALUES (?, ?)", [(k, i.hex) for k, i in new])
+            c.executemany(
+                "INSERT INTO identities VALUES (?, ?)", [(hashed(k), i.hex) for k, i in new]
+            )
         moved: Sequence[tuple[str, UUID]] = kwargs.get("moved_identities") or ()
         if moved:
             c.executemany(
                 "INSERT INTO identities VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET customer_id = excluded.customer_id",
-                [(k, i.hex) for k, i in moved],
+                [(hashed(k), i.hex) for k, i in moved],
+            )
+        erased: Sequence[UUID] = kwargs.get("erased_identities") or ()
+        if erased:
+            # An erased person's addresses: gone, and their pages overwritten.
+            c.execute("PRAGMA secure_delete=ON")
+            marks = ",".join("?" * len(erased))
+            c.execute(
+                f"DELETE FROM identities WHERE customer_id IN ({marks})", [i.hex for i in erased]
             )
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(c, tracking)
@@ -141,11 +179,12 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
     def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
         """The customer each of these identity keys leads to (keys nobody has are left out)."""
         found: dict[str, UUID] = {}
+        by_hash = {hashed(k): k for k in keys}
         with self.datastore.transaction(commit=False) as c:
-            for chunk in _chunks(list(keys)):
+            for chunk in _chunks(list(by_hash)):
                 marks = ",".join("?" * len(chunk))
                 c.execute(f"SELECT key, customer_id FROM identities WHERE key IN ({marks})", chunk)
-                found.update((row[0], UUID(row[1])) for row in c.fetchall())
+                found.update((by_hash[row[0]], UUID(row[1])) for row in c.fetchall())
         return found
 
     def has_identities(self) -> bool:
@@ -157,7 +196,8 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
         """Identities of customers stored before the table existed; the first one wins."""
         with self.datastore.transaction(commit=True) as c:
             c.executemany(
-                "INSERT OR IGNORE INTO identities VALUES (?, ?)", [(k, i.hex) for k, i in rows]
+                "INSERT OR IGNORE INTO identities VALUES (?, ?)",
+                [(hashed(k), i.hex) for k, i in rows],
             )
 
     def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
@@ -218,6 +258,13 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "SELECT key, customer_id FROM {0} WHERE key = ANY(%s)"
         ).format(identities)
         self._any_identity = SQL("SELECT 1 FROM {0} LIMIT 1").format(identities)
+        self._select_all_identities = SQL(
+            "SELECT key, customer_id FROM {0} WHERE key !~ '^[0-9a-f]{{64}}$'"
+        ).format(identities)
+        self._delete_identity = SQL("DELETE FROM {0} WHERE key = %s").format(identities)
+        self._erase_identities = SQL("DELETE FROM {0} WHERE customer_id = ANY(%s)").format(
+            identities
+        )
         skipped = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema),
             Identifier(self.events_table_name.removesuffix("_events") + "_skipped_events"),
@@ -249,6 +296,17 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
     def create_table(self) -> None:
         super().create_table()
         self.chain.begin()  # a store written before the chain is chained once, now
+        self._hash_plain_identities()
+
+    def _hash_plain_identities(self) -> None:
+        """A store written before identity keys were hashed: hash them, once."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._select_all_identities)
+            rows = curs.fetchall()
+            plain = [(r["key"], r["customer_id"]) for r in rows if not _is_hashed(r["key"])]
+            if plain:
+                curs.executemany(self._delete_identity, [(k,) for k, _ in plain])
+                curs.executemany(self._backfill_identity, [(hashed(k), i) for k, i in plain])
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -273,14 +331,17 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         new: Sequence[tuple[str, UUID]] = kwargs.get("new_identities") or ()
         moved: Sequence[tuple[str, UUID]] = kwargs.get("moved_identities") or ()
         skipped: Sequence[SkippedEvent] = kwargs.get("skipped") or ()
-        if refs or new or moved or skipped:
+        erased: Sequence[UUID] = kwargs.get("erased_identities") or ()
+        if refs or new or moved or skipped or erased:
             with curs.connection.cursor() as side:
+                if erased:
+                    side.execute(self._erase_identities, (list(erased),))
                 if refs:
                     side.executemany(self._insert_refs, refs)
                 if new:
-                    side.executemany(self._insert_identity, new)
+                    side.executemany(self._insert_identity, [(hashed(k), i) for k, i in new])
                 if moved:
-                    side.executemany(self._move_identity, moved)
+                    side.executemany(self._move_identity, [(hashed(k), i) for k, i in moved])
                 if skipped:
                     side.executemany(
                         self._insert_skipped,
@@ -295,10 +356,11 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
 
     def identities(self, keys: Sequence[str]) -> dict[str, UUID]:
         found: dict[str, UUID] = {}
+        by_hash = {hashed(k): k for k in keys}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for chunk in _chunks(list(keys)):
+            for chunk in _chunks(list(by_hash)):
                 curs.execute(self._select_identities, (list(chunk),), prepare=True)
-                found.update((row["key"], row["customer_id"]) for row in curs.fetchall())
+                found.update((by_hash[row["key"]], row["customer_id"]) for row in curs.fetchall())
         return found
 
     def has_identities(self) -> bool:
@@ -308,7 +370,7 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
 
     def backfill_identities(self, rows: Sequence[tuple[str, UUID]]) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.executemany(self._backfill_identity, list(rows))
+            curs.executemany(self._backfill_identity, [(hashed(k), i) for k, i in rows])
 
     def existing_originators(self, ids: Sequence[UUID]) -> set[UUID]:
         found: set[UUID] = set()

@@ -421,7 +421,7 @@ def test_keygen_prints_a_pair_that_signs_and_verifies(settings: Settings, tmp_pa
 def test_a_restored_backup_still_holds_its_checkpoint(
     settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from services.bootstrap.store_cli import backup, restore
+    from services.bootstrap.store_cli import backup, backup_keys, restore
 
     private, public = new_key_pair()
     record_history(settings).close()
@@ -433,7 +433,8 @@ def test_a_restored_backup_still_holds_its_checkpoint(
     else:
         elsewhere = f"sqlite:///{tmp_path / 'restored' / 'history.db'}"
     restored = Settings(store=elsewhere, data_dir=tmp_path / "restored")
-    restore(restored, tmp_path / "backup")
+    backup_keys(settings, tmp_path / "key-backup.db")
+    restore(restored, tmp_path / "backup", keys=tmp_path / "key-backup.db")
     result = audit(restored, "verify", "--checkpoint", path, public=public)
     assert result.exit_code == 0, result.output
     assert "holds" in result.stdout

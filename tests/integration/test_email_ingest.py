@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from imapclient.exceptions import IMAPClientError
 
-from channels.email import ImapMailbox, LocalBlobStore, MailLimits
+from channels.email import ImapMailbox, MailLimits
 from channels.email.checkpoints import SQLiteCheckpointStore
 from contracts import DeadLetter, DeliveryStatus
+from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
 from services.recorder import Recorder
 from tests.helpers import eventually, read_topic, recorded_refs
@@ -65,8 +66,9 @@ async def test_new_mail_appears_in_the_customer_timeline_with_its_attachment(
     [attachment] = payload["attachments"]
     assert attachment["filename"] == "invoice.pdf"
     assert attachment["size"] == len(invoice)
-    blobs = LocalBlobStore(hub_settings.data_dir / "blobs")
+    blobs = bootstrap(hub_settings).blobs()  # the hub's: sealed with the file's key
     assert blobs.get(attachment["sha256"]) == invoice
+    assert invoice not in blobs.path_for(attachment["sha256"]).read_bytes()
 
 
 async def test_a_reply_joins_its_conversation_and_an_auto_reply_is_flagged(

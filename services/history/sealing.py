@@ -1,0 +1,276 @@
+"""Events become stored bytes here: a customer's personal data sealed with the customer's key.
+
+The library's cipher encrypts every event with one key; erasing one person needs one key per
+person (crypto-shredding).  ``SealingMapper`` splits each event of a customer's streams (the
+``Customer`` aggregate and the customer's desk) into
+
+- a **clear** part: what the audit trail and the views' skeleton need and that names no one
+  (the event's time, its kind, channel and direction, ids, who on our side did it); per event
+  class an allow-list, so a field added later is sealed unless someone decides otherwise;
+- a **sealed** part: everything else (addresses, names, bodies, subjects, notes, file names,
+  provider references, reasons, snapshots' state), encrypted with AES-256-GCM under the
+  customer's key (``services/history/keys.py``), bound to the event's stream, version and
+  topic as associated data (a sealed part moved to another event does not open).
+
+Stored format (the first byte says which; the hash chain covers these bytes):
+
+- ``{`` …: version 1, the library's JSON — events stored before this change, and events of
+  other aggregates (users, the conversation index, stored files).  Still read as they are.
+- ``0x02``: version 2 — ``0x02``, the owner customer's id (16 bytes), the clear part's length
+  (4 bytes, big-endian), the clear JSON, a 12-byte nonce, the sealed JSON encrypted.
+
+An event whose key was deleted (the customer was erased) loads as an ``ErasedEvent``: its
+clear part, nothing else.  Views ignore it; the customer itself no longer loads.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, cast
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import (
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+
+from contracts.errors import NotFound
+from services.domain import Customer
+from services.domain.desk import CustomerDesk
+from services.history.keys import Keyring
+
+SEALED = 2
+_HEADER = struct.Struct(">B16sI")
+_NONCE = 12
+_VERSION = struct.Struct(">Q")
+# Keys a process keeps (a key and its cipher: ~200 bytes).
+KEY_CACHE_SIZE = 100_000
+
+_CUSTOMER = "switchboard:Customer."
+_DESK = "switchboard:CustomerDesk."
+
+# Per event class, the fields stored in clear (besides these, which every event has).
+_ALWAYS = frozenset({"timestamp", "originator_topic", "class_version", "topic"})
+_ALL = frozenset({"*"})
+CLEAR: dict[str, frozenset[str]] = {
+    Customer.FirstContacted.TOPIC: frozenset({"channel"}),
+    Customer.InteractionRecorded.TOPIC: frozenset(
+        {"interaction_type", "channel", "direction", "occurred_at"}
+    ),
+    Customer.ConsentChanged.TOPIC: frozenset({"channel", "purpose", "granted"}),
+    Customer.MergedInto.TOPIC: frozenset({"survivor_id", "by"}),
+    Customer.Absorbed.TOPIC: frozenset({"absorbed_id", "by", "contact_count"}),
+    Customer.Unmerged.TOPIC: frozenset({"absorbed_id", "by"}),
+    Customer.Restored.TOPIC: frozenset({"survivor_id", "by"}),
+    Customer.ProfileChanged.TOPIC: frozenset({"by"}),
+    Customer.DuplicateDismissed.TOPIC: frozenset({"other_id", "by"}),
+    Customer.Erased.TOPIC: _ALL,  # the erasure itself is the audit trail: who, when, why
+    CustomerDesk.Started.TOPIC: frozenset({"customer_id"}),
+    CustomerDesk.ConversationOpened.TOPIC: frozenset(
+        {"customer_id", "conversation_id", "kind", "channel", "opened_at"}
+    ),
+    CustomerDesk.ContactJoined.TOPIC: frozenset(
+        {"conversation_id", "notification_id", "direction", "occurred_at"}
+    ),
+    CustomerDesk.AssignmentAwaited.TOPIC: frozenset({"agent", "by"}),
+    CustomerDesk.ConversationStatusChanged.TOPIC: frozenset(
+        {"customer_id", "conversation_id", "channel", "from_status", "to_status", "assignee", "by"}
+    ),
+    CustomerDesk.NoteAdded.TOPIC: frozenset({"customer_id", "note_id", "conversation_id", "by"}),
+    CustomerDesk.FileAttached.TOPIC: frozenset(
+        {"customer_id", "content_type", "conversation_id", "by"}
+    ),
+}
+
+
+class CustomerErased(NotFound):
+    """The customer was erased: its events hold nothing readable any more."""
+
+    def __init__(self, customer_id: UUID) -> None:
+        super().__init__(f"customer {customer_id} was erased")
+        self.customer_id = customer_id
+
+
+class ErasedEvent:
+    """What is left of an event whose customer was erased: its clear part."""
+
+    def __init__(self, topic: str, owner: UUID, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.topic_of_event = topic
+        self.owner_id = owner
+
+    def mutate(self, aggregate: Any) -> Any:
+        raise CustomerErased(self.owner_id)
+
+    def __repr__(self) -> str:
+        where = f"{self.__dict__.get('originator_id')} v{self.__dict__.get('originator_version')}"
+        return f"ErasedEvent({self.topic_of_event}, {where})"
+
+
+def owner_in(state: bytes) -> UUID | None:
+    """The customer whose key seals these stored bytes (None: not sealed)."""
+    if state[:1] != bytes([SEALED]):
+        return None
+    return UUID(bytes=state[1:17])
+
+
+class SealingMapper(Mapper[UUID]):
+    def __init__(self, transcoder: Transcoder, keyring: Keyring) -> None:
+        super().__init__(transcoder)
+        self.keyring = keyring
+        self.recorder: Any = None  # set by the application: finds a desk stream's customer
+        self._keys: OrderedDict[UUID, AESGCM | None] = OrderedDict()
+        self._desk_owners: dict[UUID, UUID] = {}
+        self._lock = threading.Lock()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def prepare(self, owners: Iterable[UUID], *, create: bool = False) -> None:
+        """Fetch (with ``create``: make) the keys of these customers in one query."""
+        with self._lock:
+            wanted = [o for o in dict.fromkeys(owners) if o not in self._keys]
+        if not wanted:
+            return
+        found = self.keyring.keys_for(wanted, create=create)
+        with self._lock:
+            for owner in wanted:
+                key = found.get(owner)
+                if key is None and create:
+                    continue  # erased: writing it fails in _cipher
+                self._keys[owner] = AESGCM(key) if key is not None else None
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+
+    def prepare_events(self, events: Iterable[Any]) -> None:
+        """Make the keys of the customers these new domain events belong to."""
+        self.prepare((o for o in (self._owner_of(e) for e in events) if o is not None), create=True)
+
+    def prepare_stored(self, stored: Iterable[Any]) -> None:
+        """Fetch the keys of the customers these stored events (or notifications) are
+        sealed for: one query for a batch a follower is about to decode."""
+        self.prepare(o for o in (owner_in(s.state) for s in stored) if o is not None)
+
+    def forget(self, owners: Iterable[UUID]) -> None:
+        """Drop keys this process holds (after an erasure)."""
+        with self._lock:
+            for owner in owners:
+                self._keys.pop(owner, None)
+
+    def _cipher(self, owner: UUID, *, create: bool) -> AESGCM | None:
+        with self._lock:
+            if owner in self._keys:
+                self._keys.move_to_end(owner)
+                return self._keys[owner]
+        self.prepare([owner], create=create)
+        with self._lock:
+            return self._keys.get(owner)
+
+    # -- whose events ------------------------------------------------------------------------
+
+    def _owner_of(self, domain_event: Any) -> UUID | None:
+        topic = get_topic(type(domain_event))
+        if topic.startswith(_CUSTOMER):
+            return cast(UUID, domain_event.originator_id)
+        if topic.startswith(_DESK):
+            owner = getattr(domain_event, "customer_id", None)
+            stream = domain_event.originator_id
+            if owner is not None:
+                self._desk_owners[stream] = owner
+                return cast(UUID, owner)
+            return self._desk_owner(stream)
+        return None
+
+    def _desk_owner(self, stream: UUID) -> UUID:
+        owner = self._desk_owners.get(stream)
+        if owner is None:
+            first = self.recorder.select_events(stream, lte=1)
+            if not first:
+                raise LookupError(f"desk {stream} has no first event to say whose it is")
+            owner = owner_in(first[0].state)
+            if owner is None:  # stored before sealing: the library's JSON
+                owner = UUID(str(self.transcoder.decode(first[0].state)["customer_id"]))
+            self._desk_owners[stream] = owner
+        return owner
+
+    # -- writing and reading -----------------------------------------------------------------
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        owner = self._owner_of(domain_event)
+        topic = get_topic(type(domain_event))
+        clear_fields = CLEAR.get(topic, frozenset())
+        if owner is None or clear_fields is _ALL:
+            return super().to_stored_event(domain_event)
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        clear = {k: v for k, v in state.items() if k in clear_fields or k in _ALWAYS}
+        sealed = {k: v for k, v in state.items() if k not in clear}
+        cipher = self._cipher(owner, create=True)
+        if cipher is None:
+            raise CustomerErased(owner)
+        clear_bytes = self.transcoder.encode(clear)
+        nonce = os.urandom(_NONCE)
+        aad = _aad(owner, originator_id, version, topic)
+        body = cipher.encrypt(nonce, self.transcoder.encode(sealed), aad)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=version,
+            topic=topic,
+            state=b"".join(
+                (_HEADER.pack(SEALED, owner.bytes, len(clear_bytes)), clear_bytes, nonce, body)
+            ),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        data = stored_event.state
+        if data[:1] != bytes([SEALED]):
+            return super().to_domain_event(stored_event)
+        try:
+            _, owner_bytes, clear_len = _HEADER.unpack_from(data)
+            owner = UUID(bytes=owner_bytes)
+            start = _HEADER.size
+            state: dict[str, Any] = self.transcoder.decode(data[start : start + clear_len])
+            rest = data[start + clear_len :]
+            originator_id = UUID(str(stored_event.originator_id))
+            cipher = self._cipher(owner, create=False)
+            if cipher is None:
+                state["originator_id"] = originator_id
+                state["originator_version"] = stored_event.originator_version
+                return ErasedEvent(stored_event.topic, owner, state)
+            aad = _aad(owner, originator_id, stored_event.originator_version, stored_event.topic)
+            sealed = cipher.decrypt(rest[:_NONCE], rest[_NONCE:], aad)
+            state.update(self.transcoder.decode(sealed))
+        except Exception as e:
+            raise MapperDeserialisationError(
+                f"Failed to open sealed event {stored_event.originator_id} "
+                f"v{stored_event.originator_version} ({stored_event.topic}): {e!r}"
+            ) from e
+        cls = resolve_topic(stored_event.topic)
+        state["originator_id"] = originator_id
+        state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        if stored_event.topic.startswith(_DESK):
+            self._desk_owners[originator_id] = owner
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return domain_event
+
+
+def _aad(owner: UUID, originator_id: Any, version: int, topic: str) -> bytes:
+    oid = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+    return owner.bytes + oid.bytes + _VERSION.pack(version) + topic.encode()

@@ -1,0 +1,272 @@
+"""Erasure by crypto-shredding (GDPR Art. 17), on SQLite and PostgreSQL.
+
+A person with two merged customers (a phone and an e-mail address), contacts with bodies and
+subjects, a name, a desk note and an attached file; a second person beside them.  A store
+backup and a key backup are taken before the erasure.  After ``erase_person``: nothing of
+the person's remains readable anywhere the hub wrote — every file on SQLite (history, keys,
+views, blobs, logs of the write-ahead), the whole database on PostgreSQL — nor in the backup
+taken before; the events remain as skeletons and the hash chain still verifies; the other
+person is untouched; a rebuild from zero does not bring them back; a contact from their
+number afterwards is a new, separate customer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from contracts import Channel, MessageReceived
+from projections.follower import TimelineFollower
+from services.audit.erasure import erase_person
+from services.audit.verify import verify_chain
+from services.bootstrap.bootstrap import bootstrap
+from services.bootstrap.cli import app
+from services.bootstrap.settings import Settings
+from services.bootstrap.store_cli import backup, backup_keys, pg_tool, rebuild_projections, restore
+from services.domain import Customer, customer_id_for
+from services.history.customers import AlreadyErased, CustomerNotFound
+from services.history.sealing import CustomerErased, ErasedEvent
+
+T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
+PHONE, EMAIL = "+493055501234", "petra.quell@example.org"
+BOB = "+493055509999"
+# What must not survive the erasure, in any file (the number also as the view keeps it).
+SECRETS = [
+    "3055501234",
+    "petra.quell",
+    "Zwiebelkuchen-7741",  # an SMS body
+    "Kalibrierung-3390",  # an e-mail subject
+    "Petra Quellenberg",  # the name on her profile
+    "Notiz-Fuchsbau-1188",  # an agent's note
+    "Anhang-Kranich-5512",  # a file she sent (its bytes)
+]
+BOB_BODY = "Bob-Pfefferminz-2207"
+
+
+def sms(ref: str, party: str, body: str, minutes: int) -> MessageReceived:
+    return MessageReceived(
+        channel=Channel.sms,
+        party=party,
+        provider_ref=ref,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        body=body,
+    )
+
+
+def follow(hub) -> None:
+    follower = TimelineFollower(hub.history(), hub.timeline_view())
+    while follower.run_once():
+        pass
+
+
+def files_with(root: Path, needles: list[str], *, skip: str = "backup") -> dict[str, list[str]]:
+    """Which files under ``root`` hold which of ``needles`` (bytes, anywhere in the file);
+    directories named ``skip…`` are left out."""
+    found: dict[str, list[str]] = {}
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(skip)]
+        for name in names:
+            path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            hits = [n for n in needles if n.encode() in data]
+            if hits:
+                found[str(path.relative_to(root))] = hits
+    return found
+
+
+def pg_text(url: str) -> str:
+    """The whole PostgreSQL database as SQL text (every table's rows)."""
+    env = dict(os.environ)
+    return subprocess.run(
+        [pg_tool("pg_dump"), "--data-only", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+
+
+def pg_backup_text(dump: Path) -> str:
+    return subprocess.run(
+        [pg_tool("pg_restore"), "--data-only", "--file=-", str(dump)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture
+def settings(store_url: str, tmp_path: Path) -> Settings:
+    return Settings(store=store_url, data_dir=tmp_path / "var")
+
+
+def scripted_person(settings: Settings) -> tuple[object, object]:
+    hub = bootstrap(settings)
+    history = hub.history()
+    history.record_interactions(
+        [
+            sms("SM-p1", PHONE, "Zwiebelkuchen-7741 bitte", 0),
+            MessageReceived(
+                channel=Channel.email,
+                party=EMAIL,
+                provider_ref="<p-1@example.org>",
+                occurred_at=T0 + timedelta(minutes=1),
+                subject="Kalibrierung-3390",
+                body="see subject",
+            ),
+            sms("SM-b1", BOB, BOB_BODY, 2),
+        ]
+    )
+    phone_id, email_id = customer_id_for(PHONE), customer_id_for(EMAIL)
+    history.merge(phone_id, email_id, by="agent_7", reason="same person, says so")
+    history.edit_profile(phone_id, {"name": "Petra Quellenberg"}, by="agent_7", expected_version=0)
+    desk = hub.desk()
+    desk.add_note("Notiz-Fuchsbau-1188", by="agent_7", customer_id=phone_id)
+    desk.attach_file(
+        b"%PDF-1.4\nAnhang-Kranich-5512\n%%EOF\n",
+        filename="brief.pdf",
+        content_type="application/pdf",
+        by="agent_7",
+        customer_id=phone_id,
+    )
+    follow(hub)
+    return hub, history
+
+
+def test_an_erased_person_is_unreadable_everywhere_and_the_audit_trail_stays(
+    settings: Settings, tmp_path: Path
+) -> None:
+    hub, _ = scripted_person(settings)
+    phone_id, email_id = customer_id_for(PHONE), customer_id_for(EMAIL)
+    view = hub.timeline_view()
+    assert view.card(phone_id).name == "Petra Quellenberg"
+    # Before: the views show her (the grep can find what it looks for).
+    if not settings.is_postgres:
+        assert files_with(tmp_path, SECRETS)
+    else:
+        assert "Zwiebelkuchen-7741" in pg_text(settings.store)
+    store_backup = tmp_path / "backup-before"
+    backup(settings, store_backup)
+
+    done = erase_person(
+        hub, email_id, by="admin_1", basis="consent-withdrawn", reason="asked by letter"
+    )
+
+    # The merge group: naming the absorbed customer erases the person (both customers).
+    assert done.erasure.group == [phone_id, email_id]
+    assert len(done.files_removed) == 1 and not done.files_kept
+    # Nothing readable anywhere.
+    if not settings.is_postgres:
+        leftovers = files_with(tmp_path, SECRETS)  # the store, keys, views, blobs, logs
+        assert not leftovers, leftovers
+        assert not files_with(store_backup, SECRETS, skip="-")
+    else:
+        text = pg_text(settings.store)
+        assert not [s for s in SECRETS if s in text]
+        assert not [s for s in SECRETS if s in pg_backup_text(store_backup / "database.dump")]
+        assert not files_with(tmp_path, SECRETS)
+    # The views: she is gone; Bob is not.
+    assert view.card(phone_id) is None and view.card(email_id) is None
+    assert view.lookup(PHONE).card is None
+    assert view.timeline(phone_id) == []
+    bob = view.lookup(BOB).card
+    assert bob is not None and BOB_BODY in str([e.payload for e in view.timeline(bob.customer_id)])
+    # The history: skeletons, the erasure readable, the chain intact.
+    fresh = bootstrap(settings).history(cached=False)
+    with pytest.raises(CustomerErased):
+        fresh.get_customer(phone_id)
+    events = list(fresh.events.get(phone_id))
+    assert all(isinstance(e, ErasedEvent) for e in events[:-1])
+    erased = events[-1]
+    assert isinstance(erased, Customer.Erased)
+    assert (erased.by, erased.basis, erased.group) == (
+        "admin_1",
+        "consent-withdrawn",
+        [phone_id, email_id],
+    )
+    skeleton = events[1]
+    assert skeleton.channel == "sms" and skeleton.interaction_type == "message.received.v1"
+    assert not hasattr(skeleton, "party") and not hasattr(skeleton, "payload")
+    assert verify_chain(fresh.recorder.chain).intact
+    # A rebuild from zero does not bring her back.
+    rebuild_projections(bootstrap(settings))
+    view = bootstrap(settings).timeline_view()
+    assert view.card(phone_id) is None and view.lookup(BOB).card is not None
+    # Her number again: a new customer, with nothing of the old one.
+    fresh.record_interactions([sms("SM-p2", PHONE, "neu hier", 10)])
+    follow(bootstrap(settings))
+    again = view.lookup(PHONE).card
+    assert again is not None and again.customer_id not in (phone_id, email_id)
+    assert again.contact_count == 1 and again.name is None
+    # Erasing her again, or someone who never was: clear errors.
+    with pytest.raises(AlreadyErased):
+        fresh.erase(phone_id, by="admin_1", basis="consent-withdrawn", reason="again")
+    with pytest.raises(CustomerNotFound):
+        fresh.erase(customer_id_for("+493000000000"), by="a", basis="objection", reason="x")
+
+
+def test_a_store_backup_from_before_restores_without_her_when_the_keys_are_from_after(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    hub, _ = scripted_person(settings)
+    store_backup = tmp_path / "backup-before"
+    backup(settings, store_backup)
+    erase_person(hub, customer_id_for(PHONE), by="admin_1", basis="objection", reason="objected")
+    keys_after = tmp_path / "keys-after.db"
+    backup_keys(settings, keys_after)
+    # A new, empty store (a disaster: both the database and the keyring are gone).
+    if settings.is_postgres:
+        target_url = request.getfixturevalue("postgres_cluster").create_database()
+    else:
+        target_url = f"sqlite:///{tmp_path / 'restored' / 'history.db'}"
+    target = Settings(store=target_url, data_dir=tmp_path / "restored")
+    with pytest.raises(Exception, match="--keys FILE"):
+        restore(target, store_backup)
+    restore(target, store_backup, keys=keys_after)
+    restored = bootstrap(target)
+    rebuild_projections(restored)
+    view = restored.timeline_view()
+    assert view.card(customer_id_for(PHONE)) is None
+    bob = view.lookup(BOB).card
+    assert bob is not None and BOB_BODY in str([e.payload for e in view.timeline(bob.customer_id)])
+    with pytest.raises(CustomerErased):
+        restored.history(cached=False).get_customer(customer_id_for(PHONE))
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_erase_command_needs_an_admin_a_basis_and_a_reason(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub, _ = scripted_person(settings)
+    users = hub.user_directory()
+    users.register("ada", roles=["admin"])
+    users.register("eve", roles=["agent"])
+    monkeypatch.setenv("SWITCHBOARD_STORE", settings.store)
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+
+    def erase(*args: str):
+        return runner.invoke(app, ["customer", "erase", *args], catch_exceptions=False)
+
+    base = [PHONE, "--basis", "consent-withdrawn", "--reason", "asked", "--yes"]
+    for args, says in [
+        (base, "needs --as USER"),
+        ([*base, "--as", "eve"], "not an admin"),
+        ([PHONE, "--basis", "whim", "--reason", "r", "--as", "ada", "--yes"], "unknown basis"),
+        (["+493000000000", "--basis", "objection", "--reason", "r", "--as", "ada", "--yes"], "no "),
+    ]:
+        result = erase(*args)
+        assert result.exit_code == 1, result.output
+        assert says in result.output and "Traceback" not in result.output
+    result = erase(*base, "--as", "ada")
+    assert result.exit_code == 0, result.output
+    assert "erased customer" in result.output and "1 merged into it" in result.output
+    result = erase(str(customer_id_for(PHONE)), *base[1:], "--as", "ada")
+    assert result.exit_code == 1 and "erased already" in result.output
