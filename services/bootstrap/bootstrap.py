@@ -38,11 +38,13 @@ from services.bootstrap.channels import ChannelConfigs, channel_configs
 from services.bootstrap.routing import Routing, build_routing
 from services.bootstrap.settings import Settings
 from services.bootstrap.stores import (
+    open_campaign_store,
     open_history,
     open_outbound_ledger,
     open_timeline_view,
     open_user_directory,
 )
+from services.campaigns.store import CampaignStore
 from services.consumers import kafka_consumer
 from services.desk.follower import DeskFollower
 from services.desk.service import DeskService
@@ -109,6 +111,9 @@ class Hub:
 
     def outbound_ledger(self) -> OutboundLedger:
         return open_outbound_ledger(self.settings)
+
+    def campaign_store(self) -> CampaignStore:
+        return open_campaign_store(self.settings)
 
     def user_directory(self) -> UserDirectory:
         return open_user_directory(self.settings)

@@ -81,7 +81,12 @@ MANIFEST = "manifest.json"
 DUMP = "database.dump"
 CHECKPOINTS = "email-checkpoints.db"  # channels.email.checkpoints.CHECKPOINTS_FILE
 # Store part -> its application's name (PostgreSQL: the table "<name>_events").
-PARTS = {"history": "switchboard", "users": "users", "outbound": "outbound"}
+PARTS = {
+    "history": "switchboard",
+    "users": "users",
+    "outbound": "outbound",
+    "campaigns": "campaigns",
+}
 # The view's tables on PostgreSQL (projections/timeline_postgres.py): rebuilt, not backed up.
 PG_VIEW_TABLES = "timeline_*"
 # The keyring (services/history/keys.py): never in a store backup, so an erasure after the

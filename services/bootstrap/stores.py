@@ -13,6 +13,7 @@ from projections.timeline import TimelineView
 from projections.timeline_postgres import PostgresTimelineView
 from projections.timeline_sqlite import SQLiteTimelineView
 from services.bootstrap.settings import Settings
+from services.campaigns.store import CampaignStore
 from services.history.customers import CustomerHistory
 from services.history.ledger import OutboundLedger
 from services.history.users import UserDirectory
@@ -63,6 +64,12 @@ def _store_env(settings: Settings, purpose: str) -> dict[str, str]:
 def open_outbound_ledger(settings: Settings) -> OutboundLedger:
     env = _store_env(settings, "outbound")
     return _racing_create(lambda: OutboundLedger(env=env))
+
+
+def open_campaign_store(settings: Settings) -> CampaignStore:
+    """The campaigns beside the history (a file of their own on SQLite, as users have)."""
+    env = _store_env(settings, "campaigns")
+    return _racing_create(lambda: CampaignStore(env=env))
 
 
 def open_user_directory(settings: Settings) -> UserDirectory:
