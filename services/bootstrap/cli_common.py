@@ -68,9 +68,12 @@ def customer_of(text: str, hub: Hub) -> UUID:
         pass
     else:
         from services.history.customers import CustomerNotFound
+        from services.history.sealing import CustomerErased
 
         try:  # the system of record, not a view that may be catching up
             hub.history(cached=False).get_customer(customer_id)
+        except CustomerErased:
+            raise fail(f"customer {customer_id} was erased: nothing of them can be read") from None
         except CustomerNotFound:
             raise fail(
                 f"no customer {customer_id} (try an address: switchboard lookup +4930…)"

@@ -14,7 +14,8 @@ from services.consumers import partitions_of
 
 log = logging.getLogger(__name__)
 
-WEEK_MS = 7 * 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+WEEK_MS = 7 * DAY_MS
 
 
 async def ensure_topics(settings: Settings, bootstrap: str) -> None:
@@ -23,25 +24,27 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            # Raw interactions are kept for a week; the event store is the system of record.
+            # Raw interactions carry personal data in clear: kept a week (the event store is the
+            # system of record), in segments of a day, so a record is gone after at most 8 days
+            # (Kafka deletes whole segments) — well inside an erasure's month.
             NewTopic(
                 settings.interactions_topic,
                 settings.topic_partitions,
                 settings.topic_replication,
-                topic_configs={"retention.ms": str(WEEK_MS)},
+                topic_configs={"retention.ms": str(WEEK_MS), "segment.ms": str(DAY_MS)},
             ),
             NewTopic(
                 settings.outbound_topic,
                 settings.topic_partitions,
                 settings.topic_replication,
-                topic_configs={"retention.ms": str(WEEK_MS)},
+                topic_configs={"retention.ms": str(WEEK_MS), "segment.ms": str(DAY_MS)},
             ),
             # Routing decisions: in the history once recorded; a week to re-read them.
             NewTopic(
                 settings.routing_topic,
                 settings.topic_partitions,
                 settings.topic_replication,
-                topic_configs={"retention.ms": str(WEEK_MS)},
+                topic_configs={"retention.ms": str(WEEK_MS), "segment.ms": str(DAY_MS)},
             ),
             # Presence: the latest per agent is the state, kept however old (compacted).
             NewTopic(
@@ -57,6 +60,7 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                 # room for a 1 MiB payload in base64 plus its reason
                 topic_configs={
                     "retention.ms": str(4 * WEEK_MS),
+                    "segment.ms": str(DAY_MS),
                     "max.message.bytes": str(4 * 1024 * 1024),
                 },
             ),
