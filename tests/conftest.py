@@ -43,6 +43,7 @@ def hub_settings(store_url: str, tmp_path: Path, kafka_bootstrap: str) -> Settin
         outbound_topic=f"sb.outbound.{suffix}",
         routing_topic=f"sb.routing.{suffix}",
         presence_topic=f"sb.presence.{suffix}",
+        campaign_progress_topic=f"sb.campaign-progress.{suffix}",
         outbound_group=f"sb-outbound-{suffix}",
         recorder_group=f"sb-recorder-{suffix}",
         router_group=f"sb-router-{suffix}",

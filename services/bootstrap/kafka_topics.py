@@ -53,6 +53,13 @@ async def ensure_topics(settings: Settings, bootstrap: str) -> None:
                 settings.topic_replication,
                 topic_configs={"cleanup.policy": "compact"},
             ),
+            # Campaign progress: the latest record per campaign is where its runner continues.
+            NewTopic(
+                settings.campaign_progress_topic,
+                1,
+                settings.topic_replication,
+                topic_configs={"cleanup.policy": "compact"},
+            ),
             NewTopic(
                 settings.deadletter_topic,
                 1,

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     outbound_topic: str = "sb.outbound.v1"
     routing_topic: str = "sb.routing.v1"
     presence_topic: str = "sb.presence.v1"
+    campaign_progress_topic: str = Field(
+        "sb.campaign-progress.v1",
+        description="The campaign runner's progress per campaign (compacted, transactional)",
+    )
     routing_config: Path | None = Field(
         None,
         description="The inbound routing configuration (YAML, docs/routing.md); unset: every "
