@@ -82,8 +82,10 @@ DUMP = "database.dump"
 CHECKPOINTS = "email-checkpoints.db"  # channels.email.checkpoints.CHECKPOINTS_FILE
 # Store part -> its application's name (PostgreSQL: the table "<name>_events").
 PARTS = {"history": "switchboard", "users": "users", "outbound": "outbound"}
-# The view's tables on PostgreSQL (projections/timeline_postgres.py): rebuilt, not backed up.
+# The views' tables on PostgreSQL (projections/timeline_postgres.py, reachability_postgres.py):
+# rebuilt, not backed up.
 PG_VIEW_TABLES = "timeline_*"
+PG_REACH_TABLES = "reachability_*"
 
 
 _NO_STORE = "nothing to back up: there is no store in"
@@ -206,6 +208,7 @@ def _pg_dump(url: str, target: Path) -> dict[str, Any]:
                         "--format=custom",
                         f"--snapshot={snapshot}",
                         f"--exclude-table={PG_VIEW_TABLES}",
+                        f"--exclude-table={PG_REACH_TABLES}",
                         f"--file={target}",
                     ],
                     url,
@@ -387,14 +390,14 @@ def _pg_restore(url: str, dump: Path) -> None:
 
 def _reset_views(settings: Settings) -> None:
     """The views start from zero: rebuilt now, or by the hub's services when it starts."""
-    from services.bootstrap.stores import open_timeline_view
+    from services.bootstrap.stores import open_reachability_view, open_timeline_view
 
-    view = open_timeline_view(settings)
-    try:
-        view.reset()
-    finally:
-        with suppress(Exception):
-            view.datastore.close()
+    for view in (open_timeline_view(settings), open_reachability_view(settings)):
+        try:
+            view.reset()
+        finally:
+            with suppress(Exception):
+                view.datastore.close()
 
 
 # -- rebuilding the projections ----------------------------------------------------------------
@@ -405,6 +408,7 @@ class Rebuilt:
     desk_position: int  # the last contact the desk follower placed
     timeline_position: int  # the last event the timeline view applied
     skipped: int  # events the timeline could not apply (see its skipped())
+    reachability_position: int = 0  # the last event the reachability view applied
 
 
 def rebuild_projections(
@@ -414,10 +418,12 @@ def rebuild_projections(
     (the desks are events of the history, not a view: it places only the contacts it had not
     placed), then the timeline view is rebuilt from zero, its desk entries included: beside
     the serving one, which answers until the new one has caught up and is swapped in
-    (projections/rebuild.py); the hub may keep running.  ``progress(projection, position,
+    (projections/rebuild.py); then the reachability view, in one transaction (readers see the
+    old one until it commits).  The hub may keep running.  ``progress(projection, position,
     last event)``."""
     from functools import partial
 
+    from projections.reachability_store import rebuild_reachability
     from projections.rebuild import rebuild_timeline
     from services.bootstrap.stores import open_history
 
@@ -434,7 +440,10 @@ def rebuild_projections(
         open_source=partial(open_history, hub.settings, cached=False),  # the load's readers
         progress=lambda at, last: report("timeline", at, last),
     )
-    return Rebuilt(desk.position, position, len(view.skipped()))
+    reach = rebuild_reachability(
+        history, hub.reachability_view(), progress=lambda at, last: report("reachability", at, last)
+    )
+    return Rebuilt(desk.position, position, len(view.skipped()), reach)
 
 
 # -- PostgreSQL's tools ------------------------------------------------------------------------
