@@ -5,8 +5,8 @@
    identities table in the same transaction, then their keys deleted
    (``CustomerHistory.erase``).  Their events stay, skeletons of themselves, and the hash
    chain over the stored bytes still verifies.
-2. The views: the timeline follower removes every row of theirs when it reaches the
-   ``Erased`` event (on SQLite with ``secure_delete``: the freed pages are zeroed).  This
+2. The views: the timeline and reachability followers remove every row of theirs when they
+   reach the ``Erased`` event (on SQLite with ``secure_delete``: the freed pages are zeroed).  This
    function brings the views there before it returns, so the erasure is complete when the
    command ends (a running hub's follower gets there too; the tracking makes it once).
 3. The blob store: the files their contacts and desk refer to, unless another person's
@@ -71,6 +71,10 @@ def erase_person(hub: Hub, customer_id: UUID, *, by: str, basis: str, reason: st
     target = max(erasure.notification_ids, default=0)
     while follower.position < target and follower.run_once():
         pass
+    # The reachability view (what was learnt per address) likewise.
+    reach = hub.reachability_follower()
+    while reach.position < target and reach.run_once():
+        pass
     done = ErasureDone(erasure, view_position=follower.position)
     # The files, unless another timeline refers to them too.
     blobs = hub.blobs()
@@ -81,7 +85,7 @@ def erase_person(hub: Hub, customer_id: UUID, *, by: str, basis: str, reason: st
         elif blobs.delete(sha):
             done.files_removed.append(sha)
     if not hub.settings.is_postgres:
-        for purpose in ("history", "views"):
+        for purpose in ("history", "views", "reachability"):
             truncate_wal(hub.settings.sqlite_path(purpose))
     return done
 

@@ -32,6 +32,7 @@ from channels.voice import cti_router, twilio_voice_router
 from contracts import Channel
 from contracts.errors import ConfigError
 from projections.follower import NewEvents, TimelineFollower
+from projections.reachability_store import ReachabilityFollower, ReachabilityView
 from projections.timeline import TimelineView
 from services.audit.access_log import open_access_log
 from services.bootstrap.channels import ChannelConfigs, channel_configs
@@ -41,6 +42,7 @@ from services.bootstrap.stores import (
     open_campaign_store,
     open_history,
     open_outbound_ledger,
+    open_reachability_view,
     open_timeline_view,
     open_user_directory,
 )
@@ -123,6 +125,14 @@ class Hub:
 
     def timeline_follower(self) -> TimelineFollower:
         return TimelineFollower(self.history(), self.timeline_view(), new_events=self.new_events)
+
+    def reachability_view(self) -> ReachabilityView:
+        return open_reachability_view(self.settings)
+
+    def reachability_follower(self) -> ReachabilityFollower:
+        return ReachabilityFollower(
+            self.history(cached=False), self.reachability_view(), new_events=self.new_events
+        )
 
     def blobs(self) -> LocalBlobStore:
         """File contents by SHA-256: e-mail attachments and the desk's files, one store,
@@ -369,4 +379,5 @@ class Hub:
             readiness=readiness,
             drain=drain,
             access_log=open_access_log(self.settings),
+            reachability=self.reachability_view(),
         )

@@ -533,8 +533,9 @@ def rebuild() -> None:
     with rebuild_bar() as progress:
         rebuilt = rebuild_projections(hub, progress=progress)
     out.print(
-        f"timeline rebuilt up to event {rebuilt.timeline_position}; the desk has placed the "
-        f"contacts up to event {rebuilt.desk_position}"
+        f"timeline rebuilt up to event {rebuilt.timeline_position}, reachability up to "
+        f"{rebuilt.reachability_position}; the desk has placed the contacts up to event "
+        f"{rebuilt.desk_position}"
         + (f"; {rebuilt.skipped} events skipped (see the logs)" if rebuilt.skipped else "")
     )
 

@@ -59,6 +59,7 @@ async def run_hub(
     halt = asyncio.Event()  # the services' own stop: set once the API has drained
     follower_stop = threading.Event()
     follower_thread: threading.Thread | None = None
+    reach_thread: threading.Thread | None = None
     desk_thread: threading.Thread | None = None
     server: uvicorn.Server | None = None
     drain = Drain()
@@ -92,6 +93,13 @@ async def run_hub(
             target=follower.run, args=(follower_stop,), name="timeline", daemon=True
         )
         follower_thread.start()
+        # The reachability view: its own tables and position, beside the timeline.
+        reach_follower = hub.reachability_follower()
+        metrics.watch_projection("reachability", lambda: reach_follower.position)
+        reach_thread = threading.Thread(
+            target=reach_follower.run, args=(follower_stop,), name="reachability", daemon=True
+        )
+        reach_thread.start()
     if "desk" in services:  # opens and joins conversations from recorded contacts
         desk_follower = hub.desk_follower()
         metrics.watch_projection("desk", lambda: desk_follower.position)
@@ -176,7 +184,7 @@ async def run_hub(
         follower_stop.set()
         hub.new_events.notify()  # the followers wake and see the stop
         await _finish(tasks, left)
-        for thread in (follower_thread, desk_thread):
+        for thread in (follower_thread, reach_thread, desk_thread):
             if thread is not None:
                 thread.join(timeout=max(left(), 0.1))
                 if thread.is_alive():

@@ -87,8 +87,10 @@ PARTS = {
     "outbound": "outbound",
     "campaigns": "campaigns",
 }
-# The view's tables on PostgreSQL (projections/timeline_postgres.py): rebuilt, not backed up.
+# The views' tables on PostgreSQL (projections/timeline_postgres.py, reachability_postgres.py):
+# rebuilt, not backed up.
 PG_VIEW_TABLES = "timeline_*"
+PG_REACH_TABLES = "reachability_*"
 # The keyring (services/history/keys.py): never in a store backup, so an erasure after the
 # backup reaches it too.  ``store backup-keys`` writes the keys to a file of their own.
 PG_KEY_TABLES = ("*_customer_keys", "*_blob_keys")
@@ -215,6 +217,7 @@ def _pg_dump(url: str, target: Path) -> dict[str, Any]:
                         "--format=custom",
                         f"--snapshot={snapshot}",
                         f"--exclude-table={PG_VIEW_TABLES}",
+                        f"--exclude-table={PG_REACH_TABLES}",
                         *(f"--exclude-table={t}" for t in PG_KEY_TABLES),
                         f"--file={target}",
                     ],
@@ -410,7 +413,9 @@ def _has_keys(settings: Settings) -> bool:
                 return found.fetchone() is not None
         except psycopg.Error:
             return False
-    path = settings.sqlite_path("history").with_name("keys.db")
+    from services.history.keys import keyring_path
+
+    path = keyring_path(settings.sqlite_path("history"))
     if not path.is_file():
         return False
     import sqlite3
@@ -484,14 +489,14 @@ def _pg_restore(url: str, dump: Path) -> None:
 
 def _reset_views(settings: Settings) -> None:
     """The views start from zero: rebuilt now, or by the hub's services when it starts."""
-    from services.bootstrap.stores import open_timeline_view
+    from services.bootstrap.stores import open_reachability_view, open_timeline_view
 
-    view = open_timeline_view(settings)
-    try:
-        view.reset()
-    finally:
-        with suppress(Exception):
-            view.datastore.close()
+    for view in (open_timeline_view(settings), open_reachability_view(settings)):
+        try:
+            view.reset()
+        finally:
+            with suppress(Exception):
+                view.datastore.close()
 
 
 # -- rebuilding the projections ----------------------------------------------------------------
@@ -502,6 +507,7 @@ class Rebuilt:
     desk_position: int  # the last contact the desk follower placed
     timeline_position: int  # the last event the timeline view applied
     skipped: int  # events the timeline could not apply (see its skipped())
+    reachability_position: int = 0  # the last event the reachability view applied
 
 
 def rebuild_projections(
@@ -511,10 +517,12 @@ def rebuild_projections(
     (the desks are events of the history, not a view: it places only the contacts it had not
     placed), then the timeline view is rebuilt from zero, its desk entries included: beside
     the serving one, which answers until the new one has caught up and is swapped in
-    (projections/rebuild.py); the hub may keep running.  ``progress(projection, position,
+    (projections/rebuild.py); then the reachability view, in one transaction (readers see the
+    old one until it commits).  The hub may keep running.  ``progress(projection, position,
     last event)``."""
     from functools import partial
 
+    from projections.reachability_store import rebuild_reachability
     from projections.rebuild import rebuild_timeline
     from services.bootstrap.stores import open_history
 
@@ -531,7 +539,10 @@ def rebuild_projections(
         open_source=partial(open_history, hub.settings, cached=False),  # the load's readers
         progress=lambda at, last: report("timeline", at, last),
     )
-    return Rebuilt(desk.position, position, len(view.skipped()))
+    reach = rebuild_reachability(
+        history, hub.reachability_view(), progress=lambda at, last: report("reachability", at, last)
+    )
+    return Rebuilt(desk.position, position, len(view.skipped()), reach)
 
 
 # -- PostgreSQL's tools ------------------------------------------------------------------------

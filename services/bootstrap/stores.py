@@ -9,6 +9,9 @@ from typing import TypeVar
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, PersistenceError
 from eventsourcing.utils import Environment
 
+from projections.reachability_postgres import PostgresReachabilityView
+from projections.reachability_sqlite import SQLiteReachabilityView
+from projections.reachability_store import ReachabilityView
 from projections.timeline import TimelineView
 from projections.timeline_postgres import PostgresTimelineView
 from projections.timeline_sqlite import SQLiteTimelineView
@@ -84,4 +87,15 @@ def open_timeline_view(settings: Settings) -> TimelineView:
         PostgresTimelineView if settings.is_postgres else SQLiteTimelineView
     )
     factory = InfrastructureFactory.construct(Environment("timeline", env))
+    return _racing_create(lambda: factory.tracking_recorder(view_class))  # type: ignore[arg-type]
+
+
+def open_reachability_view(settings: Settings) -> ReachabilityView:
+    """The reachability view: its own tables and tracking (on SQLite its own file beside the
+    views file, which a timeline rebuild may swap)."""
+    env = _store_env(settings, "reachability")
+    view_class: type[ReachabilityView] = (
+        PostgresReachabilityView if settings.is_postgres else SQLiteReachabilityView
+    )
+    factory = InfrastructureFactory.construct(Environment("reachability", env))
     return _racing_create(lambda: factory.tracking_recorder(view_class))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
 
+from projections.reachability_store import ReachabilityView
 from projections.timeline import TimelineView
 from services.audit.access_log import AccessLog
 from services.gateway.access import AccessTable
@@ -55,12 +56,14 @@ def create_api(
     readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
     drain: Drain | None = None,
     access_log: AccessLog | None = None,
+    reachability: ReachabilityView | None = None,
 ) -> FastAPI:
     """The API over ``view``; ``users`` says who may call it (``access``: the table of their
     tokens, built from ``users`` unless given).  With ``sessions``, the agent console is
     served at ``/console/`` and its session cookie is accepted on ``/v1``.  With
     ``access_log``, every read of a customer's data (and every 403) is recorded in it before
-    it is answered, and auditors query it (``GET /v1/audit/access``)."""
+    it is answered, and auditors query it (``GET /v1/audit/access``).  With ``reachability``,
+    a customer's card ranks their channels (``GET /v1/customers/{id}``)."""
     api = FastAPI(
         title="Switchboard",
         version="0.1.0",
@@ -81,7 +84,7 @@ def create_api(
     api.add_middleware(V1Guard, access=access, sessions=sessions, refusals=refusals)
     v1 = v1_router()
 
-    add_directory_routes(v1, view, default_region=default_region)
+    add_directory_routes(v1, view, default_region=default_region, reachability=reachability)
 
     @v1.get(
         "/customers/{customer_id}/timeline",

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts import AddressError, Channel, parse_any_address
 from projections.directory import Card, Suggestion
+from projections.reachability import ChannelReach
+from projections.reachability_store import ReachabilityView
 from projections.timeline import Lookup, TimelineView
 from services.history.customers import CustomerHistory
 
@@ -47,6 +49,21 @@ class OpenConversationOut(BaseModel):
     status: str = Field(examples=["assigned"])
     assignee: str | None
     opened_at: datetime
+
+
+class ChannelReachOut(BaseModel):
+    """One channel of the customer, as reachable as what was learnt says."""
+
+    channel: str = Field(examples=["whatsapp"])
+    address: str | None = Field(
+        description="The best address known on the channel (null: none known)",
+        examples=["whatsapp:+4930123456789"],
+    )
+    reachable: bool = Field(
+        description="False when the customer opted out, or the address was refused for good"
+    )
+    score: float = Field(ge=0, le=1, description="How likely a message here is answered")
+    reasons: list[str] = Field(examples=[["replies within an hour (3 of 4)"]])
 
 
 class CardOut(BaseModel):
@@ -81,6 +98,12 @@ class CardOut(BaseModel):
         description="Set when this customer was merged into another: look that one up"
     )
     merged: list[UUID] = Field(description="Customers merged into this one")
+    reachability: list[ChannelReachOut] | None = Field(
+        None,
+        description="The customer's channels, best first, with the reasons (for service "
+        "messages: a marketing opt-out is a reason, not a block). On GET "
+        "/v1/customers/{customer_id} only; null in lookups and searches.",
+    )
 
 
 class CandidateOut(BaseModel):
@@ -222,7 +245,7 @@ class Dismissal(BaseModel):
     reason: Reason
 
 
-def card_out(card: Card) -> CardOut:
+def card_out(card: Card, reachability: list[ChannelReach] | None = None) -> CardOut:
     p = card.profile
     return CardOut(
         customer_id=card.customer_id,
@@ -245,6 +268,9 @@ def card_out(card: Card) -> CardOut:
         open_conversations=[OpenConversationOut(**vars(c)) for c in card.conversations],
         merged_into=card.merged_into,
         merged=card.merged,
+        reachability=None
+        if reachability is None
+        else [ChannelReachOut(**vars(r)) for r in reachability],
     )
 
 
@@ -285,9 +311,14 @@ _UNKNOWN = {404: {"description": "No such customer."}}
 
 
 def add_directory_routes(
-    router: APIRouter, view: TimelineView, *, default_region: str | None
+    router: APIRouter,
+    view: TimelineView,
+    *,
+    default_region: str | None,
+    reachability: ReachabilityView | None = None,
 ) -> None:
-    """The reads: lookup, search, card, duplicates."""
+    """The reads: lookup, search, card (with the channels ranked, given ``reachability``),
+    duplicates."""
 
     @router.get(
         "/lookup",
@@ -353,7 +384,9 @@ def add_directory_routes(
         card = view.card(customer_id)
         if card is None:
             raise HTTPException(404, f"no customer {customer_id}")
-        return card_out(card)
+        if reachability is None:
+            return card_out(card)
+        return card_out(card, reachability.ranking(customer_id, purpose="service"))
 
     @router.get(
         "/customers/{customer_id}/duplicates",

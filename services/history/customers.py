@@ -29,7 +29,7 @@ from contracts.errors import Conflict, InputError, NotFound, Unavailable
 from services.domain import Customer, customer_id_for
 from services.domain.desk import CustomerDesk
 from services.domain.errors import DecisionRefused, InvalidDecision
-from services.history.keys import Keyring, PostgresKeyring, SQLiteKeyring
+from services.history.keys import Keyring, PostgresKeyring, SQLiteKeyring, keyring_path
 from services.history.sealing import CustomerErased, SealingMapper
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
 
@@ -162,7 +162,7 @@ class CustomerHistory(Application[UUID]):
             return PostgresKeyring(recorder.datastore, prefix, owner=self)
         dbname = self.env.get("SQLITE_DBNAME") or ""
         if isinstance(recorder, SQLiteHistoryRecorder) and ":memory:" not in dbname:
-            return SQLiteKeyring(Path(dbname).with_name("keys.db"))
+            return SQLiteKeyring(keyring_path(Path(dbname)))
         return SQLiteKeyring(":memory:")  # the in-memory store (unit tests)
 
     @property

@@ -7,7 +7,7 @@ backup of the store taken before, because backups of the store do not hold the k
 
 Where the keys live:
 
-- SQLite: a database file of its own (``keys.db`` beside the history), not a part of
+- SQLite: a database file of its own (``history-keys.db`` beside ``history.db``), not a part of
   ``switchboard store backup``; deleted rows are overwritten (``secure_delete``).
 - PostgreSQL: tables of their own beside the history (``<prefix>_customer_keys``,
   ``<prefix>_erased_customers``), which ``store backup`` leaves out of its dump.
@@ -47,10 +47,16 @@ __all__ = [
     "KeyringBlobSealer",
     "PostgresKeyring",
     "SQLiteKeyring",
+    "keyring_path",
     "new_key",
     "read_key_file",
     "write_key_file",
 ]
+
+
+def keyring_path(history_db: Path) -> Path:
+    """Where a SQLite history's keyring lives: a file of its own beside it, named after it."""
+    return history_db.with_name(f"{history_db.stem}-keys.db")
 
 
 def new_key() -> bytes:

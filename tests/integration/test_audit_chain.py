@@ -433,8 +433,8 @@ def test_a_restored_backup_still_holds_its_checkpoint(
     else:
         elsewhere = f"sqlite:///{tmp_path / 'restored' / 'history.db'}"
     restored = Settings(store=elsewhere, data_dir=tmp_path / "restored")
-    backup_keys(settings, tmp_path / "key-backup.db")
-    restore(restored, tmp_path / "backup", keys=tmp_path / "key-backup.db")
+    backup_keys(settings, tmp_path / "keys.db")
+    restore(restored, tmp_path / "backup", keys=tmp_path / "keys.db")
     result = audit(restored, "verify", "--checkpoint", path, public=public)
     assert result.exit_code == 0, result.output
     assert "holds" in result.stdout

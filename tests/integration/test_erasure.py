@@ -59,9 +59,12 @@ def sms(ref: str, party: str, body: str, minutes: int) -> MessageReceived:
 
 
 def follow(hub) -> None:
-    follower = TimelineFollower(hub.history(), hub.timeline_view())
-    while follower.run_once():
-        pass
+    for follower in (
+        TimelineFollower(hub.history(), hub.timeline_view()),
+        hub.reachability_follower(),
+    ):
+        while follower.run_once():
+            pass
 
 
 def files_with(root: Path, needles: list[str], *, skip: str = "backup") -> dict[str, list[str]]:

@@ -263,7 +263,7 @@ def test_a_backup_taken_while_writing_restores_into_an_empty_store_with_equal_pr
     assert nothing.exit_code == 1 and "nothing to back up: there is no store in" in nothing.output
     # The keys are not in it (an erasure after the backup must reach it): they have a backup
     # of their own, and a restore into a store without them says so.
-    keys = tmp_path / "key-backup.db"
+    keys = tmp_path / "keys.db"
     assert store(original, "backup-keys", str(keys)).exit_code == 0
     assert not any(FILE in f.read_bytes() for f in backup.rglob("*") if f.is_file())
     refused = store(empty, "restore", str(backup))

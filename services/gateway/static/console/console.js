@@ -490,6 +490,15 @@ function consentList(consent) {
     h('li', { class: 'consent', 'data-given': String(given) }, `${what}: ${given ? 'yes' : 'no'}`)));
 }
 
+// The card's channels, best first: each with why (and struck through when not reachable).
+function reachList(reachability) {
+  if (!reachability?.length) return 'nothing learnt yet';
+  return h('ol', { class: 'reach' }, reachability.map((r) =>
+    h('li', { 'data-reachable': String(r.reachable), title: r.address ?? 'no address known' },
+      channelTag(r.channel),
+      h('span', { class: 'why' }, r.reasons.join(', ') + (r.reachable ? '' : ' — not reachable')))));
+}
+
 function contactLine(contact) {
   return h('li', {}, channelTag(contact.channel), ' ',
     DIRECTION_LABELS[contact.direction] ?? contact.direction, ' ', timeEl(contact.occurred_at), ' ',
@@ -704,6 +713,7 @@ function renderCard(card) {
     row('Language', card.language),
     row('Time zone', card.time_zone),
     row('Preferred channel', card.preferred_channel && channelLabel(card.preferred_channel)),
+    row('Best channel', reachList(card.reachability)),
     row('Tags', card.tags?.length ? card.tags.join(', ') : null),
     row('Addresses', h('ul', { class: 'inline' }, (card.addresses || []).map((a) => h('li', {}, a)))),
     row('Consent', consentList(card.consent)),
