@@ -8,10 +8,13 @@ so ``switchboard lookup`` opens one view and nothing else.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, FastAPI
 
@@ -46,6 +49,12 @@ from services.bootstrap.stores import (
     open_timeline_view,
     open_user_directory,
 )
+from services.campaigns.host import CampaignHost
+from services.campaigns.plan import Reachability
+from services.campaigns.plans import PlanArchive
+from services.campaigns.progress import read_progress
+from services.campaigns.runner import RunnerKafka
+from services.campaigns.service import CampaignService, NoReachability
 from services.campaigns.store import CampaignStore
 from services.consumers import kafka_consumer
 from services.desk.follower import DeskFollower
@@ -54,6 +63,7 @@ from services.gateway.access import AccessTable
 from services.gateway.api import create_api
 from services.gateway.audit_api import audit_router
 from services.gateway.auth import v1_router
+from services.gateway.campaigns_api import campaigns_router
 from services.gateway.customers_api import customer_commands_router
 from services.gateway.desk_api import desk_router
 from services.gateway.operations import Drain
@@ -70,6 +80,8 @@ from services.router.feed import RoutingFeed
 from services.router.messages import MessageRouter
 
 __all__ = ["Hub", "bootstrap"]
+
+log = logging.getLogger(__name__)
 
 
 def bootstrap(
@@ -119,6 +131,56 @@ class Hub:
 
     def user_directory(self) -> UserDirectory:
         return open_user_directory(self.settings)
+
+    # -- campaigns -------------------------------------------------------------------------
+
+    def reachability(self) -> Reachability:
+        """How reachable each customer is on each channel, for campaign planning.  The one
+        place to switch to the reachability view (``projections/reachability.py``) once it
+        exists; until then a stand-in that ranks nothing (the planner takes the customer's
+        preferred channel, then the campaign's channels in order)."""
+        return NoReachability()
+
+    def campaign_service(self, *, view: TimelineView | None = None) -> CampaignService:
+        """The campaign manager's operations (CLI and API): the campaign store, the
+        directory for audiences, the ledger for caps and tracking; the plans are kept under
+        the data directory, where the campaigns service finds them."""
+        s = self.settings
+        return CampaignService(
+            store=self.campaign_store(),
+            view=view if view is not None else self.timeline_view(),
+            ledger=self.outbound_ledger(),
+            reachability=self.reachability(),
+            plans=PlanArchive(s.data_dir / "campaigns"),
+            default_region=s.default_region,
+            progress=self._campaign_progress if s.kafka_bootstrap else None,
+        )
+
+    def _campaign_progress(self, campaign_id: UUID) -> int | None:
+        """How many of the campaign's commands are on the outbound topic (its runner's
+        committed progress), or None when Kafka does not answer within a few seconds."""
+        s = self.settings
+        assert s.kafka_bootstrap
+        try:
+            found = asyncio.run(
+                read_progress(s.kafka_bootstrap, s.campaign_progress_topic, campaign_id, timeout=5)
+            )
+        except Exception as e:  # tracking shows "?" rather than failing
+            log.info("campaign %s: progress not read: %s", campaign_id, e)
+            return None
+        return 0 if found is None else found.produced
+
+    def campaign_host(self) -> CampaignHost:
+        """The campaigns service: runs every running campaign (``switchboard serve campaigns``)."""
+        s = self.settings
+        return CampaignHost(
+            self.campaign_service(),
+            kafka=RunnerKafka(
+                bootstrap=self.kafka,
+                outbound_topic=s.outbound_topic,
+                progress_topic=s.campaign_progress_topic,
+            ),
+        )
 
     def timeline_view(self) -> TimelineView:
         return open_timeline_view(self.settings)
@@ -362,6 +424,8 @@ class Hub:
         desk.include_router(supervisor_router(routing.floor))
         # The auditor's replay and subject-access export read the system of record.
         desk.include_router(audit_router(stored, view))
+        # Built on first use: building the API (its document) opens no campaign store.
+        desk.include_router(campaigns_router(lambda: self.campaign_service(view=view)))
         desk.include_router(
             replies_router(
                 view,

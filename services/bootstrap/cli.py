@@ -25,6 +25,7 @@ from rich.table import Table
 
 from services.bootstrap.access_cli import record_cli_read
 from services.bootstrap.audit_cli import audit_app
+from services.bootstrap.campaign_cli import campaign_app
 from services.bootstrap.cli_common import customer_of, err
 from services.bootstrap.cli_common import fail as _fail
 from services.bootstrap.config_cli import config_app
@@ -59,6 +60,11 @@ app.add_typer(conversations_app, name="conversations", help="Conversations and t
 app.add_typer(notes_app, name="notes", help="Notes on customers and conversations.")
 app.add_typer(files_app, name="files", help="Files attached to customers and conversations.")
 app.add_typer(routing_app, name="routing", help="Inbound routing: check the configuration.")
+app.add_typer(
+    campaign_app,
+    name="campaign",
+    help="Outbound campaigns: audience, templates, schedule, preview, start, tracking.",
+)
 app.add_typer(config_app, name="config", help="The hub's configuration: check it, see it.")
 app.add_typer(store_app, name="store", help="Back up the event store and restore it.")
 app.add_typer(
@@ -121,7 +127,9 @@ def _install_stop(stop: asyncio.Event) -> None:
 def serve(
     service: Annotated[
         list[str] | None,
-        typer.Argument(help="recorder, timeline, desk, api, outbound, email (default: all)"),
+        typer.Argument(
+            help="recorder, timeline, desk, api, router, outbound, email, campaigns (default: all)"
+        ),
     ] = None,
     log_level: str = "INFO",
 ) -> None:

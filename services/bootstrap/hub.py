@@ -28,7 +28,7 @@ from services.gateway.pops import PopBoard
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recorder", "timeline", "desk", "api", "router", "outbound", "email")
+SERVICES = ("recorder", "timeline", "desk", "api", "router", "outbound", "email", "campaigns")
 
 
 async def run_hub(
@@ -120,6 +120,13 @@ async def run_hub(
             log.warning("email: no mailboxes configured (SWITCHBOARD_EMAIL_MAILBOXES)")
     if "outbound" in services:
         supervised("outbound", lambda: hub.dispatcher().run(halt))
+    if "campaigns" in services:  # runs the running campaigns (services/campaigns/host.py)
+
+        async def run_campaigns() -> None:
+            running["campaigns"] = host = hub.campaign_host()
+            await host.run(halt)
+
+        supervised("campaigns", run_campaigns)
     webhook_publisher: InteractionPublisher | None = None
     if services & {"api", "router"}:
         view = hub.timeline_view()

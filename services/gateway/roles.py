@@ -22,6 +22,10 @@ Why these rows:
   work on it; auditors read it (files included), they change nothing.
 - The access log (who read which customer) is for auditors and admins: it says what staff
   did, which agents and supervisors have no need to see.
+- Campaigns (``/v1/campaigns…``: audience, templates, schedule, preview, start, pause,
+  tracking) are the campaign manager's work, and admins'.  A preview shows a sample of
+  recipients' addresses and rendered messages, which the campaign manager needs to check
+  the text; it reads no customer's history.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ ADMINISTER = frozenset({Role.admin})
 WORK_THE_DESK = frozenset({Role.agent, Role.supervisor, Role.admin})
 SUPERVISE = frozenset({Role.supervisor, Role.admin})
 AUDIT = frozenset({Role.auditor, Role.admin})
+RUN_CAMPAIGNS = frozenset({Role.campaign_manager, Role.admin})
 
 ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/lookup"): READ_CUSTOMERS,
@@ -75,6 +80,18 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/audit/access"): AUDIT,
     ("GET", "/v1/audit/customers/{customer_id}"): AUDIT,
     ("GET", "/v1/audit/customers/{customer_id}/export"): AUDIT,
+    ("POST", "/v1/campaigns"): RUN_CAMPAIGNS,
+    ("GET", "/v1/campaigns"): RUN_CAMPAIGNS,
+    ("GET", "/v1/campaigns/{campaign_id}"): RUN_CAMPAIGNS,
+    ("PUT", "/v1/campaigns/{campaign_id}/audience"): RUN_CAMPAIGNS,
+    ("POST", "/v1/campaigns/{campaign_id}/audience/csv"): RUN_CAMPAIGNS,
+    ("PUT", "/v1/campaigns/{campaign_id}/templates/{channel}/{language}"): RUN_CAMPAIGNS,
+    ("PUT", "/v1/campaigns/{campaign_id}/schedule"): RUN_CAMPAIGNS,
+    ("GET", "/v1/campaigns/{campaign_id}/preview"): RUN_CAMPAIGNS,
+    ("POST", "/v1/campaigns/{campaign_id}/start"): RUN_CAMPAIGNS,
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): RUN_CAMPAIGNS,
+    ("POST", "/v1/campaigns/{campaign_id}/resume"): RUN_CAMPAIGNS,
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): RUN_CAMPAIGNS,
 }
 
 

@@ -38,7 +38,7 @@ CONSUMER_TOPICS = {
     "router": ("interactions_topic",),
     "outbound": ("outbound_topic",),
 }
-SINGLE = ("timeline", "desk", "email")  # one replica, never two at once
+SINGLE = ("timeline", "desk", "email", "campaigns")  # one replica, never two at once
 
 
 @pytest.fixture(scope="module")

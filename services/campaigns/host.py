@@ -1,0 +1,167 @@
+"""The hub's campaigns service: every running campaign gets a ``CampaignRunner``.
+
+Every ``scan_seconds`` the host looks for campaigns that are running or paused (started from
+the command line, the API, another process: the campaign store is the one place that
+says) and runs each that has no runner yet, with the plan kept at its start
+(``CampaignService.plan_to_run``: the same plan after a restart, continued from the runner's
+committed progress on Kafka).  A runner asks the store for its campaign's state every
+``poll_seconds`` (0.2 s), so a pause, resume or cancel is felt within a second wherever it
+was recorded.  When a runner has produced every send, the campaign is marked completed.
+
+A runner that fails (Kafka away, a plan that no longer matches its progress) is logged and
+tried again after a back-off; the others go on.  Rate limits are read when a runner
+starts: a change while the campaign runs takes effect at the next pause and resume.
+
+Run one campaigns service per hub: two would fence each other's runners (Kafka
+transactions keep that safe, not efficient).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from uuid import UUID
+
+from services.campaigns.campaign import Campaign
+from services.campaigns.limits import Rate, RateLimits
+from services.campaigns.runner import CampaignRunner, RunnerKafka, RunSummary
+from services.campaigns.service import CampaignService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CampaignHost"]
+
+_ACTIVE = frozenset({"running", "paused"})
+
+
+class CampaignHost:
+    def __init__(
+        self,
+        service: CampaignService,
+        *,
+        kafka: RunnerKafka,
+        scan_seconds: float = 1.0,
+        poll_seconds: float = 0.2,
+        first_retry: float = 1.0,
+        max_retry: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.kafka = kafka
+        self.scan_seconds = scan_seconds
+        self.poll_seconds = poll_seconds
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+        self.runners: dict[UUID, CampaignRunner] = {}
+        self.progress: dict[UUID, tuple[int, int]] = {}  # produced, total: for probes and tests
+        self.summaries: dict[UUID, RunSummary] = {}
+        self._tasks: dict[UUID, asyncio.Task[RunSummary]] = {}
+        self._retry: dict[UUID, tuple[float, float]] = {}  # when, and the next delay
+        self._produced_all: set[UUID] = set()  # done, waiting to be running to be completed
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Look for new campaigns now, and make every runner ask for its state now."""
+        self._wake.set()
+        for runner in self.runners.values():
+            runner.nudge()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                campaigns = await asyncio.to_thread(self.service.list)
+                self._reap()
+                for campaign in campaigns:
+                    if campaign.state in _ACTIVE:
+                        await self._attend(campaign, stop)
+                await self._sleep(stop)
+        finally:
+            stop.set()  # the runners commit what they produced and return
+            if self._tasks:
+                await asyncio.wait(list(self._tasks.values()), timeout=30)
+            self._reap()
+
+    async def _attend(self, campaign: Campaign, stop: asyncio.Event) -> None:
+        cid = campaign.id
+        if cid in self._tasks:
+            return
+        if cid in self._produced_all:
+            if campaign.state == "running":
+                await asyncio.to_thread(self._complete, cid)
+            return
+        when, _ = self._retry.get(cid, (0.0, 0.0))
+        if time.monotonic() < when:
+            return
+        self._tasks[cid] = asyncio.create_task(
+            self._run_one(campaign, stop), name=f"campaign {cid}"
+        )
+
+    async def _run_one(self, campaign: Campaign, stop: asyncio.Event) -> RunSummary:
+        sends = await asyncio.to_thread(self.service.plan_to_run, campaign)
+        limits = RateLimits(
+            channels={ch: Rate(rate) for ch, rate in campaign.rate_limits.items() if rate > 0}
+        )
+
+        def progressed(produced: int, total: int) -> None:
+            self.progress[campaign.id] = (produced, total)
+
+        runner = CampaignRunner(
+            campaign.id,
+            sends,
+            control=self.service.store,
+            limits=limits,
+            kafka=self.kafka,
+            on_progress=progressed,
+            poll_seconds=self.poll_seconds,
+        )
+        self.runners[campaign.id] = runner
+        log.info("campaign %s (%s): running %d sends", campaign.id, campaign.name, len(sends))
+        try:
+            summary = await runner.run(stop)
+        finally:
+            self.runners.pop(campaign.id, None)
+        self.summaries[campaign.id] = summary
+        log.info(
+            "campaign %s: %s, %d of %d produced",
+            campaign.id,
+            summary.outcome,
+            summary.produced,
+            summary.total,
+        )
+        if summary.outcome == "done":
+            self._produced_all.add(campaign.id)
+            await asyncio.to_thread(self._complete, campaign.id)
+        return summary
+
+    def _complete(self, campaign_id: UUID) -> None:
+        """Mark it completed; a campaign paused after its last send waits for its resume
+        (the aggregate completes running campaigns only)."""
+        campaign = self.service.store.get(campaign_id)
+        if campaign.state == "running":
+            campaign.complete()
+            self.service.store.save(campaign)
+            log.info("campaign %s completed", campaign_id)
+        if campaign.state in ("completed", "cancelled"):
+            self._produced_all.discard(campaign_id)
+
+    def _reap(self) -> None:
+        for cid, task in list(self._tasks.items()):
+            if not task.done():
+                continue
+            del self._tasks[cid]
+            error = None if task.cancelled() else task.exception()
+            if error is None:
+                self._retry.pop(cid, None)
+                continue
+            _, delay = self._retry.get(cid, (0.0, self.first_retry))
+            self._retry[cid] = (time.monotonic() + delay, min(delay * 2, self.max_retry))
+            log.error("campaign %s: runner failed: %s; retrying in %.0fs", cid, error, delay)
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.scan_seconds, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self._wake.clear()
