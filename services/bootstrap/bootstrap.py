@@ -54,7 +54,7 @@ from services.campaigns.plan import Reachability
 from services.campaigns.plans import PlanArchive
 from services.campaigns.progress import read_progress
 from services.campaigns.runner import RunnerKafka
-from services.campaigns.service import CampaignService, NoReachability
+from services.campaigns.service import CampaignService
 from services.campaigns.store import CampaignStore
 from services.consumers import kafka_consumer
 from services.desk.follower import DeskFollower
@@ -135,11 +135,9 @@ class Hub:
     # -- campaigns -------------------------------------------------------------------------
 
     def reachability(self) -> Reachability:
-        """How reachable each customer is on each channel, for campaign planning.  The one
-        place to switch to the reachability view (``projections/reachability.py``) once it
-        exists; until then a stand-in that ranks nothing (the planner takes the customer's
-        preferred channel, then the campaign's channels in order)."""
-        return NoReachability()
+        """How reachable each customer is on each channel, for campaign planning: the
+        reachability view (``projections/reachability*.py``), ranked for marketing."""
+        return self.reachability_view()
 
     def campaign_service(self, *, view: TimelineView | None = None) -> CampaignService:
         """The campaign manager's operations (CLI and API): the campaign store, the
