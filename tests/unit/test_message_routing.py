@@ -4,6 +4,7 @@ recorded decision (also one recorded before its message), and what the agents' s
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from uuid import UUID, uuid4
@@ -35,12 +36,21 @@ agents:
 )
 
 
-def message(ref: str = "wamid.1", *, party: str = PARTY, at: datetime = NOW) -> MessageReceived:
+@pytest.fixture(autouse=True)
+def _now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW is when the test runs, not when the module was imported: the boards ignore calls
+    routed longer ago than a ring can last, and a long suite reaches these tests late."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", datetime.now(UTC).replace(microsecond=0))
+
+
+def message(
+    ref: str = "wamid.1", *, party: str = PARTY, at: datetime | None = None
+) -> MessageReceived:
     return MessageReceived(
         channel="whatsapp",
         party=party,
         provider_ref=ref,
-        occurred_at=at,
+        occurred_at=at or NOW,
         body="Hello, my parcel?",
     )
 
@@ -165,7 +175,7 @@ async def test_old_messages_unreadable_records_and_automatic_replies_are_not_rou
 # -- the desk -------------------------------------------------------------------------------
 
 
-def contact(ref: str, *, at: datetime = NOW) -> Contact:
+def contact(ref: str, *, at: datetime | None = None) -> Contact:
     return Contact(
         key=f"message.received.v1|whatsapp|{ref}",
         notification_id=1,
@@ -174,7 +184,7 @@ def contact(ref: str, *, at: datetime = NOW) -> Contact:
         direction="inbound",
         party=PARTY,
         provider_ref=ref,
-        occurred_at=at,
+        occurred_at=at or NOW,
     )
 
 
