@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 
+from contracts.errors import ConfigError
 from projections.timeline import TOPICS, TimelineView, ViewSwapped, changes_for
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ class TimelineFollower(Follower):
         """Apply the batch, else event by event; then move past it."""
         try:
             self._apply(notifications)
-        except ViewSwapped:
-            raise
+        except (ViewSwapped, ConfigError):
+            raise  # a swap, or a setting (a keyring without the keys): not the event's fault
         except Exception as e:
             applied = self._applied_elsewhere()
             if applied >= notifications[0].id:
@@ -194,8 +195,8 @@ class TimelineFollower(Follower):
     def _apply_or_skip(self, notification: Any) -> None:
         try:
             self._apply([notification])
-        except ViewSwapped:
-            raise
+        except (ViewSwapped, ConfigError):
+            raise  # a swap, or a setting (a keyring without the keys): not the event's fault
         except Exception as e:
             if self._applied_elsewhere() >= notification.id:
                 return

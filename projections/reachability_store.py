@@ -165,6 +165,8 @@ class ReachabilityView(TrackingRecorder):
         try:
             with self._savepoint(c):
                 self._fold_into(c, [e for _, e in events])
+        except ConfigError:
+            raise
         except Exception as e:
             if not self._answers(c):
                 raise
@@ -337,6 +339,8 @@ def read_batches(
         for n in notifications:
             try:
                 events.append((n.id, to_domain(n)))
+            except ConfigError:
+                raise  # a keyring without the keys: not the event's fault
             except Exception as e:
                 unreadable.append((n.id, f"{type(e).__name__}: {e}"[:1000]))
         start = notifications[-1].id

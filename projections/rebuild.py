@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 
+from contracts.errors import ConfigError
 from projections.follower import NotificationSource, TimelineFollower, prefetch_keys
 from projections.timeline import TOPICS, TimelineChanges, TimelineView, changes_for
 
@@ -218,6 +219,8 @@ def _prepare_range(source: NotificationSource, prepare: Prepare, bounds: tuple[i
         prefetch_keys(source, notifications)
         to_domain = source.mapper.to_domain_event
         prepared = prepare(changes_for([(n.id, to_domain(n)) for n in notifications]))
+    except ConfigError:
+        raise  # a keyring without the keys: not the events' fault
     except Exception as e:
         log.warning("rebuild: the events %s to %s do not map as a batch (%r)", start, stop, e)
         prepared = None
@@ -235,6 +238,8 @@ def _write_or_skip(source: NotificationSource, build: ViewBuild, notification: A
     try:
         event = source.mapper.to_domain_event(notification)
         build.write(build.prepare(changes_for([(notification.id, event)])), tracking, 1)
+    except ConfigError:
+        raise
     except Exception as e:
         build.check()
         reason = f"{type(e).__name__}: {e}"[:1000]

@@ -29,6 +29,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
+from contracts.errors import ConfigError
 from projections.follower import Follower, NewEvents
 from services.desk.contacts import contact_of, routed_to_agent
 from services.desk.store import load_or_start_desk, save_desks
@@ -82,7 +83,7 @@ class DeskFollower(Follower):
             self.position = notifications[-1].id
         except IntegrityError as e:
             self._conflicted(e)
-        except _STORE_DOWN:
+        except (*_STORE_DOWN, ConfigError):
             raise
         except Exception as e:
             log.warning(
@@ -105,7 +106,7 @@ class DeskFollower(Follower):
         """Place one event, or record that it cannot be placed and move past it."""
         try:
             self._place([notification])
-        except (IntegrityError, *_STORE_DOWN):
+        except (IntegrityError, *_STORE_DOWN, ConfigError):
             raise
         except Exception as e:
             # Raises while the store does not answer: then the batch is retried, not skipped.

@@ -42,7 +42,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-from contracts.errors import NotFound
+from contracts.errors import ConfigError, NotFound
 from services.domain import Customer
 from services.domain.desk import CustomerDesk
 from services.history.keys import Keyring
@@ -99,6 +99,21 @@ class CustomerErased(NotFound):
         self.customer_id = customer_id
 
 
+class MissingKey(ConfigError):
+    """A customer's events are sealed but the keyring has no key for them and no erasure:
+    the keyring is not the one these events were written with (restore it: ``store restore
+    --keys``).  Never taken for an erasure."""
+
+    def __init__(self, owner: UUID, keyring: Any) -> None:
+        where = getattr(keyring, "path", None) or type(keyring).__name__
+        super().__init__(
+            f"no key for customer {owner} in the keyring ({where}) and no erasure of them: "
+            "this is not the keyring their events were sealed with (switchboard store restore "
+            "--keys FILE puts a key backup back)"
+        )
+        self.owner = owner
+
+
 class ErasedEvent:
     """What is left of an event whose customer was erased: its clear part."""
 
@@ -134,18 +149,23 @@ class SealingMapper(Mapper[UUID]):
     # -- keys --------------------------------------------------------------------------------
 
     def prepare(self, owners: Iterable[UUID], *, create: bool = False) -> None:
-        """Fetch (with ``create``: make) the keys of these customers in one query."""
+        """Fetch (with ``create``: make) the keys of these customers in one query.  A
+        customer without a key is remembered as erased only if the keyring says it erased
+        them; otherwise nothing is remembered (``_cipher`` raises ``MissingKey``)."""
         with self._lock:
             wanted = [o for o in dict.fromkeys(owners) if o not in self._keys]
         if not wanted:
             return
         found = self.keyring.keys_for(wanted, create=create)
+        missing = [o for o in wanted if o not in found]
+        erased = self.keyring.erasures(missing) if missing else {}
         with self._lock:
             for owner in wanted:
                 key = found.get(owner)
-                if key is None and create:
-                    continue  # erased: writing it fails in _cipher
-                self._keys[owner] = AESGCM(key) if key is not None else None
+                if key is not None:
+                    self._keys[owner] = AESGCM(key)
+                elif owner in erased:
+                    self._keys[owner] = None
             while len(self._keys) > KEY_CACHE_SIZE:
                 self._keys.popitem(last=False)
 
@@ -165,13 +185,17 @@ class SealingMapper(Mapper[UUID]):
                 self._keys.pop(owner, None)
 
     def _cipher(self, owner: UUID, *, create: bool) -> AESGCM | None:
+        """The customer's cipher; None if they were erased; ``MissingKey`` if the keyring
+        has neither their key nor their erasure."""
         with self._lock:
             if owner in self._keys:
                 self._keys.move_to_end(owner)
                 return self._keys[owner]
         self.prepare([owner], create=create)
         with self._lock:
-            return self._keys.get(owner)
+            if owner in self._keys:
+                return self._keys[owner]
+        raise MissingKey(owner, self.keyring)
 
     # -- whose events ------------------------------------------------------------------------
 
@@ -242,7 +266,9 @@ class SealingMapper(Mapper[UUID]):
             start = _HEADER.size
             state: dict[str, Any] = self.transcoder.decode(data[start : start + clear_len])
             rest = data[start + clear_len :]
-            originator_id = UUID(str(stored_event.originator_id))
+            originator_id = stored_event.originator_id
+            if not isinstance(originator_id, UUID):
+                originator_id = UUID(str(originator_id))
             cipher = self._cipher(owner, create=False)
             if cipher is None:
                 state["originator_id"] = originator_id
@@ -251,6 +277,8 @@ class SealingMapper(Mapper[UUID]):
             aad = _aad(owner, originator_id, stored_event.originator_version, stored_event.topic)
             sealed = cipher.decrypt(rest[:_NONCE], rest[_NONCE:], aad)
             state.update(self.transcoder.decode(sealed))
+        except MissingKey:
+            raise
         except Exception as e:
             raise MapperDeserialisationError(
                 f"Failed to open sealed event {stored_event.originator_id} "
@@ -273,4 +301,4 @@ class SealingMapper(Mapper[UUID]):
 
 def _aad(owner: UUID, originator_id: Any, version: int, topic: str) -> bytes:
     oid = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
-    return owner.bytes + oid.bytes + _VERSION.pack(version) + topic.encode()
+    return b"".join((owner.bytes, oid.bytes, _VERSION.pack(version), topic.encode()))

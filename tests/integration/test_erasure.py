@@ -30,7 +30,8 @@ from services.bootstrap.settings import Settings
 from services.bootstrap.store_cli import backup, backup_keys, pg_tool, rebuild_projections, restore
 from services.domain import Customer, customer_id_for
 from services.history.customers import AlreadyErased, CustomerNotFound
-from services.history.sealing import CustomerErased, ErasedEvent
+from services.history.keys import keyring_path
+from services.history.sealing import CustomerErased, ErasedEvent, MissingKey
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 PHONE, EMAIL = "+493055501234", "petra.quell@example.org"
@@ -273,3 +274,19 @@ def test_the_erase_command_needs_an_admin_a_basis_and_a_reason(
     assert "erased customer" in result.output and "1 merged into it" in result.output
     result = erase(str(customer_id_for(PHONE)), *base[1:], "--as", "ada")
     assert result.exit_code == 1 and "erased already" in result.output
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_keyring_without_the_keys_is_an_error_never_an_erasure(settings: Settings) -> None:
+    scripted_person(settings)
+    keys = keyring_path(settings.sqlite_path("history"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{keys}{suffix}").unlink(missing_ok=True)
+    hub = bootstrap(settings)
+    with pytest.raises(MissingKey, match="store restore --keys"):
+        hub.history(cached=False).get_customer(customer_id_for(PHONE))
+    # A rebuild stops with the same clear error rather than skipping every event.
+    with pytest.raises(MissingKey):
+        rebuild_projections(hub)
+    assert hub.timeline_view().skipped() == []
+    assert hub.history(cached=False).keyring.erasures() == {}  # nobody was taken for erased
