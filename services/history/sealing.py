@@ -130,6 +130,34 @@ class ErasedEvent:
         return f"ErasedEvent({self.topic_of_event}, {where})"
 
 
+_POSITION = frozenset({"originator_id", "originator_version"})
+_KINDS: dict[type, tuple[str, str | None, frozenset[str], int]] = {}
+
+
+def _kind_of(cls: type) -> tuple[str, str | None, frozenset[str], int]:
+    """(topic, whose streams: "customer", "desk" or None, the fields kept in clear, class
+    version) of an event class, worked out once."""
+    found = _KINDS.get(cls)
+    if found is None:
+        topic = get_topic(cls)
+        kind = (
+            "customer"
+            if topic.startswith(_CUSTOMER)
+            else "desk"
+            if topic.startswith(_DESK)
+            else None
+        )
+        clear = CLEAR.get(topic, frozenset())
+        found = (
+            topic,
+            kind,
+            clear if clear is _ALL else frozenset(clear | _ALWAYS),
+            getattr(cls, "class_version", 1),
+        )
+        _KINDS[cls] = found
+    return found
+
+
 def owner_in(state: bytes) -> UUID | None:
     """The customer whose key seals these stored bytes (None: not sealed)."""
     if state[:1] != bytes([SEALED]):
@@ -200,10 +228,10 @@ class SealingMapper(Mapper[UUID]):
     # -- whose events ------------------------------------------------------------------------
 
     def _owner_of(self, domain_event: Any) -> UUID | None:
-        topic = get_topic(type(domain_event))
-        if topic.startswith(_CUSTOMER):
+        kind = _kind_of(type(domain_event))[1]
+        if kind == "customer":
             return cast(UUID, domain_event.originator_id)
-        if topic.startswith(_DESK):
+        if kind == "desk":
             owner = getattr(domain_event, "customer_id", None)
             stream = domain_event.originator_id
             if owner is not None:
@@ -227,19 +255,23 @@ class SealingMapper(Mapper[UUID]):
     # -- writing and reading -----------------------------------------------------------------
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        owner = self._owner_of(domain_event)
-        topic = get_topic(type(domain_event))
-        clear_fields = CLEAR.get(topic, frozenset())
-        if owner is None or clear_fields is _ALL:
+        cls = type(domain_event)
+        topic, kind, clear_fields, class_version = _kind_of(cls)
+        if kind is None or clear_fields is _ALL:
             return super().to_stored_event(domain_event)
-        state = dict(vars(domain_event))
-        originator_id = state.pop("originator_id")
-        version = state.pop("originator_version")
-        class_version = getattr(type(domain_event), "class_version", 1)
+        owner = self._owner_of(domain_event)
+        assert owner is not None
+        clear: dict[str, Any] = {}
+        sealed: dict[str, Any] = {}
+        for name, value in vars(domain_event).items():
+            if name in clear_fields:
+                clear[name] = value
+            elif name not in _POSITION:
+                sealed[name] = value
+        originator_id = domain_event.originator_id
+        version = domain_event.originator_version
         if class_version > 1:
-            state["class_version"] = class_version
-        clear = {k: v for k, v in state.items() if k in clear_fields or k in _ALWAYS}
-        sealed = {k: v for k, v in state.items() if k not in clear}
+            clear["class_version"] = class_version
         cipher = self._cipher(owner, create=True)
         if cipher is None:
             raise CustomerErased(owner)
