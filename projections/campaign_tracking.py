@@ -22,7 +22,7 @@ from projections.timeline import TimelineView
 from projections.timeline_postgres import PostgresTimelineView
 from projections.timeline_sqlite import SQLiteTimelineView
 
-__all__ = ["CHUNK", "InboundRow", "delivery_statuses", "inbound_since"]
+__all__ = ["CHUNK", "Delivery", "InboundRow", "delivery_statuses", "inbound_since"]
 
 CHUNK = 500
 # The inbound rows tracking looks at: replies, and consent given or withdrawn.
@@ -40,30 +40,42 @@ class InboundRow:
     granted: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How far one outbound message got, and when it got there."""
+
+    status: str
+    at: datetime  # the report of that status (a "read" after "delivered": the read)
+
+
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), CHUNK):
         yield items[i : i + CHUNK]
 
 
-def delivery_statuses(view: TimelineView, message_refs: Iterable[str]) -> dict[str, str]:
-    """The furthest status each outbound message reached (refs the view has not seen are
-    left out)."""
+def delivery_statuses(view: TimelineView, message_refs: Iterable[str]) -> dict[str, Delivery]:
+    """The furthest status each outbound message reached, and when (refs the view has not
+    seen are left out)."""
     refs = sorted(set(message_refs))
-    found: dict[str, str] = {}
+    found: dict[str, Delivery] = {}
     for chunk in _chunks(refs):
         if isinstance(view, SQLiteTimelineView):
             marks = ",".join("?" * len(chunk))
             rows = _sqlite(
                 view,
-                f"SELECT message_ref, status FROM deliveries WHERE message_ref IN ({marks})",
+                "SELECT message_ref, status, updated_at FROM deliveries "
+                f"WHERE message_ref IN ({marks})",
                 list(chunk),
             )
-            found.update((r[0], r[1]) for r in rows)
+            found.update((r[0], Delivery(r[1], datetime.fromisoformat(r[2]))) for r in rows)
         elif isinstance(view, PostgresTimelineView):
-            query = SQL("SELECT message_ref, status FROM {0} WHERE message_ref = ANY(%s)").format(
-                _pg_table(view, "deliveries")
+            query = SQL(
+                "SELECT message_ref, status, updated_at FROM {0} WHERE message_ref = ANY(%s)"
+            ).format(_pg_table(view, "deliveries"))
+            found.update(
+                (r["message_ref"], Delivery(r["status"], r["updated_at"]))
+                for r in _pg(view, query, (list(chunk),))
             )
-            found.update((r["message_ref"], r["status"]) for r in _pg(view, query, (list(chunk),)))
         else:
             raise TypeError(f"no tracking reader for {type(view).__name__}")
     return found

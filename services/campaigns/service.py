@@ -33,6 +33,7 @@ from services.campaigns.audience import (
 )
 from services.campaigns.campaign import Campaign, CampaignNotReady, InvalidCampaignSetting
 from services.campaigns.caps import LedgerContacts
+from services.campaigns.funnel import MAX_POINTS, FunnelSeries, funnel_series
 from services.campaigns.plan import Plan, Reachability, plan_campaign
 from services.campaigns.plans import PlanArchive
 from services.campaigns.recipients import PlannedSend, send_id
@@ -47,8 +48,9 @@ from services.campaigns.tracking import (
     ATTRIBUTION,
     CampaignSend,
     CampaignTracking,
+    FunnelMoments,
     SentMessage,
-    track,
+    funnel_moments,
 )
 from services.history.ledger import OutboundLedger
 
@@ -438,8 +440,22 @@ class CampaignService:
         campaign = self.store.get(campaign_id)
         if campaign.started_at is None:
             return CampaignTracking()
-        sends = self._sends_of(campaign)
         produced = self.progress(campaign.id) if self.progress is not None else None
+        return self._moments(campaign).figures(produced=produced)
+
+    def funnel(self, campaign_id: UUID, *, max_points: int = MAX_POINTS) -> FunnelSeries:
+        """The funnel over time, from the start to now (to the last thing that happened,
+        once the campaign ended): the same figures as ``tracking``, bucketed."""
+        campaign = self.store.get(campaign_id)
+        if campaign.started_at is None:
+            return FunnelSeries(queued=0, step=timedelta(minutes=1), points=[])
+        end = campaign.ended_at or self.clock()
+        return funnel_series(
+            self._moments(campaign), start=campaign.started_at, end=end, max_points=max_points
+        )
+
+    def _moments(self, campaign: Campaign) -> FunnelMoments:
+        sends = self._sends_of(campaign)
         ledger = self.ledger.outcomes(s.command_id for s in sends)
         outcomes = {c: (o.state, o.at, o.provider_ref) for c, o in ledger.items()}
         statuses = delivery_statuses(
@@ -466,10 +482,9 @@ class CampaignService:
             answered = {r.customer_id for r in inbound}
             if answered:
                 messages += self._other_campaigns_messages(campaign, answered, first)
-        return track(
+        return funnel_moments(
             campaign.id,
             sends,
-            produced=produced,
             outcomes=outcomes,
             statuses=statuses,
             inbound=inbound,

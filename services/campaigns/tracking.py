@@ -26,13 +26,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from projections.campaign_tracking import InboundRow
+from projections.campaign_tracking import Delivery, InboundRow
 
-__all__ = ["ATTRIBUTION", "CampaignSend", "CampaignTracking", "SentMessage", "track"]
+__all__ = [
+    "ATTRIBUTION",
+    "CampaignSend",
+    "CampaignTracking",
+    "FunnelMoments",
+    "SentMessage",
+    "funnel_moments",
+]
 
 ATTRIBUTION = timedelta(days=7)
 _DELIVERED = frozenset({"delivered", "read"})
@@ -84,24 +91,48 @@ class CampaignTracking:
         }
 
 
-def track(
+@dataclass
+class FunnelMoments:
+    """When each stage was reached: one moment per send (sent, failed, delivered) or per
+    recipient (replied, opted out, the first time), in no particular order.  The figures
+    are their counts; the funnel over time (``services.campaigns.funnel``) buckets them."""
+
+    queued: int = 0
+    sent: list[datetime] = field(default_factory=list)
+    failed: list[datetime] = field(default_factory=list)
+    delivered: list[datetime] = field(default_factory=list)
+    replied: list[datetime] = field(default_factory=list)
+    opted_out: list[datetime] = field(default_factory=list)
+
+    def figures(self, *, produced: int | None) -> CampaignTracking:
+        return CampaignTracking(
+            queued=self.queued,
+            produced=produced,
+            sent=len(self.sent),
+            failed=len(self.failed),
+            delivered=len(self.delivered),
+            replied=len(self.replied),
+            opted_out=len(self.opted_out),
+        )
+
+
+def funnel_moments(
     campaign_id: UUID,
     sends: list[CampaignSend],
     *,
-    produced: int | None,
     outcomes: Mapping[str, tuple[str, datetime, str | None]],
-    statuses: Mapping[str, str],
+    statuses: Mapping[str, Delivery],
     inbound: Iterable[InboundRow],
     campaign_messages: Iterable[SentMessage],
-) -> CampaignTracking:
-    """The figures of one campaign.  Pure.
+) -> FunnelMoments:
+    """When the campaign's sends and recipients reached each stage.  Pure.
 
     ``outcomes``: command id -> (state, when, provider message id) from the ledger;
-    ``statuses``: provider message id -> furthest delivery status; ``inbound``: the
-    recipients' inbound messages and consent changes since the first send;
-    ``campaign_messages``: every campaign send to these recipients (this campaign's
+    ``statuses``: provider message id -> furthest delivery status and its time; ``inbound``:
+    the recipients' inbound messages and consent changes since the first send, oldest
+    first; ``campaign_messages``: every campaign send to these recipients (this campaign's
     included), for attribution."""
-    figures = CampaignTracking(queued=len(sends), produced=produced)
+    moments = FunnelMoments(queued=len(sends))
     sent_to: dict[tuple[UUID, str], datetime] = {}
     for send in sends:
         outcome = outcomes.get(send.command_id)
@@ -109,12 +140,13 @@ def track(
             continue
         state, at, provider_ref = outcome
         if state == "failed":
-            figures.failed += 1
+            moments.failed.append(at)
         elif state == "sent":
-            figures.sent += 1
+            moments.sent.append(at)
             sent_to[(send.customer_id, send.channel)] = at
-            if provider_ref is not None and statuses.get(provider_ref) in _DELIVERED:
-                figures.delivered += 1
+            delivery = statuses.get(provider_ref) if provider_ref is not None else None
+            if delivery is not None and delivery.status in _DELIVERED:
+                moments.delivered.append(delivery.at)
 
     # Each recipient's campaign messages per channel, in time order: who an answer belongs to.
     timeline: dict[tuple[UUID, str], list[tuple[datetime, UUID]]] = {}
@@ -136,17 +168,17 @@ def track(
         at, owner = messages[i - 1]
         return owner == campaign_id and row.occurred_at - at <= ATTRIBUTION
 
-    rows = list(inbound)
+    rows = sorted(inbound, key=lambda r: r.occurred_at)
     keywords = {
         r.provider_ref.split(":consent:")[0] for r in rows if r.type == "consent.changed.v1"
     }
-    replied: set[UUID] = set()
-    opted_out: set[UUID] = set()
+    replied: dict[UUID, datetime] = {}  # each recipient's first attributed answer
+    opted_out: dict[UUID, datetime] = {}
     for row in rows:
         if row.type == "message.received.v1":
             if row.provider_ref not in keywords and ours(row):
-                replied.add(row.customer_id)
+                replied.setdefault(row.customer_id, row.occurred_at)
         elif row.purpose == "marketing" and row.granted is False and ours(row):
-            opted_out.add(row.customer_id)
-    figures.replied, figures.opted_out = len(replied), len(opted_out)
-    return figures
+            opted_out.setdefault(row.customer_id, row.occurred_at)
+    moments.replied, moments.opted_out = list(replied.values()), list(opted_out.values())
+    return moments

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.errors import Conflict, InputError, NotFound
 from services.campaigns.audience import Segment
 from services.campaigns.campaign import Campaign, CampaignNotReady
+from services.campaigns.funnel import MAX_POINTS
 from services.campaigns.service import (
     AudienceRefused,
     CampaignPreview,
@@ -171,6 +172,28 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     tracking: TrackingOut | None = None
+
+
+class FunnelPointOut(BaseModel):
+    at: datetime = Field(description="Everything up to this moment is counted")
+    sent: int
+    failed: int
+    delivered: int
+    replied: int
+    opted_out: int
+
+
+class FunnelOut(BaseModel):
+    """Cumulative counts per stage from the start, the same rules as ``tracking``."""
+
+    campaign_id: UUID
+    state: str = Field(examples=["running"])
+    queued: int = Field(description="Planned sends (what the other stages count towards)")
+    step_seconds: int = Field(description="Between two points: whole minutes", examples=[60])
+    points: list[FunnelPointOut] = Field(
+        description="Oldest first, from the start's minute to now (to the last thing that "
+        "happened, once it ended); empty before the start"
+    )
 
 
 class CampaignItem(BaseModel):
@@ -324,6 +347,25 @@ def campaigns_router(service: Callable[[], CampaignService]) -> APIRouter:
         with _answers():
             service = campaigns()
             return _campaign_out(service.get(campaign_id), service.tracking(campaign_id))
+
+    @router.get("/{campaign_id}/funnel", responses=unknown)
+    def campaign_funnel(
+        campaign_id: UUID,
+        points: Annotated[int, Query(ge=2, le=MAX_POINTS, description="At most")] = MAX_POINTS,
+    ) -> FunnelOut:
+        """The funnel over time: sent, failed, delivered, replied and opted out so far, at
+        evenly spaced moments (a whole number of minutes apart) since the start."""
+        with _answers():
+            service = campaigns()
+            campaign = service.get(campaign_id)
+            series = service.funnel(campaign_id, max_points=points)
+        return FunnelOut(
+            campaign_id=campaign.id,
+            state=campaign.state,
+            queued=series.queued,
+            step_seconds=int(series.step.total_seconds()),
+            points=[FunnelPointOut(at=p.at, **p.counts) for p in series.points],
+        )
 
     @router.put("/{campaign_id}/audience", responses={**unknown, **refused, **conflict})
     def set_audience(campaign_id: UUID, body: AudienceIn) -> AudienceOut:

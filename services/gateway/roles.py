@@ -83,6 +83,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/campaigns"): RUN_CAMPAIGNS,
     ("GET", "/v1/campaigns"): RUN_CAMPAIGNS,
     ("GET", "/v1/campaigns/{campaign_id}"): RUN_CAMPAIGNS,
+    ("GET", "/v1/campaigns/{campaign_id}/funnel"): RUN_CAMPAIGNS,
     ("PUT", "/v1/campaigns/{campaign_id}/audience"): RUN_CAMPAIGNS,
     ("POST", "/v1/campaigns/{campaign_id}/audience/csv"): RUN_CAMPAIGNS,
     ("PUT", "/v1/campaigns/{campaign_id}/templates/{channel}/{language}"): RUN_CAMPAIGNS,

@@ -8,15 +8,12 @@ would refuse it; the pages must render all the same and must not even try to lea
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
@@ -27,6 +24,7 @@ from tests.browser.chromium import (
     LOOPBACK_HOSTS,
     needs_chromium,
     playwright_api,
+    served_on_loopback,
 )
 
 pytestmark = needs_chromium
@@ -36,42 +34,13 @@ REDOC_BADGE = "img-src https://cdn.redoc.ly/redoc/logo-mini.svg"
 RENDER_TIMEOUT_MS = 20_000
 
 
-class _ReadyServer(uvicorn.Server):
-    """uvicorn that says when it accepts connections, so the test waits on that, not a sleep."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @pytest.fixture
 async def api_url(tmp_path: Path) -> AsyncIterator[str]:
     """The API (with a real SQLite view) on a free loopback port, stopped at teardown."""
     hub = bootstrap(Settings(data_dir=tmp_path))
     api = create_api(view=hub.timeline_view(), users=hub.user_directory(), routers=[])
-    # Bound here on port 0 and handed to uvicorn: the kernel picks a free port and nothing
-    # can take it between choosing and listening.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = _ReadyServer(uvicorn.Config(api, log_level="warning", lifespan="off"))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    ready = asyncio.create_task(server.ready.wait())
-    await asyncio.wait({serving, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if not server.ready.is_set():
-        ready.cancel()
-        serving.cancel()
-        sock.close()
-        pytest.fail("uvicorn did not start serving the API within 30 s")
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
-        sock.close()
+    async with served_on_loopback(api) as url:
+        yield url
 
 
 # The page's Content-Security-Policy refusals, gathered in the page (they never reach the network).

@@ -13,11 +13,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from channels.publishing import InteractionPublisher
-from contracts import Channel, ConsentChanged, Direction, MessageReceived
+from contracts import (
+    Channel,
+    ConsentChanged,
+    DeliveryStatus,
+    DeliveryStatusChanged,
+    Direction,
+    MessageReceived,
+)
 from services.bootstrap.bootstrap import bootstrap
 from services.bootstrap.settings import Settings
 from services.campaigns.plans import PlanArchive
 from services.domain import customer_id_for
+from services.domain.outbound import OutboundCommand
 
 PHONES = [f"+4930500000{i:02d}" for i in range(4)]
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -239,3 +247,96 @@ def test_only_campaign_managers_and_admins_run_campaigns(
     assert answer.status_code == 403
     assert "campaign_manager or admin" in answer.json()["detail"]
     assert client.get("/v1/campaigns").status_code == 401
+
+
+def test_the_funnel_over_time_counts_each_stage_at_the_moment_it_was_reached(
+    client: TestClient, manager: dict[str, str], settings: Settings
+) -> None:
+    cid = ready_campaign(client, manager)
+    assert client.post(f"/v1/campaigns/{cid}/start", headers=manager).status_code == 200
+    started = datetime.fromisoformat(
+        client.get(f"/v1/campaigns/{cid}", headers=manager).json()["started_at"]
+    )
+    sends = {
+        c: command for c, _, command in PlanArchive(settings.data_dir / "campaigns").keys(UUID(cid))
+    }
+    anna, ben, cleo = (sends[customer_id_for(p)] for p in PHONES[:3])
+    # The dispatcher's outcomes, at known moments after the start.
+    hub = bootstrap(settings)
+    ledger = hub.outbound_ledger()
+    at = {"anna sent": 30, "ben sent": 70, "cleo failed": 130, "delivered": 95, "reply": 150}
+    moment = {what: started + timedelta(seconds=s) for what, s in at.items()}
+    for command_id, to, ref, when in (
+        (anna, PHONES[0], "SM-anna", moment["anna sent"]),
+        (ben, PHONES[1], "SM-ben", moment["ben sent"]),
+    ):
+        record = ledger.claim(command_id, channel="sms", to=to)
+        record.trigger_event(OutboundCommand.Sent, provider_ref=ref, timestamp=when)
+        ledger.save(record)
+    record = ledger.claim(cleo, channel="sms", to=PHONES[2])
+    record.trigger_event(
+        OutboundCommand.Failed, reason="blocked", code="30004", timestamp=moment["cleo failed"]
+    )
+    ledger.save(record)
+    hub.history().record_interactions(
+        [
+            DeliveryStatusChanged(
+                channel=Channel.sms,
+                party=PHONES[0],
+                provider_ref="SM-anna:delivered",
+                occurred_at=moment["delivered"],
+                status=DeliveryStatus.delivered,
+                message_ref="SM-anna",
+            ),
+            MessageReceived(
+                channel=Channel.sms,
+                party=PHONES[0],
+                provider_ref="SM-anna-reply",
+                occurred_at=moment["reply"],
+                body="Blue, please",
+            ),
+        ]
+    )
+    hub.timeline_follower().catch_up()
+
+    answer = client.get(f"/v1/campaigns/{cid}/funnel", headers=manager)
+    assert answer.status_code == 200, answer.text
+    funnel = answer.json()
+    assert (funnel["state"], funnel["queued"], funnel["step_seconds"]) == ("running", 3, 60)
+    points = funnel["points"]
+    first = started.replace(second=0, microsecond=0)
+    assert datetime.fromisoformat(points[0]["at"]) == first
+    assert datetime.fromisoformat(points[-1]["at"]) >= moment["reply"]
+
+    def so_far(point: dict, *whats: str) -> int:
+        return sum(moment[w] <= datetime.fromisoformat(point["at"]) for w in whats)
+
+    for point in points:  # each point counts what happened up to it, minute by minute
+        assert point["sent"] == so_far(point, "anna sent", "ben sent"), point
+        assert point["failed"] == so_far(point, "cleo failed"), point
+        assert point["delivered"] == so_far(point, "delivered"), point
+        assert point["replied"] == so_far(point, "reply"), point
+        assert point["opted_out"] == 0
+    last = {k: v for k, v in points[-1].items() if k != "at"}
+    tracking = client.get(f"/v1/campaigns/{cid}", headers=manager).json()["tracking"]
+    assert (
+        last
+        == {k: tracking[k] for k in last}
+        == {
+            "sent": 2,
+            "failed": 1,
+            "delivered": 1,
+            "replied": 1,
+            "opted_out": 0,
+        }
+    )
+
+    bounded = client.get(f"/v1/campaigns/{cid}/funnel", params={"points": 2}, headers=manager)
+    assert len(bounded.json()["points"]) <= 2
+    assert bounded.json()["points"][-1]["sent"] == 2
+    assert (
+        client.get(
+            f"/v1/campaigns/{cid}/funnel", params={"points": 201}, headers=manager
+        ).status_code
+        == 422
+    )

@@ -27,6 +27,8 @@ const FILE_PATH = /^\/v1\/files\/[0-9a-fA-F]{64}$/;
 const WORK_KINDS = ['assigned', 'message', 'unassigned', 'queued', 'offer', 'offer.over'];
 // The desk's list lags the news by the time the contact takes to be recorded: read it again.
 const WORK_RELOAD_MS = [400, 1500, 4000];
+// Who works the desk (services/gateway/roles.py: WORK_THE_DESK).
+const DESK_ROLES = ['agent', 'supervisor', 'admin'];
 
 const state = { session: null, presence: null, customerId: null, card: null, pending: [], pollTimer: 0 };
 const pops = new Map(); // call_id -> {pop, el, timer}
@@ -137,12 +139,19 @@ function showSignin(message) {
 }
 
 function start(session) {
+  const roles = session.roles || [];
+  // A campaign manager without desk work has nothing here: the campaigns page is theirs.
+  if (roles.includes('campaign_manager') && !roles.some((r) => DESK_ROLES.includes(r))) {
+    window.location.replace('campaigns.html');
+    return;
+  }
   state.session = session;
   $('#signin-password').value = '';
   $('#signin-view').hidden = true;
   $('#console-view').hidden = false;
-  $('#whoami').textContent = `${session.username} (${(session.roles || []).join(', ')})`;
-  $('#supervisor-link').hidden = !(session.roles || []).some((r) => r === 'supervisor' || r === 'admin');
+  $('#whoami').textContent = `${session.username} (${roles.join(', ')})`;
+  $('#supervisor-link').hidden = !roles.some((r) => r === 'supervisor' || r === 'admin');
+  $('#campaigns-link').hidden = !roles.some((r) => r === 'campaign_manager' || r === 'admin');
   loadMe();
   loadWork();
   connectStream();
