@@ -161,7 +161,13 @@ class Hub:
         assert s.kafka_bootstrap
         try:
             found = asyncio.run(
-                read_progress(s.kafka_bootstrap, s.campaign_progress_topic, campaign_id, timeout=5)
+                read_progress(
+                    s.kafka_bootstrap,
+                    s.campaign_progress_topic,
+                    campaign_id,
+                    timeout=5,
+                    committed_only=True,
+                )
             )
         except Exception as e:  # tracking shows "?" rather than failing
             log.info("campaign %s: progress not read: %s", campaign_id, e)

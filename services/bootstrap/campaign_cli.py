@@ -24,8 +24,8 @@ from rich.console import Console
 from services.bootstrap.cli_common import AsUser
 from services.bootstrap.cli_common import actor as _actor
 from services.bootstrap.cli_common import fail as _fail
-from services.bootstrap.cli_common import hub as _hub
 from services.bootstrap.cli_common import one_line_errors as _one_line_errors
+from services.bootstrap.settings import load_settings
 
 if TYPE_CHECKING:
     from services.bootstrap.bootstrap import Hub
@@ -49,7 +49,15 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def _service() -> tuple[Hub, CampaignService]:
-    hub = _hub()
+    """The hub's campaign operations; Kafka (for the runner's progress in ``status``) is the
+    local broker ``switchboard up`` runs unless SWITCHBOARD_KAFKA_BOOTSTRAP says otherwise."""
+    from services.bootstrap.bootstrap import bootstrap
+
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        local = f"127.0.0.1:{settings.local_kafka_port}"
+        settings = settings.model_copy(update={"kafka_bootstrap": local})
+    hub = bootstrap(settings)
     return hub, hub.campaign_service()
 
 

@@ -72,9 +72,19 @@ class CampaignProgress:
 
 
 async def read_progress(
-    bootstrap: str, topic: str, campaign_id: UUID, *, timeout: float = 90.0
+    bootstrap: str,
+    topic: str,
+    campaign_id: UUID,
+    *,
+    timeout: float = 90.0,
+    committed_only: bool = False,
 ) -> CampaignProgress | None:
-    """The last committed progress of ``campaign_id``, or None if it never produced."""
+    """The last committed progress of ``campaign_id``, or None if it never produced.
+
+    The runner reads to the high watermark (its predecessor's last transaction is over by
+    then).  Anyone else (``committed_only``: a status query) reads to the last stable
+    offset, so a runner's transaction open now does not keep them waiting: they see the
+    progress as of its last commit."""
     partitions = [
         TopicPartition(topic, p)
         for p in sorted((await partitions_of(bootstrap, [topic], "switchboard-campaigns"))[topic])
@@ -82,7 +92,7 @@ async def read_progress(
     watermarks = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="switchboard-campaigns-progress",
-        isolation_level="read_uncommitted",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
     )
     await watermarks.start()
     try:
