@@ -290,3 +290,39 @@ def test_a_keyring_without_the_keys_is_an_error_never_an_erasure(settings: Setti
         rebuild_projections(hub)
     assert hub.timeline_view().skipped() == []
     assert hub.history(cached=False).keyring.erasures() == {}  # nobody was taken for erased
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_store_written_before_sealing_reads_as_it_was_and_seals_what_comes_next(
+    settings: Settings,
+) -> None:
+    import sqlite3
+
+    from services.history.customers import CustomerHistory
+    from services.history.sealing import SEALED
+
+    # Before this release: events in the library's JSON, identities keyed by the address.
+    before = CustomerHistory(env=settings.event_store_env(), seal=False)
+    before.record_interactions([sms("SM-old", PHONE, "Zwiebelkuchen-7741 alt", 0)])
+    before.close()
+    db = sqlite3.connect(settings.sqlite_path("history"))
+    db.execute("UPDATE identities SET key = ?", (PHONE,))  # as it was stored then
+    db.commit()
+    db.close()
+
+    history = bootstrap(settings).history(cached=False)
+    customer = history.get_customer(customer_id_for(PHONE))
+    assert customer.addresses == [PHONE]
+    history.record_interactions([sms("SM-new", PHONE, "neu", 1)])
+    assert history.customer_for_address(PHONE) == customer_id_for(PHONE)  # hashed, still found
+    states = [n.state for n in history.recorder.select_notifications(start=1, limit=10)]
+    assert states[0][:1] == b"{" and states[-1][0] == SEALED
+    events = list(history.events.get(customer.id))[1:]  # after the first contact
+    assert [(e.interaction_type, e.payload["body"]) for e in events] == [
+        ("message.received.v1", "Zwiebelkuchen-7741 alt"),
+        ("message.received.v1", "neu"),
+    ]
+    db = sqlite3.connect(settings.sqlite_path("history"))
+    assert db.execute("SELECT count(*) FROM identities WHERE key = ?", (PHONE,)).fetchone() == (0,)
+    db.close()
+    assert verify_chain(history.recorder.chain).intact
