@@ -11,7 +11,9 @@
    command ends (a running hub's follower gets there too; the tracking makes it once).
 3. The blob store: the files their contacts and desk refer to, unless another person's
    timeline refers to the same file (content-addressed storage shares identical files).
-4. SQLite's write-ahead logs are checkpointed and truncated, so no old page image of theirs
+4. Campaign plans: an ended campaign's plan is rewritten without them; a campaign still
+   sending is named (erase again once it ended).
+5. SQLite's write-ahead logs are checkpointed and truncated, so no old page image of theirs
    stays in a ``-wal`` file.
 
 A contact from one of their addresses afterwards starts a new, separate customer.
@@ -52,6 +54,8 @@ class ErasureDone:
     files_removed: list[str] = field(default_factory=list)
     files_kept: list[str] = field(default_factory=list)  # someone else's history has them
     view_position: int = 0
+    plans_scrubbed: list[str] = field(default_factory=list)  # ended campaigns' plans
+    plans_running: list[str] = field(default_factory=list)  # still sending: erase again later
 
 
 def erase_person(hub: Hub, customer_id: UUID, *, by: str, basis: str, reason: str) -> ErasureDone:
@@ -84,10 +88,31 @@ def erase_person(hub: Hub, customer_id: UUID, *, by: str, basis: str, reason: st
             done.files_kept.append(sha)
         elif blobs.delete(sha):
             done.files_removed.append(sha)
+    scrub_campaign_plans(hub, set(erasure.group), done)
     if not hub.settings.is_postgres:
         for purpose in ("history", "views", "reachability"):
             truncate_wal(hub.settings.sqlite_path(purpose))
     return done
+
+
+def scrub_campaign_plans(hub: Hub, group: set[UUID], done: ErasureDone) -> None:
+    """Campaign plans (``var/campaigns/<id>.plan.jsonl``) name their recipients' addresses
+    and messages.  An ended campaign's plan is rewritten without the person.  A campaign
+    still sending goes on by position in its plan, so its plan is left alone and named: the
+    dispatcher refuses the person's send (their consent is gone with them), and erasing
+    again after the campaign ends removes them from it."""
+    service = hub.campaign_service()
+    for campaign in service.store.list():
+        if not service.plans.has(campaign.id):
+            continue
+        sends = service.plans.load(campaign.id) or []
+        if not any(s.customer_id in group for s in sends):
+            continue
+        if campaign.state in ("completed", "cancelled"):
+            service.plans.save(campaign.id, [s for s in sends if s.customer_id not in group])
+            done.plans_scrubbed.append(campaign.name)
+        else:
+            done.plans_running.append(campaign.name)
 
 
 def truncate_wal(path: Path) -> bool:

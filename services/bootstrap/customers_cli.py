@@ -334,3 +334,10 @@ def erase(
         )
         + ". A contact from their addresses now starts a new customer."
     )
+    if done.plans_running:
+        out.print(
+            "still in the plan of running campaign(s) "
+            + ", ".join(repr(n) for n in done.plans_running)
+            + ": their send there is refused (no consent left); erase again once the campaign "
+            "has ended to take them out of its plan"
+        )

@@ -12,6 +12,7 @@ number afterwards is a new, separate customer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from services.domain import Customer, customer_id_for
 from services.history.customers import AlreadyErased, CustomerNotFound
 from services.history.keys import keyring_path
 from services.history.sealing import CustomerErased, ErasedEvent, MissingKey
+from tests.campaign_plans import planned_send
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 PHONE, EMAIL = "+493055501234", "petra.quell@example.org"
@@ -326,3 +328,43 @@ def test_a_store_written_before_sealing_reads_as_it_was_and_seals_what_comes_nex
     assert db.execute("SELECT count(*) FROM identities WHERE key = ?", (PHONE,)).fetchone() == (0,)
     db.close()
     assert verify_chain(history.recorder.chain).intact
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_an_ended_campaigns_plan_loses_the_erased_person_and_a_running_one_is_named(
+    settings: Settings,
+) -> None:
+    from services.campaigns.recipients import PlannedSend
+
+    hub, _ = scripted_person(settings)
+    service = hub.campaign_service()
+    person, bob = customer_id_for(PHONE), customer_id_for(BOB)
+
+    def plan_for(campaign_id) -> list[PlannedSend]:
+        sends = []
+        for cid, address in ((person, PHONE), (bob, BOB)):
+            send = planned_send(campaign_id, 0)
+            sends.append(
+                dataclasses.replace(
+                    send,
+                    customer_id=cid,
+                    address=address,
+                    command=send.command.model_copy(update={"to": address}),
+                )
+            )
+        return sends
+
+    ended = service.store.create("Winter", by="mia")
+    ended.cancel(by="mia", reason="done")
+    service.store.save(ended)
+    running = service.store.create("Spring", by="mia")
+    service.store.save(running)  # a draft with a plan stands for one still to send
+    for campaign in (ended, running):
+        service.plans.save(campaign.id, plan_for(campaign.id))
+
+    done = erase_person(hub, person, by="admin_1", basis="objection", reason="objected")
+
+    assert done.plans_scrubbed == ["Winter"] and done.plans_running == ["Spring"]
+    assert [s.customer_id for s in service.plans.load(ended.id)] == [bob]
+    assert PHONE.encode() not in service.plans.path(ended.id).read_bytes()
+    assert [s.customer_id for s in service.plans.load(running.id)] == [person, bob]
