@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
@@ -99,8 +100,10 @@ def verify_chain(
         )
         return report
     walk = _Walk(chain, report, wanted)
-    after = 0
-    while after < stop and report.first_break is None:
+    if not stop:
+        return report
+
+    def read(after: int) -> tuple[list[Any], list[Any], int]:
         events = chain.events_after(after, stop, page)
         rows = chain.rows_after(after, stop, page)
         upto = stop
@@ -108,13 +111,26 @@ def verify_chain(
             upto = min(upto, events[-1][0])
         if len(rows) == page:
             upto = min(upto, rows[-1][0])
-        walk.page(
+        return (
             events[: bisect_right(events, upto, key=_NID)],
             rows[: bisect_right(rows, upto, key=_NID)],
+            upto,
         )
-        after = upto
-        if progress is not None:
-            progress(after, stop)
+
+    # The next page is read while this one is hashed: the database works (and releases the
+    # GIL) while Python links the chain.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-read") as reader:
+        pending = reader.submit(read, 0)
+        while True:
+            events, rows, upto = pending.result()
+            more = upto < stop
+            if more:
+                pending = reader.submit(read, upto)
+            walk.page(events, rows)
+            if progress is not None:
+                progress(upto, stop)
+            if not more or report.first_break is not None:
+                break
     return report
 
 

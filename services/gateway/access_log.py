@@ -92,6 +92,8 @@ READS: dict[str, Read] = {
     "/v1/audit/access": Read("access_log", customer_query="customer_id", target_query="user"),
     "/v1/audit/customers/{customer_id}": Read("replay"),
     "/v1/audit/customers/{customer_id}/export": Read("export"),
+    # A campaign's preview shows sample recipients: their addresses and messages.
+    "/v1/campaigns/{campaign_id}/preview": Read("campaign preview", from_answer=True),
 }
 # GET operations that show no customer's data (the caller's own desk, staff, queue figures).
 NOT_READS = frozenset(
@@ -100,6 +102,10 @@ NOT_READS = frozenset(
         "/v1/agents/me",
         "/v1/agents/me/conversations",
         "/v1/agents/me/events",
+        # Campaigns: settings, states and counts; no recipient is named.
+        "/v1/campaigns",
+        "/v1/campaigns/{campaign_id}",
+        "/v1/campaigns/{campaign_id}/funnel",
         "/v1/supervisor/queues",
         "/v1/users",
     }
