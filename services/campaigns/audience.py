@@ -35,23 +35,33 @@ __all__ = [
     "select",
 ]
 
+# How a normalized address on each channel begins ("@" for e-mail: anywhere in it).
 _PREFIX = {
-    Channel.whatsapp: "whatsapp:+",
-    Channel.telegram: "telegram:",
-    Channel.messenger: "messenger:",
+    str(Channel.sms): "+",
+    str(Channel.voice): "+",
+    str(Channel.whatsapp): "whatsapp:+",
+    str(Channel.telegram): "telegram:",
+    str(Channel.messenger): "messenger:",
 }
+_EMAIL = str(Channel.email)
 
 
 def address_on(addresses: Iterable[str], channel: str) -> str | None:
-    """The customer's address on ``channel`` (addresses are normalized), or None."""
-    if channel == Channel.email:
-        return next((a for a in addresses if "@" in a), None)
-    if channel in (Channel.sms, Channel.voice):
-        return next((a for a in addresses if a.startswith("+")), None)
-    prefix = _PREFIX.get(channel)  # type: ignore[call-overload]
+    """The customer's address on ``channel`` (addresses are normalized), or None.  Plain
+    loops over plain strings: the planner asks this for every recipient and channel."""
+    channel = str(channel)
+    if channel == _EMAIL:
+        for a in addresses:
+            if "@" in a:
+                return a
+        return None
+    prefix = _PREFIX.get(channel)
     if prefix is None:
         return None
-    return next((a for a in addresses if a.startswith(prefix)), None)
+    for a in addresses:
+        if a.startswith(prefix):
+            return a
+    return None
 
 
 class Segment(BaseModel):

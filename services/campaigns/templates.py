@@ -198,6 +198,10 @@ class CompiledTemplate:
     _body: Any = field(repr=False)
     _subject: Any = field(repr=False)
     _parameters: tuple[Any, ...] = field(repr=False)
+    # The fields the template uses: a render depends on their values only, so recipients
+    # with the same values (the same first name, say) share one render.
+    _used: tuple[str, ...] = ()
+    _renders: dict[tuple[Any, ...], Rendered] = field(default_factory=dict, repr=False)
 
     @property
     def has_body(self) -> bool:
@@ -207,6 +211,16 @@ class CompiledTemplate:
     def render(self, fields: Mapping[str, str], *, approved: bool = False) -> Rendered:
         """The message for one recipient: free text, or (``approved``) the approved
         template with its parameters.  Raises ``MissingField`` or ``TemplateProblem``."""
+        key = (approved, *(fields.get(name, _ABSENT) for name in self._used))
+        found = self._renders.get(key)
+        if found is None:
+            found = self._render_for(fields, approved=approved)
+            if len(self._renders) >= _RENDERS_KEPT:
+                self._renders.clear()
+            self._renders[key] = found
+        return found
+
+    def _render_for(self, fields: Mapping[str, str], *, approved: bool) -> Rendered:
         t = self.template
         try:
             if approved:
@@ -260,13 +274,21 @@ def _missing(error: UndefinedError) -> str:
     return f"missing template field {name!r}"
 
 
+_ABSENT = object()
+_RENDERS_KEPT = 50_000
+
+
 def compile_template(template: ChannelTemplate) -> CompiledTemplate:
     """Parse once; raises ``TemplateProblem`` for a template with problems."""
     problems = template_problems(template)
     if problems:
         raise TemplateProblem("; ".join(problems))
     approved = template.approved
+    sources = [template.body or "", template.subject or ""]
+    sources += ["{{ " + p + " }}" for p in (approved.parameters if approved else ())]
+    used = set().union(*(meta.find_undeclared_variables(_ENV.parse(x)) for x in sources))
     return CompiledTemplate(
+        _used=tuple(sorted(used)),
         template=template,
         _body=_ENV.from_string(template.body) if template.body else None,
         _subject=_ENV.from_string(template.subject) if template.subject is not None else None,
