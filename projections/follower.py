@@ -119,13 +119,14 @@ class Follower:
                 wait = min(wait * 2, 0.5)
 
 
-class TimelineFollower(Follower):
-    name = "timeline"
+class ViewFollower(Follower):
+    """A follower of one tracked view: its position (the view's tracking of ``source``),
+    moved as batches are applied, and a wait for it (read-your-writes)."""
 
     def __init__(
         self,
         source: NotificationSource,
-        view: TimelineView,
+        view: Any,
         *,
         batch_size: int = 2000,
         idle_wait: float = 0.05,
@@ -136,12 +137,40 @@ class TimelineFollower(Follower):
         self.batch_size = batch_size
         self.idle_wait = idle_wait
         self.new_events = new_events or NewEvents()
-        self._position = view.max_tracking_id(source.name) or 0
+        self._position = self._stored()
         self._progress = threading.Condition()
 
     @property
     def position(self) -> int:
         return self._position
+
+    def _stored(self) -> int:
+        """The view's own position.  Raises while the view does not answer at all."""
+        return self.view.max_tracking_id(self.source.name) or 0
+
+    def resync(self) -> None:
+        self._move_to(self._stored())
+
+    def _move_to(self, position: int) -> None:
+        with self._progress:
+            self._position = position
+            self._progress.notify_all()
+
+    def wait_for(self, notification_id: int, timeout: float) -> bool:
+        """Block until the view includes ``notification_id`` (read-your-writes)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self._position < notification_id:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(left)
+        return True
+
+
+class TimelineFollower(ViewFollower):
+    name = "timeline"
+    view: TimelineView
 
     def run_once(self) -> int:
         """Apply the next batch; returns how many stored events were read."""
@@ -181,11 +210,6 @@ class TimelineFollower(Follower):
                 self._apply_or_skip(notification)
         self._move_to(notifications[-1].id)
 
-    def _move_to(self, position: int) -> None:
-        with self._progress:
-            self._position = position
-            self._progress.notify_all()
-
     def _apply(self, notifications: list[Any]) -> None:
         prefetch_keys(self.source, notifications)
         to_domain = self.source.mapper.to_domain_event
@@ -209,18 +233,4 @@ class TimelineFollower(Follower):
     def _applied_elsewhere(self) -> int:
         """The view's own position after a failed apply.  Raises while the view does not
         answer at all (then nothing is wrong with the events: the caller retries)."""
-        return self.view.max_tracking_id(self.source.name) or 0
-
-    def resync(self) -> None:
-        self._move_to(self.view.max_tracking_id(self.source.name) or 0)
-
-    def wait_for(self, notification_id: int, timeout: float) -> bool:
-        """Block until the view includes ``notification_id`` (read-your-writes)."""
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            while self._position < notification_id:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(left)
-        return True
+        return self._stored()

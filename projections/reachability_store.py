@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from contracts.errors import ConfigError
-from projections.follower import Follower, NewEvents, NotificationSource, prefetch_keys
+from projections.follower import NotificationSource, ViewFollower, prefetch_keys
 from projections.reachability import (
     TOPICS,
     AddressFacts,
@@ -347,35 +345,12 @@ def read_batches(
         yield events, unreadable, start
 
 
-class ReachabilityFollower(Follower):
-    """Follows the customer history into the reachability view (``Follower``: woken by this
-    process's commits, else polling)."""
+class ReachabilityFollower(ViewFollower):
+    """Follows the customer history into the reachability view (``ViewFollower``: woken by
+    this process's commits, else polling)."""
 
     name = "reachability"
-
-    def __init__(
-        self,
-        source: NotificationSource,
-        view: ReachabilityView,
-        *,
-        batch_size: int = 2000,
-        idle_wait: float = 0.05,
-        new_events: NewEvents | None = None,
-    ) -> None:
-        self.source = source
-        self.view = view
-        self.batch_size = batch_size
-        self.idle_wait = idle_wait
-        self.new_events = new_events or NewEvents()
-        self._position = self._stored()
-        self._progress = threading.Condition()
-
-    @property
-    def position(self) -> int:
-        return self._position
-
-    def _stored(self) -> int:
-        return self.view.max_tracking_id(self.source.name) or 0
+    view: ReachabilityView
 
     def run_once(self) -> int:
         batch = next(read_batches(self.source, self._position, self.batch_size), None)
@@ -393,25 +368,6 @@ class ReachabilityFollower(Follower):
             last = stored
         self._move_to(last)
         return len(events) + len(unreadable)
-
-    def resync(self) -> None:
-        self._move_to(self._stored())
-
-    def _move_to(self, position: int) -> None:
-        with self._progress:
-            self._position = position
-            self._progress.notify_all()
-
-    def wait_for(self, notification_id: int, timeout: float) -> bool:
-        """Block until the view includes ``notification_id`` (read-your-writes)."""
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            while self._position < notification_id:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(left)
-        return True
 
 
 def rebuild_reachability(

@@ -89,8 +89,12 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
         self._hash_plain_identities()
 
     def _hash_plain_identities(self) -> None:
-        """A store written before identity keys were hashed: hash them, once."""
+        """A store written before identity keys were hashed: hash them, once (a marker row
+        says it was done, so opening the store does not scan the table again)."""
         with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT 1 FROM identities_hashed LIMIT 1")
+            if c.fetchone() is not None:
+                return
             c.execute(
                 "SELECT key, customer_id FROM identities "
                 "WHERE length(key) != 64 OR key GLOB '*[^0-9a-f]*'"
@@ -103,6 +107,7 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
                     "INSERT OR IGNORE INTO identities VALUES (?, ?)",
                     [(hashed(k), i) for k, i in plain],
                 )
+            c.execute("INSERT INTO identities_hashed VALUES (1)")
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -115,6 +120,7 @@ class SQLiteHistoryRecorder(SQLiteProcessRecorder):
             "CREATE TABLE IF NOT EXISTS identities ("
             "key TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID"
         )
+        statements.append("CREATE TABLE IF NOT EXISTS identities_hashed (done INTEGER NOT NULL)")
         statements.append(
             "CREATE TABLE IF NOT EXISTS skipped_events (follower TEXT NOT NULL, "
             "notification_id INTEGER NOT NULL, reason TEXT NOT NULL, skipped_at TEXT NOT NULL, "
@@ -262,6 +268,15 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "SELECT key, customer_id FROM {0} WHERE key !~ '^[0-9a-f]{{64}}$'"
         ).format(identities)
         self._delete_identity = SQL("DELETE FROM {0} WHERE key = %s").format(identities)
+        marker = SQL("{0}.{1}").format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name.removesuffix("_events") + "_identities_hashed"),
+        )
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {0} (done int NOT NULL)").format(marker)
+        )
+        self._identities_hashed = SQL("SELECT 1 FROM {0} LIMIT 1").format(marker)
+        self._mark_identities_hashed = SQL("INSERT INTO {0} VALUES (1)").format(marker)
         self._erase_identities = SQL("DELETE FROM {0} WHERE customer_id = ANY(%s)").format(
             identities
         )
@@ -299,14 +314,19 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         self._hash_plain_identities()
 
     def _hash_plain_identities(self) -> None:
-        """A store written before identity keys were hashed: hash them, once."""
+        """A store written before identity keys were hashed: hash them, once (a marker row
+        says it was done, so opening the store does not scan the table again)."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._identities_hashed)
+            if curs.fetchone() is not None:
+                return
             curs.execute(self._select_all_identities)
             rows = curs.fetchall()
             plain = [(r["key"], r["customer_id"]) for r in rows if not _is_hashed(r["key"])]
             if plain:
                 curs.executemany(self._delete_identity, [(k,) for k, _ in plain])
                 curs.executemany(self._backfill_identity, [(hashed(k), i) for k, i in plain])
+            curs.execute(self._mark_identities_hashed)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
