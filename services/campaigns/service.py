@@ -13,7 +13,7 @@ for the hub's campaigns service to run (``host.CampaignHost``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -58,7 +58,6 @@ __all__ = [
     "AudienceRefused",
     "CampaignPreview",
     "CampaignService",
-    "NoReachability",
     "PreviewRecipient",
     "SettingRefused",
     "plan_order",
@@ -90,15 +89,6 @@ class AudienceRefused(InputError):
         )
         self.errors: list[RowError] = csv.errors
         self.csv = csv
-
-
-class NoReachability:
-    """Ranks nothing: the planner takes the customer's preferred channel, then the
-    campaign's channels in order.  The stand-in until the reachability view exists
-    (``Hub.reachability`` is the one place that chooses)."""
-
-    def rankings(self, customer_ids: Sequence[UUID]) -> dict[UUID, list]:
-        return {}
 
 
 class ProgressReader(Protocol):
