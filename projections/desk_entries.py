@@ -98,7 +98,8 @@ def _entry(position: int, event: Any) -> TimelineEntry | None:
                 "size": event.size,
                 "conversation_id": _optional(event.conversation_id),
                 "by": event.by,
-                "download_path": f"/v1/files/{event.sha256}",
+                # Per customer: the download is named as the file was attached to them.
+                "download_path": f"/v1/customers/{event.customer_id}/files/{event.sha256}",
             },
         )
     return None

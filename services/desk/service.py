@@ -33,6 +33,7 @@ from services.domain.desk import (
     StaleConversation,
     Status,
     StoredFile,
+    desk_id_for,
     stored_file_id_for,
 )
 from services.history.customers import CustomerHistory, CustomerNotFound
@@ -40,6 +41,7 @@ from services.history.customers import CustomerHistory, CustomerNotFound
 T = TypeVar("T")
 CUSTOMER_TOPICS = "switchboard:Customer."
 _ATTEMPTS = 5
+_PAGE = 200  # a desk's events read per query, newest first, looking for a file
 
 
 class UnknownConversation(NotFound):
@@ -48,8 +50,9 @@ class UnknownConversation(NotFound):
 
 
 class UnknownFile(NotFound):
-    def __init__(self, sha256: str) -> None:
-        super().__init__(f"no file {sha256} was attached")
+    def __init__(self, sha256: str, customer_id: UUID | None = None) -> None:
+        to = f" to customer {customer_id}" if customer_id else ""
+        super().__init__(f"no file {sha256} was attached{to}")
 
 
 class ConversationChanged(Conflict):
@@ -95,11 +98,13 @@ class AttachedFile:
 
     @property
     def download_path(self) -> str:
-        return download_path(self.sha256)
+        return download_path(self.customer_id, self.sha256)
 
 
-def download_path(sha256: str) -> str:
-    return f"/v1/files/{sha256}"
+def download_path(customer_id: UUID, sha256: str) -> str:
+    """Per customer: the name a file is served under is the one it was attached under to
+    this customer (``DeskService.attached_file``)."""
+    return f"/v1/customers/{customer_id}/files/{sha256}"
 
 
 class DeskService:
@@ -152,6 +157,34 @@ class DeskService:
         if found is None:
             raise UnknownFile(sha256)
         return found
+
+    def attached_file(self, customer_id: UUID, sha256: str) -> AttachedFile:
+        """The file as it was last attached to this customer (its name is theirs: the same
+        bytes may be attached to others under other names).  UnknownFile if it never was, or
+        the customer was erased."""
+        desk_id = desk_id_for(customer_id)
+        recorder, mapper = self.history.recorder, self.history.mapper
+        before: int | None = None
+        while True:
+            page = recorder.select_events(desk_id, lte=before, desc=True, limit=_PAGE)
+            for stored in page:
+                if stored.topic != CustomerDesk.FileAttached.TOPIC:
+                    continue  # only these are opened
+                event = mapper.to_domain_event(stored)
+                if getattr(event, "sha256", None) == sha256:  # an erased one has none
+                    return AttachedFile(
+                        sha256=sha256,
+                        customer_id=event.customer_id,
+                        conversation_id=event.conversation_id,
+                        filename=event.filename,
+                        content_type=event.content_type,
+                        size=event.size,
+                        by=event.by,
+                        attached_at=event.timestamp,
+                    )
+            if len(page) < _PAGE:
+                raise UnknownFile(sha256, customer_id)
+            before = page[-1].originator_version - 1
 
     def blob_path(self, sha256: str) -> Path:
         return self.blobs.path_for(sha256)
@@ -268,11 +301,9 @@ class DeskService:
             )
             new = []
             if aggregate_of(self.history, stored_file_id_for(sha256), StoredFile) is None:
-                new.append(
-                    StoredFile(
-                        sha256=sha256, content_type=media_type, size=len(data), filename=name
-                    )
-                )
+                # No name: the file index is shared and never erased (the name is sealed
+                # in the desk's FileAttached, the customer's own).
+                new.append(StoredFile(sha256=sha256, content_type=media_type, size=len(data)))
             save_desks(self.history, [desk, *new])
             return AttachedFile(
                 sha256=sha256,

@@ -495,7 +495,11 @@ class ConversationIndex(Aggregate):
 
 class StoredFile(Aggregate):
     """A file an agent attached: what its bytes are, so downloads serve the checked type and
-    only files attached through the desk are served (not every blob in the store)."""
+    only files attached through the desk are served (not every blob in the store).
+
+    It names no one: it is shared by everyone who attached the same bytes, and it is no
+    customer's stream, so nothing in it is sealed or erased.  The name a file was attached
+    under is personal data and each person's own: it is in their desk's ``FileAttached``."""
 
     TOPIC = "switchboard:StoredFile"
 
@@ -504,18 +508,23 @@ class StoredFile(Aggregate):
 
     class Stored(Aggregate.Created):
         TOPIC = "switchboard:StoredFile.Stored"
+        class_version = 2
         sha256: str
         content_type: str
         size: int
-        filename: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 held the name of the first attachment in clear (still in the stores
+            # written then: the log is append-only); it is not read any more.
+            state.pop("filename", None)
 
     @staticmethod
-    def create_id(sha256: str, content_type: str, size: int, filename: str) -> UUID:
+    def create_id(sha256: str, content_type: str, size: int) -> UUID:
         return stored_file_id_for(sha256)
 
     @event(Stored)
-    def __init__(self, sha256: str, content_type: str, size: int, filename: str) -> None:
+    def __init__(self, sha256: str, content_type: str, size: int) -> None:
         self.sha256 = sha256
         self.content_type = content_type
         self.size = size
-        self.filename = filename

@@ -14,7 +14,8 @@ are only known from the answer (a lookup, a search, duplicates, a conversation, 
 every ``customer_id`` in the JSON answer — a search listing five customers is five entries.
 What a lookup or a search was asked is not kept (an address or a name is personal data): a
 lookup of an unknown address is one entry with no customer.  A file download names the file
-(its SHA-256) as ``target`` and no customer: a file is stored by its bytes, not per customer.
+(its SHA-256) as ``target`` and the customer of its path; by the hash alone (``/v1/files/…``,
+the links of timelines built before) no customer: a file is stored by its bytes.
 The purpose is the optional ``X-Purpose`` request header (documented on each read), kept up
 to 200 printable characters.
 
@@ -87,6 +88,7 @@ READS: dict[str, Read] = {
     "/v1/customers/{customer_id}/duplicates": Read("duplicates", from_answer=True),
     "/v1/customers/{customer_id}/conversations": Read("conversations"),
     "/v1/conversations/{conversation_id}": Read("conversation", from_answer=True),
+    "/v1/customers/{customer_id}/files/{sha256}": Read("file"),
     "/v1/files/{sha256}": Read("file"),
     "/v1/deliveries/{message_ref}": Read("delivery", from_answer=True),
     "/v1/audit/access": Read("access_log", customer_query="customer_id", target_query="user"),

@@ -11,6 +11,7 @@ not accepted, or not what it was sent as.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -35,8 +36,9 @@ from services.desk.service import (
     DeskService,
     Note,
     TransitionRefused,
+    download_path,
 )
-from services.domain.desk import MAX_NOTE_CHARS, Conversation, Status
+from services.domain.desk import MAX_NOTE_CHARS, Conversation, Status, StoredFile
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 ASSIGNEE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -128,7 +130,7 @@ class FileInfo(BaseModel):
     size: int = Field(examples=[48213])
     by: str = Field(examples=["anna"])
     attached_at: datetime
-    download_path: str = Field(examples=[f"/v1/files/{SHA_EXAMPLE}"])
+    download_path: str = Field(examples=[download_path(UUID(CUSTOMER_EXAMPLE), SHA_EXAMPLE)])
 
 
 def conversation_info(c: Conversation) -> ConversationInfo:
@@ -357,42 +359,73 @@ def desk_router(desk: DeskService, *, handed_over: HandedOver | None = None) -> 
         """Attach a file to one conversation."""
         return await attach(request, conversation_id=conversation_id)
 
+    download_responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "The file, as an attachment, with the type its bytes were judged "
+            "to be when attached",
+            "content": _DOWNLOAD_TYPES,
+            "headers": {
+                "Content-Disposition": {"schema": {"type": "string"}, "required": True},
+                "X-Content-Type-Options": {"schema": {"type": "string"}, "required": True},
+            },
+        },
+    }
+
+    @router.get(
+        "/customers/{customer_id}/files/{sha256}",
+        response_class=FileResponse,
+        responses={
+            **download_responses,
+            404: {"description": "No file with this SHA-256 was attached to this customer."},
+        },
+        tags=["notes and files"],
+    )
+    def download(customer_id: CustomerId, sha256: Sha256) -> Response:
+        """Download a file attached to the customer or one of their conversations, under the
+        name it was attached under to them."""
+        attached = desk.attached_file(customer_id, sha256.lower())
+        return file_response(attached.sha256, attached.content_type, attached.filename)
+
     @router.get(
         "/files/{sha256}",
         response_class=FileResponse,
         responses={
-            200: {
-                "description": "The file, as an attachment, with the type its bytes were "
-                "judged to be when attached",
-                "content": _DOWNLOAD_TYPES,
-                "headers": {
-                    "Content-Disposition": {"schema": {"type": "string"}, "required": True},
-                    "X-Content-Type-Options": {"schema": {"type": "string"}, "required": True},
-                },
-            },
+            **download_responses,
             404: {"description": "No file with this SHA-256 was attached."},
         },
         tags=["notes and files"],
+        deprecated=True,
     )
-    def download(sha256: Sha256) -> Response:
-        """Download a file attached to a customer or conversation."""
+    def download_by_hash(sha256: Sha256) -> Response:
+        """Download an attached file by its SHA-256 alone (the links of timelines built
+        before the per-customer path).  The file names no one here, so it is served under a
+        name made of its hash; its own name is the customer's:
+        ``/v1/customers/{customer_id}/files/{sha256}``."""
         stored = desk.stored_file(sha256.lower())
+        return file_response(stored.sha256, stored.content_type, neutral_filename(stored))
+
+    def file_response(sha256: str, content_type: str, filename: str) -> Response:
         try:
-            data = desk.blobs.get(stored.sha256)
+            data = desk.blobs.get(sha256)
         except BlobNotFound:
             raise HTTPException(
-                404, f"the bytes of file {stored.sha256} are not in the blob store (erased?)"
+                404, f"the bytes of file {sha256} are not in the blob store (erased?)"
             ) from None
         return Response(
             data,
-            media_type=stored.content_type,
+            media_type=content_type,
             headers={
-                "Content-Disposition": content_disposition(stored.filename),
+                "Content-Disposition": content_disposition(filename),
                 "X-Content-Type-Options": "nosniff",
             },
         )
 
     return router
+
+
+def neutral_filename(stored: StoredFile) -> str:
+    """``file-<the first 12 of its hash>.<extension of its type>``: nobody's name."""
+    return f"file-{stored.sha256[:12]}{mimetypes.guess_extension(stored.content_type) or ''}"
 
 
 def content_disposition(filename: str) -> str:

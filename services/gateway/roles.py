@@ -63,6 +63,7 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/v1/conversations/{conversation_id}/notes"): WORK_THE_DESK,
     ("POST", "/v1/customers/{customer_id}/files"): WORK_THE_DESK,
     ("POST", "/v1/conversations/{conversation_id}/files"): WORK_THE_DESK,
+    ("GET", "/v1/customers/{customer_id}/files/{sha256}"): READ_CUSTOMERS,
     ("GET", "/v1/files/{sha256}"): READ_CUSTOMERS,
     ("GET", "/v1/agents/me"): WORK_THE_DESK,
     ("GET", "/v1/agents/me/conversations"): WORK_THE_DESK,

@@ -161,6 +161,8 @@ def test_unknown_or_malformed_ids_are_refused(
     assert malformed.json()["errors"][0]["field"] == "path.conversation_id"
     assert client.get(f"/v1/files/{'0' * 64}", headers=agent).status_code == 404
     assert client.get("/v1/files/not-a-hash", headers=agent).status_code == 422
+    never = client.get(f"/v1/customers/{customer}/files/{'0' * 64}", headers=agent)
+    assert never.status_code == 404 and str(customer) in never.json()["detail"]
 
 
 def test_notes_on_a_customer_and_a_conversation_are_on_the_timeline_with_their_author(
@@ -222,10 +224,13 @@ def test_a_file_is_attached_listed_on_the_timeline_and_downloaded_by_a_reader(
     assert entry.payload["download_path"] == attached["download_path"]
     assert entry.payload["conversation_id"] == conversation
 
+    assert attached["download_path"] == f"/v1/customers/{customer}/files/{attached['sha256']}"
     download = client.get(attached["download_path"], headers=headers["auditor"])
     assert download.status_code == 200 and download.content == PDF
     assert download.headers["content-type"] == "application/pdf"
-    assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["content-disposition"] == (
+        "attachment; filename*=utf-8''invoice%204711.pdf"
+    )
     assert download.headers["x-content-type-options"] == "nosniff"
     assert client.get(attached["download_path"]).status_code == 401
     assert (
@@ -276,3 +281,98 @@ def test_an_auditor_reads_the_desk_but_changes_nothing(
     )
     assert refused.status_code == 403 and "agent, supervisor or admin" in refused.json()["detail"]
     assert client.post(f"{url}/notes", json={"text": "x"}, headers=auditor).status_code == 403
+
+
+def test_the_same_bytes_attached_to_two_people_keep_each_ones_name(
+    client: TestClient, customer: UUID, headers: dict, hub: Hub
+) -> None:
+    other = customer_id_for("+4930999888777")
+    hub.history().record_interactions(
+        [
+            MessageReceived(
+                channel=Channel.sms,
+                party="+4930999888777",
+                provider_ref="SM2",
+                occurred_at=datetime(2026, 3, 2, 10, tzinfo=UTC),
+                body="hello",
+            )
+        ]
+    )
+    agent, auditor = headers["agent"], headers["auditor"]
+    names = {customer: "mueller-contract.pdf", other: "schmidt-invoice.pdf"}
+    paths = {}
+    for who, name in names.items():
+        answer = client.post(
+            f"/v1/customers/{who}/files",
+            files={"file": (name, PDF, "application/pdf")},
+            headers=agent,
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["filename"] == name
+        paths[who] = answer.json()["download_path"]
+    assert paths[customer] != paths[other]  # one file, one path per person
+    sha256 = paths[customer].rsplit("/", 1)[1]
+
+    for who, name in names.items():
+        # The download, the timeline and the export each name the file as it was attached
+        # to this person.
+        download = client.get(paths[who], headers=auditor)
+        assert download.status_code == 200 and download.content == PDF
+        assert download.headers["content-disposition"] == f'attachment; filename="{name}"'
+        (entry,) = [e for e in timeline(hub, who) if e.type == "file.attached"]
+        assert entry.payload["filename"] == name and name in entry.summary
+        assert entry.payload["download_path"] == paths[who]
+        export = client.get(f"/v1/audit/customers/{who}/export", headers=auditor).json()
+        (row,) = [e for e in export["timeline"] if e["type"] == "file.attached"]
+        assert row["payload"]["filename"] == name
+        (event,) = [e for e in export["events"] if e["type"].endswith("FileAttached")]
+        assert event["data"]["filename"] == name
+        assert names[other if who == customer else customer] not in str(export)
+
+    # The shared index of stored files names no one; by the hash alone, the file is served
+    # under a name made of its hash (the links of timelines built before).
+    desk = hub.desk()
+    stored = desk.stored_file(sha256)
+    assert (stored.content_type, stored.size) == ("application/pdf", len(PDF))
+    assert not hasattr(stored, "filename")
+    (record,) = [
+        n
+        for n in desk.history.recorder.select_notifications(start=1, limit=1000)
+        if n.topic == "switchboard:StoredFile.Stored"
+    ]
+    assert b"contract" not in record.state and b"invoice" not in record.state
+    by_hash = client.get(f"/v1/files/{sha256}", headers=auditor)
+    assert by_hash.status_code == 200 and by_hash.content == PDF
+    assert by_hash.headers["content-disposition"] == (
+        f'attachment; filename="file-{sha256[:12]}.pdf"'
+    )
+    # A file attached to one person is not downloaded through another who never had it.
+    stranger = customer_id_for("+4930555000111")
+    never = client.get(f"/v1/customers/{stranger}/files/{sha256}", headers=auditor)
+    assert never.status_code == 404
+
+
+def test_a_stored_file_recorded_with_its_name_still_loads_without_it(hub: Hub) -> None:
+    """Stores written before keep the name of the first attachment in clear in their
+    ``StoredFile.Stored`` events (the log is append-only and hash-chained); it is dropped
+    when such an event is read."""
+    from dataclasses import replace
+
+    from services.domain.desk import StoredFile
+
+    mapper = hub.history().mapper
+    new = StoredFile(sha256="ab" * 32, content_type="application/pdf", size=3)
+    (event,) = new.collect_events()
+    stored = mapper.to_stored_event(event)
+    state = mapper.transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2 and "filename" not in state
+    state["filename"] = "anna-mueller-contract.pdf"  # as version 1 wrote it
+    old = replace(stored, state=mapper.transcoder.encode(state))
+    loaded = mapper.to_domain_event(old)
+    assert not hasattr(loaded, "filename")
+    aggregate = loaded.mutate(None)
+    assert (aggregate.sha256, aggregate.content_type, aggregate.size) == (
+        "ab" * 32,
+        "application/pdf",
+        3,
+    )

@@ -1,7 +1,8 @@
 """Erasure by crypto-shredding (GDPR Art. 17), on SQLite and PostgreSQL.
 
 A person with two merged customers (a phone and an e-mail address), contacts with bodies and
-subjects, a name, a desk note and an attached file; a second person beside them.  A store
+subjects, a name, a desk note and an attached file (its name too); a second person beside
+them, who may have attached the same bytes under a name of their own.  A store
 backup and a key backup are taken before the erasure.  After ``erase_person``: nothing of
 the person's remains readable anywhere the hub wrote — every file on SQLite (history, keys,
 views, blobs, logs of the write-ahead), the whole database on PostgreSQL — nor in the backup
@@ -22,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts import Channel, MessageReceived
+from contracts.errors import NotFound
 from projections.follower import TimelineFollower
 from services.audit.erasure import erase_person
 from services.audit.verify import verify_chain
@@ -38,6 +40,7 @@ from tests.campaign_plans import planned_send
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 PHONE, EMAIL = "+493055501234", "petra.quell@example.org"
 BOB = "+493055509999"
+FILE_NAME = "Vertrag-Quellenberg-6620.pdf"
 # What must not survive the erasure, in any file (the number also as the view keeps it).
 SECRETS = [
     "3055501234",
@@ -47,8 +50,10 @@ SECRETS = [
     "Petra Quellenberg",  # the name on her profile
     "Notiz-Fuchsbau-1188",  # an agent's note
     "Anhang-Kranich-5512",  # a file she sent (its bytes)
+    FILE_NAME,  # the name it was attached under
 ]
 BOB_BODY = "Bob-Pfefferminz-2207"
+PETRAS_FILE = b"%PDF-1.4\nAnhang-Kranich-5512\n%%EOF\n"
 
 
 def sms(ref: str, party: str, body: str, minutes: int) -> MessageReceived:
@@ -136,8 +141,8 @@ def scripted_person(settings: Settings) -> tuple[object, object]:
     desk = hub.desk()
     desk.add_note("Notiz-Fuchsbau-1188", by="agent_7", customer_id=phone_id)
     desk.attach_file(
-        b"%PDF-1.4\nAnhang-Kranich-5512\n%%EOF\n",
-        filename="brief.pdf",
+        PETRAS_FILE,
+        filename=FILE_NAME,
         content_type="application/pdf",
         by="agent_7",
         customer_id=phone_id,
@@ -244,6 +249,52 @@ def test_a_store_backup_from_before_restores_without_her_when_the_keys_are_from_
     assert bob is not None and BOB_BODY in str([e.payload for e in view.timeline(bob.customer_id)])
     with pytest.raises(CustomerErased):
         restored.history(cached=False).get_customer(customer_id_for(PHONE))
+
+
+def test_a_file_two_people_attached_keeps_the_others_name_and_loses_hers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from services.audit.export import subject_access
+
+    hub, _ = scripted_person(settings)
+    bob = customer_id_for(BOB)
+    desk = hub.desk()
+    # The same bytes, attached to Bob under a name of his own: one blob, one StoredFile.
+    bobs = desk.attach_file(
+        PETRAS_FILE,
+        filename="Bobs-Mietvertrag-3301.pdf",
+        content_type="application/pdf",
+        by="agent_7",
+        customer_id=bob,
+    )
+    follow(hub)
+    phone_id = customer_id_for(PHONE)
+    assert desk.attached_file(phone_id, bobs.sha256).filename == FILE_NAME
+    assert desk.attached_file(bob, bobs.sha256).filename == "Bobs-Mietvertrag-3301.pdf"
+
+    done = erase_person(hub, phone_id, by="admin_1", basis="objection", reason="objected")
+
+    assert done.files_kept == [bobs.sha256] and not done.files_removed
+    # Her file's name is nowhere (its bytes stay, sealed under the file's own key: Bob's).
+    if not settings.is_postgres:
+        leftovers = files_with(tmp_path, [FILE_NAME, "Quellenberg"])
+        assert not leftovers, leftovers
+    else:
+        text = pg_text(settings.store)
+        assert FILE_NAME not in text and "Quellenberg" not in text
+        assert not files_with(tmp_path, [FILE_NAME])
+    # Bob's download, timeline and export name it as he attached it.
+    desk = bootstrap(settings).desk()
+    mine = desk.attached_file(bob, bobs.sha256)
+    assert mine.filename == "Bobs-Mietvertrag-3301.pdf" and mine.content_type == "application/pdf"
+    assert desk.blobs.get(mine.sha256) == PETRAS_FILE
+    with pytest.raises(NotFound):  # hers is gone with her
+        desk.attached_file(phone_id, bobs.sha256)
+    view = hub.timeline_view()
+    (entry,) = [e for e in view.timeline(bob) if e.type == "file.attached"]
+    assert entry.payload["filename"] == "Bobs-Mietvertrag-3301.pdf"
+    export = str(subject_access(desk.history, view, bob))
+    assert "Bobs-Mietvertrag-3301.pdf" in export and FILE_NAME not in export
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -79,7 +79,8 @@ def test_an_agent_lists_assigns_and_notes_from_the_shell(
     pdf.write_bytes(b"%PDF-1.7\n%%EOF\n")
     attached = switchboard(env, "files", "attach", "--customer", str(customer), str(pdf))
     assert attached.exit_code == 0, attached.output
-    assert "application/pdf" in attached.output and "/v1/files/" in attached.output
+    assert "application/pdf" in attached.output
+    assert f"/v1/customers/{customer}/files/" in attached.output
 
 
 def test_refusals_are_one_line_and_exit_1(

@@ -22,7 +22,7 @@ const CHANNEL_LABELS = {
 };
 const DIRECTION_LABELS = { inbound: '← in', outbound: '→ out', internal: '—' };
 const LIVE_TEXT = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', offline: 'offline' };
-const FILE_PATH = /^\/v1\/files\/[0-9a-fA-F]{64}$/;
+const FILE_PATH = /^\/v1\/(customers\/[0-9a-fA-F-]{36}\/)?files\/[0-9a-fA-F]{64}$/;
 // What the router and the desk tell an agent about messages and e-mails (docs/console.md).
 const WORK_KINDS = ['assigned', 'message', 'unassigned', 'queued', 'offer', 'offer.over'];
 // The desk's list lags the news by the time the contact takes to be recorded: read it again.
