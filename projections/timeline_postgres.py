@@ -43,8 +43,10 @@ from projections.timeline import (
     contact_addresses,
     contact_rollup,
     fold_delivery_reports,
+    full_payload,
     payload_json,
     storable,
+    stored_payload,
 )
 
 if TYPE_CHECKING:
@@ -164,7 +166,7 @@ class BatchRows:
                     e.occurred_at,
                     *storable([e.type, e.channel, e.direction, e.party]),
                     *storable([e.provider_ref, e.summary]),
-                    payload_json(e.payload),
+                    payload_json(stored_payload(e)),
                 )
                 for e in changes.entries
             ],
@@ -642,6 +644,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             ).format(self._t["entries"]),
             (customer_id, limit, offset),
         )
+        for row in rows:
+            row["payload"] = full_payload(row["payload"], row)
         return [TimelineEntry(**row) for row in rows]
 
     def summary(self, customer_id: UUID) -> CustomerSummary | None:

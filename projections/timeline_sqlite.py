@@ -44,8 +44,10 @@ from projections.timeline import (
     contact_addresses,
     contact_rollup,
     fold_delivery_reports,
+    full_payload,
     payload_json,
     storable,
+    stored_payload,
 )
 
 if TYPE_CHECKING:
@@ -173,7 +175,7 @@ class BatchRows:
                     e.party,
                     e.provider_ref,
                     storable(e.summary),
-                    payload_json(e.payload),
+                    payload_json(stored_payload(e)),
                 )
                 for e in changes.entries
             ],
@@ -740,5 +742,5 @@ class SQLiteTimelineView(FollowsSwaps, TimelineView, SQLiteTrackingRecorder):
             party=row["party"],
             provider_ref=row["provider_ref"],
             summary=row["summary"],
-            payload=json.loads(row["payload"]),
+            payload=full_payload(json.loads(row["payload"]), row),
         )

@@ -32,6 +32,7 @@ from services.domain.errors import DecisionRefused, InvalidDecision
 from services.history.keys import Keyring, PostgresKeyring, SQLiteKeyring, keyring_path
 from services.history.sealing import CustomerErased, SealingMapper
 from services.history.sql import PostgresHistoryRecorder, SQLiteHistoryRecorder
+from services.history.transcoder import OrjsonTranscoder
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,11 @@ class CustomerHistory(Application[UUID]):
     def sealing(self) -> bool:
         """Whether personal data is sealed with per-customer keys (the default)."""
         return isinstance(self.mapper, SealingMapper)
+
+    def construct_transcoder(self) -> Any:
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_mapper(self) -> Any:
         if not self._seal:

@@ -1,0 +1,76 @@
+"""A timeline row keeps its payload without what the row's columns say already, and reads it
+back whole: the same payload, in the same order, as the interaction reported it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from projections.changes import TimelineEntry
+from projections.timeline import full_payload, stored_payload
+
+REPORTED = {
+    "type": "message.received.v1",
+    "channel": "sms",
+    "direction": "inbound",
+    "party": "+4930123456",
+    "provider_ref": "SM1",
+    "occurred_at": "2026-03-02T09:00:00Z",
+    "body": "Hello",
+}
+ENTRY = TimelineEntry(
+    customer_id=uuid4(),
+    position=7,
+    occurred_at=datetime(2026, 3, 2, 9, tzinfo=UTC),
+    type="message.received.v1",
+    channel="sms",
+    direction="inbound",
+    party="+4930123456",
+    provider_ref="SM1",
+    summary="Hello",
+    payload=REPORTED,
+)
+
+
+def _row(entry: TimelineEntry) -> dict:
+    return {
+        "type": entry.type,
+        "channel": entry.channel,
+        "direction": entry.direction,
+        "party": entry.party,
+        "provider_ref": entry.provider_ref,
+    }
+
+
+def test_the_envelope_is_kept_once_and_read_back_in_order() -> None:
+    kept = stored_payload(ENTRY)
+    assert kept == {"occurred_at": "2026-03-02T09:00:00Z", "body": "Hello"}
+    back = full_payload(kept, _row(ENTRY))
+    assert back == REPORTED
+    assert list(back) == list(REPORTED)
+
+
+def test_a_value_that_differs_from_its_column_stays_in_the_payload() -> None:
+    internal = replace(ENTRY, direction="internal")  # a hub doing shown as internal
+    kept = stored_payload(internal)
+    assert kept["direction"] == "inbound"
+    assert full_payload(kept, _row(internal))["direction"] == "inbound"
+
+
+def test_rows_written_whole_before_and_desk_entries_read_as_they_are() -> None:
+    assert full_payload(dict(REPORTED), _row(ENTRY)) == REPORTED
+    desk = {"conversation_id": str(uuid4()), "kind": "note"}
+    assert full_payload(desk, _row(ENTRY)) == desk
+    assert stored_payload(replace(ENTRY, payload=desk)) == desk
+
+
+def test_a_sqlite_row_works_as_the_row() -> None:
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    row = db.execute(
+        "SELECT 'message.received.v1' AS type, 'sms' AS channel, 'inbound' AS direction, "
+        "'+4930123456' AS party, 'SM1' AS provider_ref"
+    ).fetchone()
+    assert full_payload(stored_payload(ENTRY), row) == REPORTED
