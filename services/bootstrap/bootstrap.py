@@ -38,6 +38,7 @@ from projections.follower import NewEvents, TimelineFollower
 from projections.reachability_store import ReachabilityFollower, ReachabilityView
 from projections.timeline import TimelineView
 from services.audit.access_log import open_access_log
+from services.audit.erasure import erase_person
 from services.bootstrap.channels import ChannelConfigs, channel_configs
 from services.bootstrap.routing import Routing, build_routing
 from services.bootstrap.settings import Settings
@@ -61,7 +62,7 @@ from services.desk.follower import DeskFollower
 from services.desk.service import DeskService
 from services.gateway.access import AccessTable
 from services.gateway.api import create_api
-from services.gateway.audit_api import audit_router
+from services.gateway.audit_api import audit_router, erasure_router
 from services.gateway.auth import v1_router
 from services.gateway.campaigns_api import campaigns_router
 from services.gateway.customers_api import customer_commands_router
@@ -428,6 +429,13 @@ class Hub:
         desk.include_router(supervisor_router(routing.floor))
         # The auditor's replay and subject-access export read the system of record.
         desk.include_router(audit_router(stored, view))
+        desk.include_router(
+            erasure_router(
+                lambda customer_id, by, basis, reason: erase_person(
+                    self, customer_id, by=by, basis=basis, reason=reason
+                )
+            )
+        )
         # Built on first use: building the API (its document) opens no campaign store.
         desk.include_router(campaigns_router(lambda: self.campaign_service(view=view)))
         desk.include_router(

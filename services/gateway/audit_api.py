@@ -1,24 +1,28 @@
 """The auditor's API: a customer as of any moment (``GET /v1/audit/customers/{id}``) and the
-person's full record (``…/export``, subject access)."""
+person's full record (``…/export``, subject access); and the admin's erasure of a person
+(``POST /v1/customers/{id}/erasure``, GDPR Art. 17)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from projections.timeline import TimelineView
+from services.audit.erasure import BASES, ErasureDone
 from services.audit.export import Proof, render_html, subject_access
 from services.audit.replay import NotYetACustomer, UnknownVersion, moment_of_version, replay
 from services.gateway.customers_api import CardOut, card_out
 from services.gateway.schemas import TimelineItem
-from services.history.customers import CustomerHistory, CustomerNotFound
+from services.history.customers import AlreadyErased, CustomerHistory, CustomerNotFound
+from services.history.sealing import CustomerErased
 
 
 class Replay(BaseModel):
@@ -121,6 +125,87 @@ def audit_router(
                 for e in found.timeline
             ],
             events_replayed=found.events_replayed,
+        )
+
+    return router
+
+
+# -- erasure (GDPR Art. 17) ---------------------------------------------------------------------
+
+
+class ErasureRequest(BaseModel):
+    basis: str = Field(
+        description="The legal basis: " + ", ".join(BASES) + ", or other:<your words>",
+        examples=["consent-withdrawn"],
+    )
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why: kept with the erasure, in clear, as its audit trail",
+        examples=["the customer asked by letter of 2026-11-30"],
+    )
+
+    @field_validator("basis")
+    @classmethod
+    def _known_basis(cls, value: str) -> str:
+        if value in BASES or (value.startswith("other:") and value[6:].strip()):
+            return value
+        raise ValueError(f"unknown basis: use one of {', '.join(BASES)}, or other:<words>")
+
+    @field_validator("reason")
+    @classmethod
+    def _said(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("say why: the reason is kept with the erasure")
+        return value
+
+
+class ErasureOut(BaseModel):
+    erased: list[UUID] = Field(
+        description="Every customer erased: the one named's survivor first, then those merged "
+        "into it (one person)"
+    )
+    basis: str
+    files_removed: int = Field(description="Files of theirs removed from the blob store")
+    files_kept: int = Field(description="Files kept: another person's history has them too")
+    campaigns_still_sending: list[str] = Field(
+        description="Campaigns still sending to them from a plan made before: erase again "
+        "once they ended (their ended campaigns' plans were rewritten without them)"
+    )
+
+
+Erase = Callable[[UUID, str, str, str], ErasureDone]
+
+
+def erasure_router(erase: Erase) -> APIRouter:
+    """``erase(customer_id, by, basis, reason)``: the whole erasure (``erase_person``)."""
+    router = APIRouter(tags=["audit"])
+
+    def caller(request: Request) -> str:
+        return str(request.state.caller.username)
+
+    @router.post(
+        "/customers/{customer_id}/erasure",
+        responses={
+            404: {"description": "No such customer."},
+            409: {"description": "The customer was erased already."},
+        },
+    )
+    def erase_customer(customer_id: UUID, body: ErasureRequest, request: Request) -> ErasureOut:
+        """Erase a person's personal data (GDPR Art. 17) by crypto-shredding: their key is
+        deleted, so their events keep only what names no one; the views and their files are
+        purged; the erasure (who, when, basis, reason) stays as the audit trail.  A customer
+        merged with others is erased with them.  This cannot be undone.  Admins only."""
+        try:
+            done = erase(customer_id, caller(request), body.basis, body.reason)
+        except CustomerErased:
+            raise AlreadyErased(customer_id) from None
+        return ErasureOut(
+            erased=done.erasure.group,
+            basis=body.basis,
+            files_removed=len(done.files_removed),
+            files_kept=len(done.files_kept),
+            campaigns_still_sending=done.plans_running,
         )
 
     return router

@@ -81,6 +81,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/audit/access"): AUDIT,
     ("GET", "/v1/audit/customers/{customer_id}"): AUDIT,
     ("GET", "/v1/audit/customers/{customer_id}/export"): AUDIT,
+    # Erasing a person cannot be undone: admins only (as `switchboard customer erase --as`).
+    ("POST", "/v1/customers/{customer_id}/erasure"): ADMINISTER,
     ("POST", "/v1/campaigns"): RUN_CAMPAIGNS,
     ("GET", "/v1/campaigns"): RUN_CAMPAIGNS,
     ("GET", "/v1/campaigns/{campaign_id}"): RUN_CAMPAIGNS,

@@ -420,3 +420,49 @@ def test_an_ended_campaigns_plan_loses_the_erased_person_and_a_running_one_is_na
     assert [s.customer_id for s in service.plans.load(ended.id)] == [bob]
     assert PHONE.encode() not in service.plans.path(ended.id).read_bytes()
     assert [s.customer_id for s in service.plans.load(running.id)] == [person, bob]
+
+
+def test_the_erasure_api_is_for_admins_names_what_is_wrong_and_erases_once(
+    settings: Settings,
+) -> None:
+    """``POST /v1/customers/{id}/erasure``: an agent is refused (403, and nothing erased); a
+    bad basis or an empty reason is a 422 naming the field; an admin erases the person (both
+    merged customers); the lookup no longer finds them; erasing again is a 409, an unknown
+    customer a 404."""
+    from fastapi.testclient import TestClient
+
+    from channels.publishing import InteractionPublisher
+
+    hub, _ = scripted_person(settings)
+    users = hub.user_directory()
+    users.register("ada", roles=["admin"])
+    users.register("eve", roles=["agent"])
+    admin = {"Authorization": f"Bearer {users.issue_token('ada').token}"}
+    agent = {"Authorization": f"Bearer {users.issue_token('eve').token}"}
+    phone_id, email_id = customer_id_for(PHONE), customer_id_for(EMAIL)
+    url = f"/v1/customers/{phone_id}/erasure"
+    body = {"basis": "consent-withdrawn", "reason": "asked by letter"}
+    api = hub.api(view=hub.timeline_view(), publisher=InteractionPublisher("127.0.0.1:1"))
+    with TestClient(api) as client:
+        assert client.post(url, json=body, headers=agent).status_code == 403
+        assert client.get(f"/v1/customers/{phone_id}", headers=admin).status_code == 200
+        for bad, field in (
+            ({**body, "basis": "whim"}, "basis"),
+            ({**body, "reason": "  "}, "reason"),
+            ({"basis": "objection"}, "reason"),
+        ):
+            answer = client.post(url, json=bad, headers=admin)
+            assert answer.status_code == 422, answer.text
+            assert field in answer.text
+        answer = client.post(url, json=body, headers=admin)
+        assert answer.status_code == 200, answer.text
+        done = answer.json()
+        assert done["erased"] == [str(phone_id), str(email_id)]
+        assert done["files_removed"] == 1 and done["files_kept"] == 0
+        lookup = client.get("/v1/lookup", params={"address": PHONE}, headers=admin).json()
+        assert lookup["known"] is False
+        assert client.post(url, json=body, headers=admin).status_code == 409
+        unknown = f"/v1/customers/{customer_id_for('+493000000001')}/erasure"
+        assert client.post(unknown, json=body, headers=admin).status_code == 404
+    with pytest.raises(CustomerErased):
+        hub.history(cached=False).get_customer(phone_id)
