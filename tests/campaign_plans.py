@@ -11,7 +11,13 @@ from uuid import UUID, uuid4, uuid5
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import Channel, SendMessage, parse_command
+from projections.audience import AudienceRow
+from services.campaigns.audience import Segment
+from services.campaigns.campaign import Campaign
+from services.campaigns.plan import CampaignPlanner
 from services.campaigns.recipients import PlannedSend, send_id
+from services.campaigns.store import CampaignStore
+from services.campaigns.templates import ChannelTemplate
 from services.consumers import partitions_of
 
 REQUESTED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -112,3 +118,48 @@ async def committed_commands(
 def duplicates(commands: list[tuple[SendMessage, bytes, int]]) -> dict[str, int]:
     counts = Counter(c.command_id for c, _, _ in commands)
     return {k: v for k, v in counts.items() if v != 1}
+
+
+def fallback_campaign(
+    store: CampaignStore,
+    n: int,
+    *,
+    allowed: tuple[str, str] = ("00:00", "23:59"),
+    days: int = 1,
+) -> tuple[Campaign, list[PlannedSend]]:
+    """A started campaign on SMS with fallback to e-mail, and its plan for ``n`` recipients
+    (``customer(i)``, ``phone(i)``, ``customer{i}@example.com``, in UTC), as the service would
+    make it: sorted, each send carrying its route."""
+    now = datetime.now(UTC)
+    campaign = store.create(f"Fallback {uuid4().hex[:6]}", by="carla")
+    campaign.set_audience(Segment(), ["sms", "email"])
+    campaign.set_template(ChannelTemplate("sms", "en", "Winter sale: 20% off, {{ address }}"))
+    campaign.set_template(
+        ChannelTemplate("email", "en", "Winter sale: 20% off", subject="Winter sale")
+    )
+    campaign.set_schedule_window(
+        now,
+        now + timedelta(days=days),
+        allowed_from=allowed[0],
+        allowed_until=allowed[1],
+        time_zone="UTC",
+    )
+    campaign.set_rate_limits({"sms": 100, "email": 100})
+    campaign.allow_fallback()
+    campaign.schedule(now=now, by="carla")
+    campaign.start(now=now, by="carla")
+    store.save(campaign)
+    rows = [
+        AudienceRow(
+            customer_id=customer(i),
+            addresses=(f"customer{i}@example.com", phone(i)),
+            profile={"name": f"Customer {i}", "language": "en", "time_zone": "UTC"},
+            consent={"sms:marketing": True, "email:marketing": True},
+            last_contact_at=None,
+        )
+        for i in range(n)
+    ]
+    planner = CampaignPlanner(campaign, now=now)
+    plan = planner.plan(rows, {}, {}, matched=True)
+    assert len(plan.sends) == n and all(s.channel == "sms" and s.route for s in plan.sends)
+    return campaign, sorted(plan.sends, key=lambda s: (s.not_before, str(s.customer_id)))

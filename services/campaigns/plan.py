@@ -42,7 +42,7 @@ from services.campaigns.audience import address_on
 from services.campaigns.campaign import Campaign
 from services.campaigns.caps import MarketingContacts, cap_refusal
 from services.campaigns.quiet_hours import next_allowed, recipient_zones
-from services.campaigns.recipients import PlannedSend, send_id
+from services.campaigns.recipients import FallbackRoute, PlannedSend, send_id
 from services.campaigns.templates import CompiledTemplate, compile_template
 from services.domain.outbound_policy import consent_refusal
 
@@ -104,18 +104,15 @@ class Plan:
         return f"{len(self.sends)} to send, {len(self.skips)} skipped ({by_code or 'none'})"
 
 
-@dataclass(slots=True)
-class _Route:
-    """What a fallback needs of one planned customer: the row and the channels left."""
-
-    row: AudienceRow
-    options: list[tuple[str, str]]  # (channel, address), best first
+# What a fallback needs of the customer's profile (templates, time zone): kept in the plan.
+_ROUTE_PROFILE = ("name", "tier", "language", "time_zone")
 
 
 class CampaignPlanner:
-    """Plans one campaign as of ``now``; keeps each customer's remaining channels so that
-    ``fallback`` can name the next one (a runner that restarts plans again: the command ids
-    are the same, so nothing is sent twice)."""
+    """Plans one campaign as of ``now``.  When the campaign allows fallback, each planned
+    send carries its customer's remaining channels (``PlannedSend.route``, kept in the plan
+    file) so that ``fallback`` can name the next one, in this planner or in one made later
+    from the campaign alone (the fallback follower, after a restart)."""
 
     def __init__(self, campaign: Campaign, *, now: datetime) -> None:
         self.campaign_id = campaign.id
@@ -138,7 +135,6 @@ class CampaignPlanner:
                 self._templates[key] = compile_template(template)
             except InputError as e:
                 self._broken[key] = e.reason
-        self._routes: dict[UUID, _Route] = {}
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -199,9 +195,10 @@ class CampaignPlanner:
                 return Skip(cid, "capped", capped)
         failures = []
         for i, (channel, address) in enumerate(options):
-            planned = self._planned(row, channel, address, 0, not_before)
+            rest = options[i + 1 :] if self._fallback else ()
+            route = _route(row, rest) if rest else None
+            planned = self._planned(row, channel, address, 0, not_before, route)
             if isinstance(planned, PlannedSend):
-                self._routes[cid] = _Route(row, options[i + 1 :])
                 return planned
             failures.append(planned)
         return Skip(cid, "template", "; ".join(failures))
@@ -210,23 +207,26 @@ class CampaignPlanner:
         self, planned: PlannedSend, failed_channel: str, *, now: datetime | None = None
     ) -> PlannedSend | None:
         """The next send (step + 1) on the customer's next channel after ``failed_channel``
-        failed for good, if the campaign allows fallback; else None."""
-        if not self._fallback:
-            return None
-        route = self._routes.get(planned.customer_id)
-        if route is None:
+        failed for good (at ``now``), if the campaign allows fallback; else None.  Depends
+        on the planned send and its route only, so it names the same send every time."""
+        route = planned.route
+        if not self._fallback or route is None:
             return None
         at = max(now or self.now, planned.not_before)
-        zones = recipient_zones(route.row.profile.get("time_zone"), route.row.addresses, self._zone)
+        zones = recipient_zones(route.profile.get("time_zone"), route.addresses, self._zone)
         not_before = next_allowed(at, zones, hours=self._hours, window_end=self._end)
         if not_before is None:
             return None
-        while route.options:
-            channel, address = route.options.pop(0)
-            if channel == failed_channel:
-                continue
-            step = planned.step + 1
-            nxt = self._planned(route.row, channel, address, step, not_before)
+        row = AudienceRow(
+            customer_id=planned.customer_id,
+            addresses=route.addresses,
+            profile=dict(route.profile),
+            consent={},  # checked when planned, and again by the dispatcher at send time
+            last_contact_at=None,
+            last_inbound_at=dict(route.last_inbound_at),
+        )
+        for channel, address in route.after(failed_channel):
+            nxt = self._planned(row, channel, address, planned.step + 1, not_before, route)
             if isinstance(nxt, PlannedSend):
                 return nxt
         return None
@@ -275,7 +275,13 @@ class CampaignPlanner:
         return self._broken.get(key, f"no {channel} template in {language or self._language}")
 
     def _planned(
-        self, row: AudienceRow, channel: str, address: str, step: int, not_before: datetime
+        self,
+        row: AudienceRow,
+        channel: str,
+        address: str,
+        step: int,
+        not_before: datetime,
+        route: FallbackRoute | None = None,
     ) -> PlannedSend | str:
         """The send on ``channel``, or why this channel's message cannot be made."""
         profile = row.profile
@@ -333,7 +339,18 @@ class CampaignPlanner:
             address=command.to,
             not_before=not_before,
             command=command,
+            route=route,
         )
+
+
+def _route(row: AudienceRow, options: Sequence[tuple[str, str]]) -> FallbackRoute:
+    whatsapp = row.last_inbound_at.get("whatsapp")
+    return FallbackRoute(
+        options=tuple(options),
+        addresses=row.addresses,
+        profile={k: row.profile[k] for k in _ROUTE_PROFILE if row.profile.get(k)},
+        last_inbound_at={"whatsapp": whatsapp} if whatsapp else {},
+    )
 
 
 def _send_message(**fields: object) -> SendMessage:

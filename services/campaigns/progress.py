@@ -85,6 +85,26 @@ async def read_progress(
     then).  Anyone else (``committed_only``: a status query) reads to the last stable
     offset, so a runner's transaction open now does not keep them waiting: they see the
     progress as of its last commit."""
+    raw = await read_last(
+        bootstrap,
+        topic,
+        str(campaign_id).encode(),
+        timeout=timeout,
+        committed_only=committed_only,
+    )
+    return None if raw is None else CampaignProgress.load(raw)
+
+
+async def read_last(
+    bootstrap: str,
+    topic: str,
+    key: bytes,
+    *,
+    timeout: float = 90.0,
+    committed_only: bool = False,
+) -> bytes | None:
+    """The value of the last committed record with ``key`` on the progress topic (read as
+    ``read_progress`` says), or None."""
     partitions = [
         TopicPartition(topic, p)
         for p in sorted((await partitions_of(bootstrap, [topic], "switchboard-campaigns"))[topic])
@@ -105,8 +125,7 @@ async def read_progress(
         bootstrap=bootstrap, client_id="switchboard-campaigns-progress", fetch_max_wait_ms=100
     )
     await reader.start()
-    key = str(campaign_id).encode()
-    found: CampaignProgress | None = None
+    found: bytes | None = None
     deadline = time.monotonic() + timeout
     try:
         reader.assign(partitions)
@@ -122,7 +141,7 @@ async def read_progress(
             for records in batches.values():
                 for record in records:
                     if record.key == key and record.value is not None:
-                        found = CampaignProgress.load(record.value)
+                        found = record.value
             for tp in list(pending):
                 if await reader.position(tp) >= ends[tp]:
                     pending.discard(tp)
@@ -132,4 +151,4 @@ async def read_progress(
     return found
 
 
-__all__ = ["CampaignProgress", "ProgressUnreadable", "RunState", "read_progress"]
+__all__ = ["CampaignProgress", "ProgressUnreadable", "RunState", "read_last", "read_progress"]

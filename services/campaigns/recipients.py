@@ -9,9 +9,10 @@ at most once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID, uuid5
 
 from contracts import SendMessage
@@ -38,6 +39,26 @@ def campaign_of(requested_by: str | None) -> UUID | None:
 
 
 @dataclass(frozen=True)
+class FallbackRoute:
+    """What a fallback needs of one recipient, kept with the plan (a restarted hub can
+    follow up a failure without planning again): the channels left after the first send,
+    best first, and the few parts of the customer's row that make and time a message."""
+
+    options: tuple[tuple[str, str], ...]  # (channel, address)
+    addresses: tuple[str, ...]  # the recipient's time zones are guessed from them
+    profile: Mapping[str, Any]  # name, tier, language, time_zone (what templates use)
+    last_inbound_at: Mapping[str, datetime] = field(default_factory=dict)  # "whatsapp" only
+
+    def after(self, channel: str) -> tuple[tuple[str, str], ...]:
+        """The options to try once ``channel`` failed for good: those after it (all of them
+        after the first send's channel, which is not among them)."""
+        channels = [c for c, _ in self.options]
+        if channel in channels:
+            return self.options[channels.index(channel) + 1 :]
+        return self.options
+
+
+@dataclass(frozen=True)
 class PlannedSend:
     campaign_id: UUID
     customer_id: UUID
@@ -47,6 +68,8 @@ class PlannedSend:
     not_before: datetime  # aware UTC: the schedule window and the recipient's quiet hours
     command: SendMessage  # command_id == send_id(...), purpose "marketing",
     #                       requested_by f"campaign:{campaign_id}"
+    # The channels to fall back to, when the campaign allows it and any are left.
+    route: FallbackRoute | None = field(default=None, compare=False, repr=False)
 
 
 class CampaignControl(Protocol):

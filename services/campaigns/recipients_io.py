@@ -11,28 +11,54 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from contracts import SendMessage
 from contracts.errors import InputError
-from services.campaigns.recipients import PlannedSend
+from services.campaigns.recipients import FallbackRoute, PlannedSend
 
 
 def dump_planned(send: PlannedSend) -> str:
     """One line of JSON (without the newline)."""
-    return json.dumps(
-        {
-            "campaign_id": str(send.campaign_id),
-            "customer_id": str(send.customer_id),
-            "step": send.step,
-            "channel": send.channel,
-            "address": send.address,
-            "not_before": send.not_before.isoformat(),
-            "command": send.command.model_dump(mode="json"),
-        },
-        separators=(",", ":"),
+    line = {
+        "campaign_id": str(send.campaign_id),
+        "customer_id": str(send.customer_id),
+        "step": send.step,
+        "channel": send.channel,
+        "address": send.address,
+        "not_before": send.not_before.isoformat(),
+        "command": send.command.model_dump(mode="json"),
+    }
+    if send.route is not None:
+        line["fallback"] = _dump_route(send.route)
+    return json.dumps(line, separators=(",", ":"))
+
+
+def _dump_route(route: FallbackRoute) -> dict[str, Any]:
+    return {
+        "options": [list(option) for option in route.options],
+        "addresses": list(route.addresses),
+        "profile": dict(route.profile),
+        "last_inbound_at": {k: v.isoformat() for k, v in route.last_inbound_at.items()},
+    }
+
+
+def _load_route(data: dict[str, Any] | None) -> FallbackRoute | None:
+    """A plan line's fallback route; lines written before routes were kept have none (no
+    fallback for them)."""
+    if not data:
+        return None
+    inbound = {str(k): datetime.fromisoformat(v) for k, v in data["last_inbound_at"].items()}
+    if any(at.tzinfo is None for at in inbound.values()):
+        raise ValueError("a last inbound time has no time zone")
+    return FallbackRoute(
+        options=tuple((str(c), str(a)) for c, a in data["options"]),
+        addresses=tuple(str(a) for a in data["addresses"]),
+        profile=dict(data["profile"]),
+        last_inbound_at=inbound,
     )
 
 
@@ -50,6 +76,7 @@ def load_planned(line: str | bytes) -> PlannedSend:
             address=str(data["address"]),
             not_before=not_before,
             command=SendMessage.model_validate(data["command"]),
+            route=_load_route(data.get("fallback")),
         )
     except ValidationError as e:
         raise InputError(f"not a valid command: {e.errors()[0]['msg']}") from None

@@ -447,6 +447,19 @@ class CampaignService:
     def _moments(self, campaign: Campaign) -> FunnelMoments:
         sends = self._sends_of(campaign)
         ledger = self.ledger.outcomes(s.command_id for s in sends)
+        # The fallbacks: step n only of recipients whose step n - 1 failed.
+        failed = [
+            s for s in sends if s.command_id in ledger and ledger[s.command_id].state == "failed"
+        ]
+        for step in range(1, campaign.steps):
+            if not failed:
+                break
+            ids = {send_id(campaign.id, s.customer_id, step): s.customer_id for s in failed}
+            found = self.ledger.outcomes(ids)
+            more = [CampaignSend(ids[c], o.channel, c, step) for c, o in found.items()]
+            ledger.update(found)
+            sends += more
+            failed = [s for s in more if found[s.command_id].state == "failed"]
         outcomes = {c: (o.state, o.at, o.provider_ref) for c, o in ledger.items()}
         statuses = delivery_statuses(
             self.view, (o.provider_ref for o in ledger.values() if o.provider_ref)

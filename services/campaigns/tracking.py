@@ -12,6 +12,11 @@ follow-up if campaigns grow to millions.
 
 The rules, per recipient (each counted once, however often it happened):
 
+- **sent** / **failed**: by the recipient's furthest step (``send_id``'s step: 0 the first
+  channel, 1… the fallbacks after a hard failure): a recipient reached by a fallback
+  counts as sent, not failed; one counts as failed while its latest step failed (until a
+  fallback is on its way, or for good).  So sent + failed never exceed the recipients.
+
 - **delivered**: the furthest status of its message is ``delivered`` or ``read``.
 - **replied**: an inbound message from the recipient on the channel of its send, after the
   send and within ``ATTRIBUTION`` (7 days), that is *attributed* to this campaign: a reply
@@ -52,6 +57,7 @@ class CampaignSend:
     customer_id: UUID
     channel: str
     command_id: str
+    step: int = 0  # 1, 2 …: a fallback after the step before failed for good
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +138,27 @@ def funnel_moments(
     the recipients' inbound messages and consent changes since the first send, oldest
     first; ``campaign_messages``: every campaign send to these recipients (this campaign's
     included), for attribution."""
-    moments = FunnelMoments(queued=len(sends))
+    moments = FunnelMoments(queued=sum(1 for s in sends if s.step == 0))
     sent_to: dict[tuple[UUID, str], datetime] = {}
+    latest: dict[UUID, tuple[int, str, datetime]] = {}  # recipient -> step, state, when
     for send in sends:
         outcome = outcomes.get(send.command_id)
         if outcome is None:
             continue
         state, at, provider_ref = outcome
-        if state == "failed":
-            moments.failed.append(at)
-        elif state == "sent":
-            moments.sent.append(at)
+        before = latest.get(send.customer_id)
+        if state == "sent" or before is None or (before[1] != "sent" and send.step > before[0]):
+            latest[send.customer_id] = (send.step, state, at)
+        if state == "sent":
             sent_to[(send.customer_id, send.channel)] = at
             delivery = statuses.get(provider_ref) if provider_ref is not None else None
             if delivery is not None and delivery.status in _DELIVERED:
                 moments.delivered.append(delivery.at)
+    for _, state, at in latest.values():
+        if state == "sent":
+            moments.sent.append(at)
+        elif state == "failed":
+            moments.failed.append(at)
 
     # Each recipient's campaign messages per channel, in time order: who an answer belongs to.
     timeline: dict[tuple[UUID, str], list[tuple[datetime, UUID]]] = {}

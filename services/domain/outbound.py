@@ -6,9 +6,21 @@ derived from the command id, so a command has one record however often it is del
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
+
+# Why a command failed, as far as what comes next is concerned:
+# - rejected: the provider refused it for good (an invalid number, a hard bounce at SMTP time);
+# - gave_up: it kept failing transiently and the retries were used up;
+# - no_sender: this hub has no sender for the channel (nothing on it can ever go out);
+# - refused: our own policy said no (consent withdrawn, a messaging window): a person who
+#   opted out must not be chased on another channel;
+# - unknown: recorded before the kind was (class_version 1).
+FailureKind = Literal["rejected", "gave_up", "no_sender", "refused", "unknown"]
+# The failures after which a campaign may try the recipient's next channel.
+HARD_FAILURES: frozenset[str] = frozenset({"rejected", "gave_up", "no_sender"})
 
 
 def command_aggregate_id(command_id: str) -> UUID:
@@ -35,6 +47,12 @@ class OutboundCommand(Aggregate):
         TOPIC = "switchboard:OutboundCommand.Failed"
         reason: str
         code: str | None
+        kind: str  # a FailureKind
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["kind"] = "unknown"  # no fallback after a failure of unknown kind
 
     class Snapshot(Aggregate.Snapshot):
         TOPIC = "switchboard:OutboundCommand.Snapshot"
@@ -47,6 +65,7 @@ class OutboundCommand(Aggregate):
     def __init__(self, command_id: str, channel: str, to: str) -> None:
         self.state = "claimed"
         self.provider_ref: str | None = None
+        self.failure_kind: str | None = None
 
     @event(Sent)
     def mark_sent(self, provider_ref: str) -> None:
@@ -54,8 +73,9 @@ class OutboundCommand(Aggregate):
         self.provider_ref = provider_ref
 
     @event(Failed)
-    def mark_failed(self, reason: str, code: str | None) -> None:
+    def mark_failed(self, reason: str, code: str | None, kind: str) -> None:
         self.state = "failed"
+        self.failure_kind = kind
 
     @property
     def is_done(self) -> bool:

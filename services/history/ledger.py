@@ -24,7 +24,7 @@ from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from psycopg.sql import SQL, Identifier
 
-from services.domain.outbound import OutboundCommand, command_aggregate_id
+from services.domain.outbound import FailureKind, OutboundCommand, command_aggregate_id
 
 _CHUNK = 500
 
@@ -38,6 +38,7 @@ class CommandOutcome:
     state: str  # claimed, sent or failed
     at: datetime  # when it reached that state
     provider_ref: str | None = None  # the provider's message id, once sent
+    failure_kind: str | None = None  # once failed: a FailureKind
 
 
 class OutboundLedger(Application[UUID]):
@@ -68,8 +69,11 @@ class OutboundLedger(Application[UUID]):
         command.mark_sent(provider_ref=provider_ref)
         self.save(command)
 
-    def record_failed(self, command: OutboundCommand, reason: str, code: str | None) -> None:
-        command.mark_failed(reason=reason, code=code)
+    def record_failed(
+        self, command: OutboundCommand, reason: str, code: str | None, *, kind: FailureKind
+    ) -> None:
+        """``kind`` says whether another channel may be tried (``HARD_FAILURES``)."""
+        command.mark_failed(reason=reason, code=code, kind=kind)
         self.save(command)
 
     def outcomes(self, command_ids: Iterable[str]) -> dict[str, CommandOutcome]:
@@ -100,7 +104,11 @@ class OutboundLedger(Application[UUID]):
                     )
                 elif isinstance(event, OutboundCommand.Failed):
                     found[before.command_id] = CommandOutcome(
-                        before.command_id, before.channel, "failed", event.timestamp
+                        before.command_id,
+                        before.channel,
+                        "failed",
+                        event.timestamp,
+                        failure_kind=event.kind,
                     )
         return found
 

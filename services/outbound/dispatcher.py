@@ -10,6 +10,7 @@ then commit the Kafka offset.  Commands of one partition are handled in order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from contracts import (
 )
 from services import metrics
 from services.consumers import kafka_consumer
+from services.domain.outbound import FailureKind
 from services.domain.outbound_policy import consent_refusal
 from services.history.customers import CustomerHistory, CustomerNotFound
 from services.history.ledger import OutboundLedger
@@ -174,21 +176,29 @@ class OutboundDispatcher:
             channel=str(command.channel), purpose=command.purpose, consent=recipient.consent
         )
         sender = self.senders.get(command.channel)
+        kind: FailureKind = "refused"
         if refusal is None and sender is None:
             refusal = f"no sender is configured for channel {command.channel}"
+            kind = "no_sender"
         claimed = existing or await asyncio.to_thread(
             self.ledger.claim, command.command_id, channel=str(command.channel), to=command.to
         )
         if refusal is not None:
             await self._report_failure(command, SendRefused(refusal))
-            await asyncio.to_thread(self.ledger.record_failed, claimed, refusal, None)
+            await asyncio.to_thread(
+                functools.partial(self.ledger.record_failed, claimed, refusal, None, kind=kind)
+            )
             return
         assert sender is not None
         try:
             receipt = await self._send_with_retries(sender, command, recipient)
         except OutboundError as e:
             await self._report_failure(command, e)
-            await asyncio.to_thread(self.ledger.record_failed, claimed, str(e), e.code)
+            await asyncio.to_thread(
+                functools.partial(
+                    self.ledger.record_failed, claimed, str(e), e.code, kind=failure_kind(e)
+                )
+            )
             return
         await self._report_sent(command, receipt)
         await asyncio.to_thread(self.ledger.record_sent, claimed, receipt.provider_ref)
@@ -288,6 +298,17 @@ class OutboundDispatcher:
         metrics.DEAD_LETTERS.labels("outbound", type(error).__name__).inc()
 
 
+def failure_kind(error: OutboundError) -> FailureKind:
+    """How a send that raised ``error`` failed, for the ledger: after a *hard* failure
+    (rejected, retries used up) a campaign may try the recipient's next channel; after a
+    refusal of our own policy (consent, a messaging window) it must not."""
+    if isinstance(error, SendRefused):
+        return "refused"
+    if isinstance(error, TransientSendError):
+        return "gave_up"  # raised here only once the retries are used up
+    return "rejected"  # PermanentSendError, or an adapter's own OutboundError
+
+
 def _template_text(command: SendMessage) -> str:
     template = command.template
     if template is None:
@@ -296,4 +317,4 @@ def _template_text(command: SendMessage) -> str:
     return f"[template {template.name} ({template.language})] {params}".strip()
 
 
-__all__ = ["DispatchStats", "OutboundDispatcher"]
+__all__ = ["DispatchStats", "OutboundDispatcher", "failure_kind"]

@@ -103,7 +103,11 @@ def a_running_campaign(hub: Hub) -> str:
         record = ledger.claim(sends[customer_id_for(phone)], channel="sms", to=phone)
         if i == 6:
             record.trigger_event(
-                OutboundCommand.Failed, reason="blocked", code="30004", timestamp=at
+                OutboundCommand.Failed,
+                reason="blocked",
+                code="30004",
+                kind="rejected",
+                timestamp=at,
             )
         else:
             record.trigger_event(OutboundCommand.Sent, provider_ref=f"SMout{i}", timestamp=at)

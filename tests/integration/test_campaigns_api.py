@@ -275,7 +275,11 @@ def test_the_funnel_over_time_counts_each_stage_at_the_moment_it_was_reached(
         ledger.save(record)
     record = ledger.claim(cleo, channel="sms", to=PHONES[2])
     record.trigger_event(
-        OutboundCommand.Failed, reason="blocked", code="30004", timestamp=moment["cleo failed"]
+        OutboundCommand.Failed,
+        reason="blocked",
+        code="30004",
+        kind="rejected",
+        timestamp=moment["cleo failed"],
     )
     ledger.save(record)
     hub.history().record_interactions(

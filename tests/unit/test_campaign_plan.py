@@ -285,7 +285,9 @@ def test_a_failed_send_is_no_contact() -> None:
     row = customer("+4930901820")
     other = campaign(("sms",), start=now)
     cid = send_id(other.id, row.customer_id, 0)
-    ledger.record_failed(ledger.claim(cid, channel="sms", to="+4930901820"), "blocked", "30004")
+    ledger.record_failed(
+        ledger.claim(cid, channel="sms", to="+4930901820"), "blocked", "30004", kind="rejected"
+    )
     contacts = LedgerContacts(ledger, lambda since: [RecentCampaign(other.id, 1)])
     assert contacts([row.customer_id], now - timedelta(days=7)) == {}
 
