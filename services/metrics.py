@@ -72,6 +72,13 @@ OUTBOUND = Counter(
     ["channel", "outcome"],
 )
 
+CAMPAIGN_COMMANDS = Counter(
+    "switchboard_campaign_commands",
+    "Campaign send commands committed to the outbound topic, by channel and kind (first: the "
+    "planned send; fallback: the next channel after a hard failure)",
+    ["channel", "kind"],
+)
+
 
 class _Readings(Collector):
     """Gauges read when scraped: the store's last notification id and each projection's

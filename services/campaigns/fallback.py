@@ -54,6 +54,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
 
 from contracts import dump_command
+from services import metrics
 from services.campaigns.campaign import Campaign
 from services.campaigns.limits import RateLimits, Throttle
 from services.campaigns.plan import CampaignPlanner
@@ -433,6 +434,8 @@ class FallbackFollower:
             for result in await asyncio.gather(*written, return_exceptions=True):
                 if isinstance(result, BaseException):
                     raise result
+        for send in sends:  # committed
+            metrics.CAMPAIGN_COMMANDS.labels(send.channel, "fallback").inc()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         if seconds <= 0:

@@ -34,6 +34,7 @@ from aiokafka.errors import ProducerFenced
 from contracts import dump_command
 from contracts.errors import Conflict, InputError
 from contracts.topics import CAMPAIGN_PROGRESS_TOPIC, OUTBOUND_TOPIC
+from services import metrics
 from services.campaigns.limits import RateLimits, Throttle
 from services.campaigns.progress import CampaignProgress, read_progress
 from services.campaigns.recipients import CampaignControl, PlannedSend, send_id
@@ -252,6 +253,7 @@ class CampaignRunner:
         wait = self.poll_seconds
         deadline = self._clock() + kafka.batch_seconds
         written: list[asyncio.Future] = []
+        by_channel: dict[str, int] = {}
         async with producer.transaction():
             while count < kafka.batch_size:
                 lane, wait = self._next_ready(lanes, throttle)
@@ -268,6 +270,7 @@ class CampaignRunner:
                     )
                 )
                 progress.lanes[lane.channel] += 1
+                by_channel[lane.channel] = by_channel.get(lane.channel, 0) + 1
                 lane.advance()
                 count += 1
                 if self._clock() >= deadline:
@@ -282,6 +285,8 @@ class CampaignRunner:
                 for result in await asyncio.gather(*written, return_exceptions=True):
                     if isinstance(result, BaseException):
                         raise result
+        for channel, n in by_channel.items():  # committed
+            metrics.CAMPAIGN_COMMANDS.labels(channel, "first").inc(n)
         return count, wait
 
     def _next_ready(self, lanes: list[_Lane], throttle: Throttle) -> tuple[_Lane | None, float]:

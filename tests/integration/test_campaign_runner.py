@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 
 from contracts import Channel, SendMessage, dump_command
 from services.bootstrap.kafka_topics import ensure_topics
@@ -76,9 +77,20 @@ async def test_every_planned_send_is_one_committed_command_keyed_by_customer(
     sends = plan(1200, channels=("sms", "email"))
     seen: list[tuple[int, int]] = []
 
+    def counted() -> float:  # what GET /metrics says of committed campaign commands
+        return sum(
+            REGISTRY.get_sample_value(
+                "switchboard_campaign_commands_total", {"channel": c, "kind": "first"}
+            )
+            or 0.0
+            for c in ("sms", "email")
+        )
+
+    before = counted()
     summary = await runner(sends, kafka, on_progress=lambda p, t: seen.append((p, t))).run()
 
     assert (summary.outcome, summary.produced, summary.total) == ("done", 1200, 1200)
+    assert counted() - before == 1200
     commands = await committed_commands(kafka.bootstrap, kafka.outbound_topic, expect=1200)
     assert len(commands) == 1200 and not duplicates(commands)
     by_id = {s.command.command_id: s for s in sends}
