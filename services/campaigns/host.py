@@ -9,8 +9,8 @@ committed progress on Kafka).  A runner asks the store for its campaign's state 
 was recorded.  When a runner has produced every send, the campaign is marked completed.
 
 A runner that fails (Kafka away, a plan that no longer matches its progress) is logged and
-tried again after a back-off; the others go on.  Rate limits are read when a runner
-starts: a change while the campaign runs takes effect at the next pause and resume.
+tried again after a back-off; the others go on.  A runner reads the campaign's rate limits
+with its state at every poll, so a limit changed while it runs holds within a second.
 
 A campaign that allows fallback gets a ``FallbackFollower`` too (``fallback.py``: the
 recipient's next channel after a hard failure), from its start for as long as failures can

@@ -94,6 +94,12 @@ class TokenBucket:
         self._refill(now)
         self._tokens -= 1.0
 
+    def change(self, rate: Rate, now: float) -> None:
+        """Refill at ``rate`` from ``now`` on (what was earned so far stays, up to the burst)."""
+        self._refill(now)
+        self.rate = rate
+        self._tokens = min(self._tokens, float(rate.burst))
+
 
 @dataclass(frozen=True)
 class RateLimits:
@@ -159,6 +165,25 @@ class Throttle:
     def take(self, channel: str, now: float) -> None:
         for bucket in self._for(channel):
             bucket.take(now)
+
+    def follow(self, channel_rates: Mapping[str, float], now: float) -> bool:
+        """Take the channels' rates (messages a second) as they are now: a campaign's limits
+        may change while it runs.  A channel not named keeps its bucket.  True if any changed."""
+        changed = False
+        for channel, per_second in channel_rates.items():
+            if not per_second > 0:
+                continue  # the campaign refuses a rate of zero; never stop a channel here
+            bucket = self._by_channel.get(channel)
+            if bucket is not None and math.isclose(bucket.rate.per_second, per_second):
+                continue
+            rate = Rate(per_second, burst=bucket.rate.burst if bucket else 1)
+            if bucket is None:
+                self._by_channel[channel] = TokenBucket(rate, now)
+                self._of_channel.pop(channel, None)
+            else:
+                bucket.change(rate, now)
+            changed = True
+        return changed
 
 
 __all__ = ["Rate", "RateLimits", "Throttle", "TokenBucket"]

@@ -14,6 +14,8 @@ back, and a send that is not due yet waits, with every send after it in its lane
 
 Control: the campaign's state is asked at least every ``poll_seconds`` (and between
 transactions): *paused* commits what is produced and waits, *cancelled* commits and stops.
+The channels' rate limits are read with it (when the control has them), so a limit changed
+while the campaign runs holds from the next poll.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from contracts.topics import CAMPAIGN_PROGRESS_TOPIC, OUTBOUND_TOPIC
 from services import metrics
 from services.campaigns.limits import RateLimits, Throttle
 from services.campaigns.progress import CampaignProgress, read_progress
-from services.campaigns.recipients import CampaignControl, PlannedSend, send_id
+from services.campaigns.recipients import CampaignControl, CampaignState, PlannedSend, send_id
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,7 @@ class CampaignRunner:
         reported_state = previous.state if previous else None
         self._report(progress)
         while True:
-            state = await asyncio.to_thread(self.control.state, self.campaign_id)
+            state = await asyncio.to_thread(self._control, throttle)
             if stop.is_set():
                 return self._summary("stopped", progress, produced_now, transactions, started)
             if all(lane.head is None for lane in lanes):
@@ -238,6 +240,17 @@ class CampaignRunner:
             if progress.state in ("done", "cancelled"):
                 return self._summary(progress.state, progress, produced_now, transactions, started)
             await self._sleep(stop, self.poll_seconds)  # paused
+
+    def _control(self, throttle: Throttle) -> CampaignState:
+        """The campaign's state; and its channels' rate limits, when the control knows them
+        (``CampaignStore.state_and_rates``): a limit changed while it runs is followed."""
+        both = getattr(self.control, "state_and_rates", None)
+        if both is None:
+            return self.control.state(self.campaign_id)
+        state, rates = both(self.campaign_id)
+        if throttle.follow(rates, self._clock()):
+            log.info("campaign %s: rate limits now %s per second", self.campaign_id, rates)
+        return state
 
     async def _produce_batch(
         self,

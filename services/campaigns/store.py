@@ -64,6 +64,12 @@ class CampaignStore(Application[UUID]):
     def state(self, campaign_id: UUID) -> CampaignState:
         return self.get(campaign_id).state
 
+    def state_and_rates(self, campaign_id: UUID) -> tuple[CampaignState, dict[str, float]]:
+        """The state and the rate limits (messages a second per channel), in one read: what a
+        running campaign's runner asks every poll, so a new limit is felt within a second."""
+        campaign = self.get(campaign_id)
+        return campaign.state, dict(campaign.rate_limits)
+
     def recent_campaigns(self, since: datetime) -> list[RecentCampaign]:
         """The campaigns that may have sent since ``since``: started, and not ended before
         it (for the frequency cap, ``caps.LedgerContacts``)."""

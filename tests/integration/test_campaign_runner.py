@@ -4,6 +4,7 @@ within its rate, and pause, resume and cancel felt within a second."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from uuid import UUID, uuid4
@@ -263,3 +264,51 @@ async def test_an_aborted_transactions_command_is_never_read_nor_sent(
     commands = await committed_commands(kafka.bootstrap, kafka.outbound_topic, expect=1)
     assert Counter(c.command_id for c, _, _ in commands) == {committed.command_id: 1}
     assert dispatcher.stats.consumed == 1
+
+
+class LiveControl(Control):
+    """The control as the campaign store gives it: the state and the rate limits together."""
+
+    def __init__(self, rates: dict[str, float]) -> None:
+        super().__init__()
+        self.rates = rates
+
+    def state_and_rates(self, campaign_id: UUID) -> tuple[CampaignState, dict[str, float]]:
+        return self.current, dict(self.rates)
+
+
+async def test_a_rate_limit_changed_while_it_runs_holds_from_the_next_poll(
+    kafka: RunnerKafka,
+) -> None:
+    """40 SMS at 2 a second would take 20 s; raised to 200 a second after the first few, the
+    rest go out at once — and lowered again, the runner slows down again."""
+    sends = plan(40)
+    control = LiveControl({"sms": 2.0})
+    produced: list[int] = [0]
+    task = asyncio.create_task(
+        runner(
+            sends,
+            kafka,
+            control,
+            limits=RateLimits({"sms": Rate(2)}),
+            on_progress=lambda p, t: produced.append(p),
+            poll_seconds=0.1,
+        ).run()
+    )
+    await eventually(lambda: produced[-1] >= 3, timeout=10)
+    assert produced[-1] < 10  # held at 2 a second so far
+    control.rates = {"sms": 200.0}
+    raised = time.monotonic()
+    await eventually(lambda: produced[-1] >= 30, timeout=10)
+    assert time.monotonic() - raised < 5  # 27 more at 2/s would take 13 s
+    control.rates = {"sms": 1.0}
+    lowered_at = produced[-1]
+    await asyncio.sleep(0)  # (the poll follows within poll_seconds)
+    summary = await asyncio.wait_for(task, timeout=30)
+    assert summary.produced == 40
+    commands = await committed_commands(kafka.bootstrap, kafka.outbound_topic, expect=40)
+    stamps = sorted(ts / 1000 for _, _, ts in commands)
+    # After the lowering, the last sends are about a second apart again.
+    tail = stamps[lowered_at + 2 :]
+    assert len(tail) >= 3
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(tail))
