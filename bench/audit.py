@@ -157,20 +157,20 @@ def verify(settings: Settings, profile: Path | None) -> dict[str, Any]:
 
 
 def read_chain(settings: Settings) -> dict[str, Any]:
-    """Diagnostic: what the verifier reads (the events' bytes and the chain rows, as plain
-    tuples, its page size), read and nothing else: the part of the verify hashing is not."""
+    """Diagnostic: what the verifier reads of an intact store (each event's bytes beside its
+    chain row's hashes, as plain tuples, and the count of chain rows, its page size), read and
+    nothing else: the part of the verify hashing is not."""
     history = bootstrap(settings).history(cached=False)
     chain = history.recorder.chain
     stop = max(chain.extent())
     started, cpu = time.perf_counter(), time.process_time()
     after, events = 0, 0
     while after < stop:
-        page = chain.events_after(after, stop, PAGE)
-        rows = chain.rows_after(after, stop, PAGE)
-        if not page:
-            break
+        page = chain.linked_after(after, stop, PAGE)
+        upto = page[-1][0] if len(page) == PAGE else stop
+        chain.count_rows(after, upto)
         events += len(page)
-        after = min(page[-1][0], rows[-1][0]) if rows else page[-1][0]
+        after = upto
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     history.close()
     return {"events": events, "seconds": seconds, "cpu": cpu, "load": load_now()}

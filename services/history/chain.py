@@ -46,6 +46,9 @@ _POSITION = struct.Struct(">q")
 ChainInput = tuple[int, bytes, int, bytes, bytes]
 # (notification_id, id key, version, stream_hash, global_hash): a chain row
 ChainRow = tuple[int, bytes, int, bytes, bytes]
+# (notification_id, id key, version, topic, state, stream_hash, global_hash): an event and the
+# hashes of its chain row (None: no row of its originator and version at its notification id)
+LinkedEvent = tuple[int, bytes, int, bytes, bytes, bytes | None, bytes | None]
 
 
 class ChainFormatError(SwitchboardError):
@@ -131,6 +134,34 @@ def link_events(
         global_head = sha256(global_head + position(notification_id) + stream).digest()
         append((notification_id, key, version, stream, global_head))
     return rows
+
+
+def links_hold(
+    global_head: bytes, stream_heads: dict[bytes, bytes], events: Sequence[LinkedEvent]
+) -> bytes | None:
+    """The global hash after ``events`` if each one's stored hashes are the ones recomputed
+    from its bytes (``stream_heads`` then brought up to date, as ``link_events`` does); None at
+    the first that is not, ``stream_heads`` left as it was.
+
+    The verifier's pass over an intact page: ``link_events`` inlined once more, comparing as it
+    goes instead of building the rows to compare (a third of the verifier's time)."""
+    replaced: list[bytes] = []
+    keep, get, frame, position = replaced.append, stream_heads.get, _FRAME.pack, _POSITION.pack
+    for notification_id, key, version, topic, state, stored_stream, stored_global in events:
+        keep(prev := get(key, GENESIS))
+        stream = sha256(
+            b"".join((prev, frame(len(key), version, len(topic)), key, topic, state))
+        ).digest()
+        stream_heads[key] = stream
+        global_head = sha256(global_head + position(notification_id) + stream).digest()
+        if stream != stored_stream or global_head != stored_global:
+            for i in range(len(replaced) - 1, -1, -1):  # latest first: each stream's first stays
+                if replaced[i] is GENESIS:  # get's default: the stream was not there
+                    stream_heads.pop(events[i][1], None)
+                else:
+                    stream_heads[events[i][1]] = replaced[i]
+            return None
+    return global_head
 
 
 def first_versions(events: Sequence[ChainInput]) -> dict[bytes, int]:

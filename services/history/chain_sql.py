@@ -17,6 +17,8 @@ write.  On SQLite the events' insert holds the file's one write lock.
 
 **Reading.**  The events and chain rows are read as ``chain.py`` hashes them: id, topic and
 state as bytes, whatever a tampered SQLite row holds (SQLite keeps any type in any column).
+The verifier reads them joined (``linked_after``: each event beside its chain row's hashes) and
+apart (``events_after``, ``rows_after``) only where the joined read shows a difference.
 
 **A store written before the chain.**  ``begin``, when the store is opened, chains every event
 it holds, once, in one transaction (under the same lock), and records how many: the evidence
@@ -43,6 +45,7 @@ from services.history.chain import (
     ChainInput,
     ChainRow,
     ChainStart,
+    LinkedEvent,
     chain_input,
     first_versions,
     id_key,
@@ -100,6 +103,23 @@ class SQLiteEventChain:
             "ifnull(CAST(stream_hash AS BLOB), x''), ifnull(CAST(global_hash AS BLOB), x'') "
             "FROM event_chain WHERE notification_id > ? AND notification_id <= ? "
             "ORDER BY notification_id LIMIT ?"
+        )
+        # The events with the hashes of the chain row at the same notification id, when that
+        # row names the same originator and version (NULL hashes otherwise).  Columns of the
+        # same affinity compared as stored: equal only if their bytes are (a tampered value of
+        # another type just fails to match, and the verifier compares that page row by row).
+        self._select_linked = (
+            "SELECT e.rowid, ifnull(CAST(e.originator_id AS BLOB), x''), "
+            "ifnull(CAST(e.originator_version AS INTEGER), -1), "
+            "ifnull(CAST(e.topic AS BLOB), x''), ifnull(CAST(e.state AS BLOB), x''), "
+            f"c.stream_hash, c.global_hash FROM {events_table} e "
+            "LEFT JOIN event_chain c ON c.notification_id = e.rowid "
+            "AND c.originator_id = e.originator_id "
+            "AND c.originator_version = e.originator_version "
+            "WHERE e.rowid > ? AND e.rowid <= ? ORDER BY e.rowid LIMIT ?"
+        )
+        self._count_rows = (
+            "SELECT count(*) FROM event_chain WHERE notification_id > ? AND notification_id <= ?"
         )
 
     def create_statements(self) -> list[str]:
@@ -229,6 +249,12 @@ class SQLiteEventChain:
     def rows_after(self, after: int, stop: int, limit: int) -> list[ChainRow]:
         return self._read(self._select_rows, (after, stop, limit))
 
+    def linked_after(self, after: int, stop: int, limit: int) -> list[LinkedEvent]:
+        return self._read(self._select_linked, (after, stop, limit))
+
+    def count_rows(self, after: int, upto: int) -> int:
+        return self._read(self._count_rows, (after, upto))[0][0]
+
     def proofs_of(self, originator_id: UUID | str) -> list[tuple[int, int, bytes, bytes]]:
         """One stream's chain rows: (version, notification id, stream hash, global hash)."""
         with self.datastore.transaction(commit=False) as c:
@@ -256,17 +282,18 @@ class PostgresEventChain:
         is_uuid = datastore.originator_id_type == "uuid"
         prefix = recorder.events_table_name.removesuffix("_events")
         schema = Identifier(datastore.schema)
+        # originator_id as hashed (chain.id_key)
+        key_of = "convert_to(replace({}::text, '-', ''), 'UTF8')"
+        if not is_uuid:
+            key_of = "convert_to({}, 'UTF8')"
         names = {
             "chain": SQL("{0}.{1}").format(schema, Identifier(f"{prefix}_event_chain")),
             "start": SQL("{0}.{1}").format(schema, Identifier(f"{prefix}_event_chain_start")),
             "events": SQL("{0}.{1}").format(schema, Identifier(recorder.events_table_name)),
             "id_type": Identifier(datastore.originator_id_type),
-            # originator_id as hashed (chain.id_key), and back
-            "key": SQL(
-                "convert_to(replace(originator_id::text, '-', ''), 'UTF8')"
-                if is_uuid
-                else "convert_to(originator_id, 'UTF8')"
-            ),
+            # originator_id as hashed, and back
+            "key": SQL(key_of.format("originator_id")),
+            "e_key": SQL(key_of.format("e.originator_id")),
             "id_of": SQL(
                 "convert_from({0}, 'UTF8')::uuid" if is_uuid else "convert_from({0}, 'UTF8')"
             ),
@@ -338,6 +365,20 @@ class PostgresEventChain:
             "SELECT notification_id, {key}, originator_version, stream_hash, global_hash "
             "FROM {chain} WHERE notification_id > %s AND notification_id <= %s "
             "ORDER BY notification_id LIMIT %s"
+        )
+        # As on SQLite: the events with their chain row's hashes where it matches (same types,
+        # compared as stored), NULL where it does not.
+        self._linked_after = sql(
+            "SELECT e.notification_id, {e_key}, e.originator_version, "
+            "convert_to(coalesce(e.topic, ''), 'UTF8'), coalesce(e.state, ''::bytea), "
+            "c.stream_hash, c.global_hash FROM {events} e LEFT JOIN {chain} c "
+            "ON c.notification_id = e.notification_id AND c.originator_id = e.originator_id "
+            "AND c.originator_version = e.originator_version "
+            "WHERE e.notification_id > %s AND e.notification_id <= %s "
+            "ORDER BY e.notification_id LIMIT %s"
+        )
+        self._count_rows = sql(
+            "SELECT count(*) FROM {chain} WHERE notification_id > %s AND notification_id <= %s"
         )
 
     # -- writing, in the events' transaction (after the lock and the insert) --------------
@@ -412,6 +453,12 @@ class PostgresEventChain:
 
     def rows_after(self, after: int, stop: int, limit: int) -> list[ChainRow]:
         return self._read(self._rows_after, (after, stop, limit))
+
+    def linked_after(self, after: int, stop: int, limit: int) -> list[LinkedEvent]:
+        return self._read(self._linked_after, (after, stop, limit))
+
+    def count_rows(self, after: int, upto: int) -> int:
+        return self._read(self._count_rows, (after, upto))[0][0]
 
     def proofs_of(self, originator_id: UUID | str) -> list[tuple[int, int, bytes, bytes]]:
         """One stream's chain rows: (version, notification id, stream hash, global hash)."""

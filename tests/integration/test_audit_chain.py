@@ -309,6 +309,39 @@ def test_renumbered_events_are_named(settings: Settings) -> None:
     assert "renumbered or moved" in result.stdout
 
 
+TAMPERINGS = {
+    "modified": "UPDATE {events} SET state = %s WHERE {nid} = 23",
+    "deleted": "DELETE FROM {events} WHERE {nid} = 23",
+    "chain row deleted": "DELETE FROM {chain} WHERE notification_id = 23",
+    "chain row renamed": "UPDATE {chain} SET originator_version = 99 WHERE notification_id = 23",
+    "stream hash rewritten": "UPDATE {chain} SET stream_hash = %s WHERE notification_id = 23",
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERINGS)
+def test_a_break_after_intact_pages_is_named_as_with_one_page(
+    tampering: str, settings: Settings
+) -> None:
+    """Pages that hold are checked in one pass, the first that does not row by row: the break
+    and the checkpoint heads before it come out the same whatever the page size."""
+    from services.audit.verify import verify_chain
+
+    history = record_history(settings)
+    intact = verify_chain(history.recorder.chain, heads_at=range(0, 50))
+    statement = TAMPERINGS[tampering]
+    Tables(settings).sql(statement, (b"{}",) if "%s" in statement else ())
+    reports = [
+        verify_chain(history.recorder.chain, heads_at=range(0, 50), page=size)
+        for size in (1, 2, 5, 22, 10_000)
+    ]
+    assert {str(r.first_break) for r in reports} == {str(reports[-1].first_break)}
+    first_break = reports[-1].first_break
+    assert first_break is not None and first_break.notification_id == 23
+    for report in reports:
+        assert report.events == reports[-1].events
+        assert report.heads_at == {n: intact.heads_at[n] for n in range(0, 23)}
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 
 
