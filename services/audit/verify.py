@@ -25,6 +25,8 @@ per originator in memory: about 200 bytes a customer.
 
 from __future__ import annotations
 
+import logging
+import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from operator import itemgetter
 from typing import Any, Protocol
 from uuid import UUID
 
+from services.audit.verify_ranges import PARALLEL_FROM, check_in_ranges, join_ranges
 from services.history.chain import (
     GENESIS,
     ChainStart,
@@ -41,6 +44,8 @@ from services.history.chain import (
     links_hold,
     originator_of,
 )
+
+log = logging.getLogger(__name__)
 
 PAGE = 20_000
 _NID = itemgetter(0)
@@ -86,10 +91,16 @@ class ChainReport:
     # The recomputed global hash at each notification id asked for (the checkpoints'), of
     # those verified before any break.
     heads_at: dict[int, bytes] = field(default_factory=dict)
+    processes: int = 1  # that checked it (ranges side by side: verify_ranges.py)
 
     @property
     def intact(self) -> bool:
         return self.first_break is None
+
+
+def default_workers() -> int:
+    """Processes a big store's verification uses: the machine's cores, at most four."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def verify_chain(
@@ -98,8 +109,13 @@ def verify_chain(
     heads_at: Collection[int] = (),
     progress: Callable[[int, int], None] | None = None,
     page: int = PAGE,
+    workers: int = 1,
+    parallel_from: int = PARALLEL_FROM,
 ) -> ChainReport:
-    """Recompute the chain from the stored events; ``progress(position, last)`` per page."""
+    """Recompute the chain from the stored events; ``progress(position, last)`` per page.
+    With ``workers`` > 1 and at least ``parallel_from`` notifications, ranges of the store are
+    checked side by side first (``verify_ranges.py``); if they do not show it intact, the walk
+    goes from the beginning as with one worker, and names the first break."""
     report = ChainReport(start=chain.start())
     last_event, last_row = chain.extent()
     stop = report.stored_up_to = max(last_event, last_row)
@@ -116,6 +132,12 @@ def verify_chain(
         return report
     walk = _Walk(chain, report, wanted)
     if not stop:
+        return report
+    if (
+        workers > 1
+        and stop >= parallel_from
+        and _in_ranges(chain, report, wanted, page, workers, progress)
+    ):
         return report
 
     def read_linked(after: int) -> tuple[list[Any], int, int]:
@@ -185,6 +207,37 @@ def _compare_rows(
             progress(upto, stop)
         if not more or walk.report.first_break is not None:
             break
+
+
+def _in_ranges(
+    chain: ChainStore,
+    report: ChainReport,
+    wanted: set[int],
+    page: int,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> bool:
+    """Whether the ranges checked side by side show the whole store intact (then ``report``
+    says so); False: the sequential walk is to be done."""
+    stop = report.stored_up_to
+    try:
+        results = check_in_ranges(
+            chain, stop, workers=workers, page=page, wanted=wanted, progress=progress
+        )
+    except Exception as e:  # a worker could not read: the sequential walk does it all
+        log.warning("verifying in %d processes failed (%r); verifying in one", workers, e)
+        return False
+    if results is None or len(results) != workers or not join_ranges(results):
+        return False
+    report.events = sum(r.events for r in results)
+    report.head = results[-1].head
+    report.last_notification_id = max(
+        (r.last_notification_id for r in results if r.events), default=0
+    )
+    for r in results:
+        report.heads_at.update(r.heads_at)
+    report.processes = workers
+    return True
 
 
 class _Walk:

@@ -55,10 +55,12 @@ def _settings() -> Settings:
         raise _cannot(str(e)) from None
 
 
-def _verified(settings: Settings, heads_at: set[int]) -> tuple[ChainReport, float]:
+def _verified(
+    settings: Settings, heads_at: set[int], workers: int | None = None
+) -> tuple[ChainReport, float]:
     """The chain of the configured store, verified with a progress bar on stderr; and how
     long the walk took (seconds)."""
-    from services.audit.verify import verify_chain
+    from services.audit.verify import default_workers, verify_chain
     from services.bootstrap.stores import open_history
 
     if not settings.is_postgres and not settings.sqlite_path("history").is_file():
@@ -73,7 +75,12 @@ def _verified(settings: Settings, heads_at: set[int]) -> tuple[ChainReport, floa
     try:
         started = time.monotonic()
         with _bar("verifying the event chain") as progress:
-            report = verify_chain(history.recorder.chain, heads_at=heads_at, progress=progress)
+            report = verify_chain(
+                history.recorder.chain,
+                heads_at=heads_at,
+                progress=progress,
+                workers=workers or default_workers(),
+            )
         return report, time.monotonic() - started
     finally:
         history.close()
@@ -86,6 +93,15 @@ def verify(
         typer.Option(
             "--checkpoint",
             help="also check this signed checkpoint (repeat for several)",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="processes that check ranges of a big store side by side "
+            "(default: the machine's cores, at most 4)",
             show_default=False,
         ),
     ] = None,
@@ -102,7 +118,7 @@ def verify(
             trusted = trusted_public_key(_secret(settings), settings.audit_public_key)
         except SwitchboardError as e:  # an unreadable checkpoint, no key to check it with
             raise _cannot(str(e)) from None
-    report, seconds = _verified(settings, {c.notification_id for c in files})
+    report, seconds = _verified(settings, {c.notification_id for c in files}, workers)
     if report.first_break is not None:
         out.print(f"broken: {escape(str(report.first_break))}")
     else:
@@ -227,9 +243,10 @@ def _summary(report: ChainReport) -> str:
     if not report.events:
         return "0 events"
     noun = "event" if report.events == 1 else "events"
+    side_by_side = f" ({report.processes} processes)" if report.processes > 1 else ""
     return (
-        f"{report.events:,} {noun} up to notification {report.last_notification_id:,}, "
-        f"head {report.head.hex()}"
+        f"{report.events:,} {noun} up to notification {report.last_notification_id:,}"
+        f"{side_by_side}, head {report.head.hex()}"
     )
 
 

@@ -29,11 +29,13 @@ but no start record is left as it is, for the verifier to report: it is not rebu
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
@@ -63,6 +65,7 @@ _PAGE = 10_000  # events chained per statement when a store is migrated
 # Originators per heads query on SQLite: two parameters each, within SQLite's default limit
 # of 32766 (a recorder batch is at most 10 000 records).
 _HEADS_CHUNK = 15_000
+_KEYS_CHUNK = 500  # keys per statement when a verifier takes streams up mid-way
 _LAST = 2**63 - 1
 
 
@@ -121,6 +124,18 @@ class SQLiteEventChain:
         self._count_rows = (
             "SELECT count(*) FROM event_chain WHERE notification_id > ? AND notification_id <= ?"
         )
+        self._global_at = (
+            "SELECT global_hash FROM event_chain WHERE notification_id <= ? "
+            "ORDER BY notification_id DESC LIMIT 1"
+        )
+        # Each key's latest event at or before a notification id, and its chain row's stream
+        # hash: where a verifier that starts in the middle takes a stream up.
+        self._stream_before = (
+            "SELECT w.column1, (SELECT c.stream_hash FROM {events} e "
+            "JOIN event_chain c ON c.notification_id = e.rowid "
+            "WHERE e.originator_id = w.column1 AND e.rowid <= ? "
+            "ORDER BY e.rowid DESC LIMIT 1) FROM (VALUES {values}) AS w"
+        ).replace("{events}", events_table)
 
     def create_statements(self) -> list[str]:
         return [
@@ -255,6 +270,33 @@ class SQLiteEventChain:
     def count_rows(self, after: int, upto: int) -> int:
         return self._read(self._count_rows, (after, upto))[0][0]
 
+    def global_at(self, notification_id: int) -> bytes:
+        """The stored global hash of the last chain row at or before ``notification_id``."""
+        found = self._read(self._global_at, (notification_id,))
+        return bytes(found[0][0]) if found else GENESIS
+
+    def streams_before(self, keys: Sequence[bytes], notification_id: int) -> dict[bytes, bytes]:
+        """The stored stream hash of each key's latest event at or before ``notification_id``
+        (keys without one left out)."""
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), _KEYS_CHUNK):
+            chunk = keys[i : i + _KEYS_CHUNK]
+            statement = self._stream_before.replace("{values}", ",".join(["(?)"] * len(chunk)))
+            try:
+                params = [notification_id, *(k.decode() for k in chunk)]
+            except UnicodeDecodeError:  # a tampered id: no head, the verifier will say
+                continue
+            for key, stream in self._read(statement, tuple(params)):  # type: ignore[arg-type]
+                if stream is not None:
+                    found[key.encode()] = bytes(stream)
+        return found
+
+    def detached(self) -> SQLiteChainReader | None:
+        """What another process opens to read this chain (None: an in-memory store)."""
+        if self.datastore.pool.is_sqlite_memory_mode:
+            return None
+        return SQLiteChainReader(self.datastore.pool.db_name, self.events_table)
+
     def proofs_of(self, originator_id: UUID | str) -> list[tuple[int, int, bytes, bytes]]:
         """One stream's chain rows: (version, notification id, stream hash, global hash)."""
         with self.datastore.transaction(commit=False) as c:
@@ -271,6 +313,36 @@ class SQLiteEventChain:
             c.sqlite_cursor.row_factory = None  # plain tuples: the verifier reads millions
             c.execute(statement, params)
             return c.fetchall()
+
+
+class SQLiteChainReader:
+    """The chain of a SQLite file, read from another process (the verifier's workers): a
+    read-only connection of its own, the same statements as ``SQLiteEventChain``."""
+
+    def __init__(self, path: str, events_table: str) -> None:
+        self.path = path
+        self.events_table = events_table
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "events_table": self.events_table}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["events_table"])  # type: ignore[misc]
+
+    def open(self) -> _SQLiteReading:
+        return _SQLiteReading(self.path, self.events_table)
+
+
+class _SQLiteReading(SQLiteEventChain):
+    def __init__(self, path: str, events_table: str) -> None:
+        super().__init__(None, events_table)  # type: ignore[arg-type]
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+
+    def _read(self, statement: str, params: tuple[int, ...]) -> list[Any]:
+        return self._conn.execute(statement, params).fetchall()
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class PostgresEventChain:
@@ -380,6 +452,17 @@ class PostgresEventChain:
         self._count_rows = sql(
             "SELECT count(*) FROM {chain} WHERE notification_id > %s AND notification_id <= %s"
         )
+        self._global_at = sql(
+            "SELECT global_hash FROM {chain} WHERE notification_id <= %s "
+            "ORDER BY notification_id DESC LIMIT 1"
+        )
+        self._streams_before = sql(
+            "SELECT w.key, (SELECT c.stream_hash FROM {events} e "
+            "JOIN {chain} c ON c.notification_id = e.notification_id "
+            "WHERE e.originator_id = {w_id} AND e.notification_id <= %s "
+            "ORDER BY e.notification_id DESC LIMIT 1) FROM unnest(%b::bytea[]) AS w(key)",
+            w_id=id_of("w.key"),
+        )
 
     # -- writing, in the events' transaction (after the lock and the insert) --------------
 
@@ -460,6 +543,48 @@ class PostgresEventChain:
     def count_rows(self, after: int, upto: int) -> int:
         return self._read(self._count_rows, (after, upto))[0][0]
 
+    def global_at(self, notification_id: int) -> bytes:
+        """The stored global hash of the last chain row at or before ``notification_id``."""
+        found = self._read(self._global_at, (notification_id,))
+        return bytes(found[0][0]) if found else GENESIS
+
+    def streams_before(self, keys: Sequence[bytes], notification_id: int) -> dict[bytes, bytes]:
+        """The stored stream hash of each key's latest event at or before ``notification_id``
+        (keys without one left out)."""
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), _KEYS_CHUNK):
+            chunk = list(keys[i : i + _KEYS_CHUNK])
+            try:
+                rows = self._read(self._streams_before, (notification_id, chunk))  # type: ignore[arg-type]
+            except psycopg.DataError:  # a tampered id that is no UUID: the verifier will say
+                continue
+            for key, stream in rows:
+                if stream is not None:
+                    found[bytes(key)] = bytes(stream)
+        return found
+
+    def detached(self) -> PostgresChainReader:
+        """What another process opens to read this chain: the connection's settings and the
+        statements as text."""
+        kwargs = {
+            k: v
+            for k, v in self.recorder.datastore.pool.kwargs.items()
+            if k in ("dbname", "host", "port", "user", "password")
+        }
+        with self.recorder.datastore.get_connection() as conn:
+            statements = {
+                name: getattr(self, name).as_string(conn)
+                for name in (
+                    "_linked_after",
+                    "_count_rows",
+                    "_global_at",
+                    "_streams_before",
+                    "_events_after",
+                    "_rows_after",
+                )
+            }
+        return PostgresChainReader(kwargs, statements)
+
     def proofs_of(self, originator_id: UUID | str) -> list[tuple[int, int, bytes, bytes]]:
         """One stream's chain rows: (version, notification id, stream hash, global hash)."""
         with self.recorder.datastore.get_connection() as conn:
@@ -478,3 +603,30 @@ class PostgresEventChain:
             with conn.cursor(row_factory=tuple_row, binary=True) as curs:
                 curs.execute(statement, params)
                 return curs.fetchall()
+
+
+class PostgresChainReader:
+    """The chain in PostgreSQL, read from another process (the verifier's workers): a
+    connection of its own, the statements ``PostgresEventChain`` rendered as text."""
+
+    def __init__(self, connect: dict[str, Any], statements: dict[str, str]) -> None:
+        self.connect = connect
+        self.statements = statements
+
+    def open(self) -> _PostgresReading:
+        return _PostgresReading(self.connect, self.statements)
+
+
+class _PostgresReading(PostgresEventChain):
+    def __init__(self, connect: dict[str, Any], statements: dict[str, str]) -> None:
+        self._conn = psycopg.connect(**connect, autocommit=True)
+        for name, text in statements.items():
+            setattr(self, name, text)
+
+    def _read(self, statement: Any, params: tuple[int, ...]) -> list[Any]:
+        with self._conn.cursor(row_factory=tuple_row, binary=True) as curs:
+            curs.execute(statement, params)
+            return curs.fetchall()
+
+    def close(self) -> None:
+        self._conn.close()

@@ -31,7 +31,7 @@ from services.bootstrap.audit_cli import audit_app
 from services.bootstrap.settings import Settings
 from services.bootstrap.stores import open_history
 from services.domain import customer_id_for
-from services.history.chain import ChainFormatError, id_key, link_events
+from services.history.chain import GENESIS, ChainFormatError, id_key, link_events
 from services.history.customers import CustomerHistory
 
 T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
@@ -340,6 +340,60 @@ def test_a_break_after_intact_pages_is_named_as_with_one_page(
     for report in reports:
         assert report.events == reports[-1].events
         assert report.heads_at == {n: intact.heads_at[n] for n in range(0, 23)}
+
+
+def _same(a: Any, b: Any) -> None:
+    assert str(a.first_break) == str(b.first_break)
+    assert (a.events, a.head, a.last_notification_id) == (b.events, b.head, b.last_notification_id)
+    assert a.heads_at == b.heads_at
+
+
+@pytest.mark.parametrize("tampering", [None, *TAMPERINGS])
+def test_ranges_checked_side_by_side_say_what_one_walk_says(
+    tampering: str | None, settings: Settings
+) -> None:
+    """``audit verify`` on a big store checks ranges in worker processes: intact, it reports
+    what the one walk reports (events, head, checkpoint heads); broken anywhere, the same
+    first break — whichever range the break falls in."""
+    from services.audit.verify import verify_chain
+
+    history = record_history(settings)
+    if tampering is not None:
+        statement = TAMPERINGS[tampering]
+        Tables(settings).sql(statement, (b"{}",) if "%s" in statement else ())
+    chain = history.recorder.chain
+    one = verify_chain(chain, heads_at=range(0, 50), page=4)
+    for workers in (2, 3):
+        side_by_side = verify_chain(
+            chain, heads_at=range(0, 50), page=4, workers=workers, parallel_from=0
+        )
+        _same(side_by_side, one)
+        # Intact: the ranges said so; broken: the one walk named it.
+        assert side_by_side.processes == (workers if tampering is None else 1)
+    assert one.intact == (tampering is None)
+
+
+def test_a_stream_taken_up_mid_way_must_join_where_the_ranges_before_left_it() -> None:
+    """A range starts a stream from the store's word (the stored hash of its last event
+    before the range); the join accepts that only if it is the head the ranges before it
+    computed — or, for a stream they never had, the beginning."""
+    from services.audit.verify_ranges import RangeResult, join_ranges
+
+    a, b, g1, g2 = b"a" * 32, b"b" * 32, b"1" * 32, b"2" * 32
+    first = RangeResult(0, 10, events=10, head=g1, ended={b"k1": a})
+    fine = RangeResult(10, 20, events=10, start=g1, head=g2, started={b"k1": a, b"k2": GENESIS})
+    assert join_ranges([first, fine])
+    # k1 taken up from another head than the one the first range ended with
+    assert not join_ranges([first, RangeResult(10, 20, start=g1, head=g2, started={b"k1": b})])
+    # k1 begun afresh although the first range had it (e.g. a forged first event)
+    assert not join_ranges(
+        [first, RangeResult(10, 20, start=g1, head=g2, started={b"k1": GENESIS})]
+    )
+    # a stream nobody had, taken up from a stored head: nothing computed it
+    assert not join_ranges([first, RangeResult(10, 20, start=g1, head=g2, started={b"k9": b})])
+    # the global chain taken up from another head
+    assert not join_ranges([first, RangeResult(10, 20, start=g2, head=g2)])
+    assert not join_ranges([first, RangeResult(10, 20, start=g1, holds=False)])
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
