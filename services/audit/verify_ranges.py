@@ -3,8 +3,9 @@
 ``verify_chain`` (``verify.py``) walks the chain from its beginning on one core, reading and
 hashing; on a store of millions of events both are bound by one Python process.  Here the
 notification ids are cut into as many ranges as there are workers: this process checks the
-first, worker processes (``spawn``: no state of this one is copied) the others, each with a
-connection of its own (``SQLiteChainReader`` / ``PostgresChainReader``).
+first, worker processes (forked: they start at once, and use nothing of this process but the
+code) the others, each with a connection of its own (``SQLiteChainReader`` /
+``PostgresChainReader``).
 
 A range that does not start at the beginning starts from what the store says:
 
@@ -149,7 +150,7 @@ def _init_worker(positions: Any) -> None:
 
 
 def _check_in_worker(
-    reader: Any, slot: int, lo: int, hi: int, page: int, wanted: list[int]
+    reader: Any, slot: int, lo: int, hi: int, page: int, wanted: list[int], last: bool
 ) -> RangeResult:
     chain = reader.open()
     try:
@@ -157,9 +158,12 @@ def _check_in_worker(
         def on_page(position: int) -> None:
             _POSITIONS[slot] = position
 
-        return check_range(chain, lo, hi, page=page, wanted=wanted, on_page=on_page)
+        result = check_range(chain, lo, hi, page=page, wanted=wanted, on_page=on_page)
     finally:
         chain.close()
+    if last:
+        result.ended = {}  # no range after it takes a stream up: not sent back
+    return result
 
 
 def check_in_ranges(
@@ -178,7 +182,10 @@ def check_in_ranges(
         return None
     bounds = [stop * i // workers for i in range(workers + 1)]
     ranges = list(pairwise(bounds))
-    context = multiprocessing.get_context("spawn")
+    # fork: a worker starts in milliseconds (spawn would import the CLI again, a second or
+    # more); it opens a connection of its own and touches nothing else of this process.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     positions = context.Array("q", [lo for lo, _ in ranges], lock=False)
     with ProcessPoolExecutor(
         max_workers=workers - 1,
@@ -195,6 +202,7 @@ def check_in_ranges(
                 hi,
                 page,
                 [n for n in wanted if lo < n <= hi],
+                slot == len(ranges) - 1,
             )
             for slot, (lo, hi) in enumerate(ranges)
             if slot > 0
