@@ -2,7 +2,8 @@
 
 Three measurements, each beside a floor measured in the same run, with the load average:
 
-1. ``audit verify``: ``services.audit.verify.verify_chain`` over a store of --events events
+1. ``audit verify``: ``services.audit.verify.verify_chain`` in one process, then in as many
+   as ``switchboard audit verify`` uses (ranges side by side), over a store of --events events
    (first contacts of --events/2 customers, two events each, recorded through
    ``CustomerHistory.record_interactions`` by bench/rebuild.py's ``build_store``; kept in
    ``var/bench-audit-<N>/`` so a second run reuses it).  Floor: the same stored rows read
