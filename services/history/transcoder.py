@@ -62,10 +62,28 @@ class OrjsonTranscoder(JSONTranscoder):
             for k, v in o.items():
                 if type(k) is not str:
                     raise _Unsupported  # json turns int/float/bool keys into strings
-                out[k] = self._tag(v)
+                out[k] = self._value(v)
             return out
         if t is list or t is tuple:
-            return [self._tag(v) for v in o]
+            return [self._value(v) for v in o]
+        return self._other(o, t)
+
+    def _value(self, v: Any) -> Any:
+        """``_tag`` of a value inside a dict or list, the common ones without another call."""
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            return v
+        transcoding = self.types.get(t)
+        if transcoding is not None:
+            data = transcoding.encode(v)
+            if type(data) is not str:
+                data = self._tag(data)
+            return {"_type_": transcoding.name, "_data_": data}
+        if (t is list or t is dict) and not v:
+            return [] if t is list else {}
+        return self._tag(v)
+
+    def _other(self, o: Any, t: type) -> Any:
         if t is float:
             if not math.isfinite(o):
                 raise _Unsupported  # json writes NaN/Infinity, orjson null
