@@ -446,8 +446,11 @@ class PostgresEventChain:
             "c.stream_hash, c.global_hash FROM {events} e LEFT JOIN {chain} c "
             "ON c.notification_id = e.notification_id AND c.originator_id = e.originator_id "
             "AND c.originator_version = e.originator_version "
-            "WHERE e.notification_id > %s AND e.notification_id <= %s "
-            "ORDER BY e.notification_id LIMIT %s"
+            # The range on the chain too: else the merge join scans the chain's index from
+            # its beginning for every page (quadratic over a big store).
+            "AND c.notification_id > %(after)s AND c.notification_id <= %(stop)s "
+            "WHERE e.notification_id > %(after)s AND e.notification_id <= %(stop)s "
+            "ORDER BY e.notification_id LIMIT %(limit)s"
         )
         self._count_rows = sql(
             "SELECT count(*) FROM {chain} WHERE notification_id > %s AND notification_id <= %s"
@@ -538,7 +541,7 @@ class PostgresEventChain:
         return self._read(self._rows_after, (after, stop, limit))
 
     def linked_after(self, after: int, stop: int, limit: int) -> list[LinkedEvent]:
-        return self._read(self._linked_after, (after, stop, limit))
+        return self._read(self._linked_after, {"after": after, "stop": stop, "limit": limit})
 
     def count_rows(self, after: int, upto: int) -> int:
         return self._read(self._count_rows, (after, upto))[0][0]
@@ -598,7 +601,7 @@ class PostgresEventChain:
                 curs.execute(statement)
                 return curs.fetchone()
 
-    def _read(self, statement: Composed, params: tuple[int, ...]) -> list[Any]:
+    def _read(self, statement: Composed, params: Any) -> list[Any]:
         with self.recorder.datastore.get_connection() as conn:
             with conn.cursor(row_factory=tuple_row, binary=True) as curs:
                 curs.execute(statement, params)
@@ -623,7 +626,7 @@ class _PostgresReading(PostgresEventChain):
         for name, text in statements.items():
             setattr(self, name, text)
 
-    def _read(self, statement: Any, params: tuple[int, ...]) -> list[Any]:
+    def _read(self, statement: Any, params: Any) -> list[Any]:
         with self._conn.cursor(row_factory=tuple_row, binary=True) as curs:
             curs.execute(statement, params)
             return curs.fetchall()
