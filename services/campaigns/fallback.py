@@ -60,7 +60,7 @@ from services.campaigns.limits import RateLimits, Throttle
 from services.campaigns.plan import CampaignPlanner
 from services.campaigns.progress import ProgressUnreadable, read_last
 from services.campaigns.recipients import CampaignControl, PlannedSend, send_id
-from services.campaigns.runner import RunnerFenced, RunnerKafka
+from services.campaigns.runner import RunnerFenced, RunnerKafka, acknowledged, nap
 from services.domain.outbound import HARD_FAILURES, OutboundCommand, command_aggregate_id
 from services.history.ledger import CommandOutcome, OutboundLedger
 
@@ -430,21 +430,9 @@ class FallbackFollower:
                     key=FallbackProgress.key_of(self.campaign_id),
                 )
             )
-            # Every record acknowledged before the commit; a failure aborts the batch.
-            for result in await asyncio.gather(*written, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    raise result
+            await acknowledged(written)  # before the commit; a failure aborts the batch
         for send in sends:  # committed
             metrics.CAMPAIGN_COMMANDS.labels(send.channel, "fallback").inc()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self._wake.clear()
+        await nap(stop, self._wake, seconds)

@@ -33,7 +33,7 @@ from uuid import UUID
 from services.campaigns.campaign import Campaign
 from services.campaigns.fallback import FallbackFollower, FallbackSummary
 from services.campaigns.limits import Rate, RateLimits
-from services.campaigns.runner import CampaignRunner, RunnerKafka, RunSummary
+from services.campaigns.runner import CampaignRunner, RunnerKafka, RunSummary, nap
 from services.campaigns.service import CampaignService
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,4 @@ class CampaignHost:
             log.error("campaign %s: %s failed: %s; retrying in %.0fs", cid, what, error, delay)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=self.scan_seconds, return_when="FIRST_COMPLETED")
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self._wake.clear()
+        await nap(stop, self._wake, self.scan_seconds)

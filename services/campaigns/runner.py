@@ -86,6 +86,29 @@ class RunSummary:
     seconds: float
 
 
+async def nap(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, woken early by ``stop`` or ``wake`` (which is cleared after): how the
+    runner, the fallback follower and the campaigns service wait between polls."""
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    wake.clear()
+
+
+async def acknowledged(written: list[asyncio.Future]) -> None:
+    """Wait for every record of a transaction to be acknowledged; the first failure is raised,
+    so the transaction aborts rather than commits without it."""
+    for result in await asyncio.gather(*written, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
 class _Lane:
     """One channel's sends, in plan order, from where the last committed run left off."""
 
@@ -294,10 +317,7 @@ class CampaignRunner:
                 written.append(
                     await producer.send(kafka.progress_topic, progress.dump(), key=progress.key())
                 )
-                # Every record acknowledged before the commit; a failure aborts the batch.
-                for result in await asyncio.gather(*written, return_exceptions=True):
-                    if isinstance(result, BaseException):
-                        raise result
+                await acknowledged(written)  # before the commit; a failure aborts the batch
         for channel, n in by_channel.items():  # committed
             metrics.CAMPAIGN_COMMANDS.labels(channel, "first").inc(n)
         return count, wait
@@ -324,16 +344,7 @@ class CampaignRunner:
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         """Sleep, woken early by ``stop`` or ``nudge``."""
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self._wake.clear()
+        await nap(stop, self._wake, seconds)
 
     def _report(self, progress: CampaignProgress) -> None:
         if self.on_progress is not None:
