@@ -131,6 +131,7 @@ class ErasedEvent:
 
 
 _POSITION = frozenset({"originator_id", "originator_version"})
+_UNKNOWN = object()
 _KINDS: dict[type, tuple[str, str | None, frozenset[str], int]] = {}
 
 
@@ -215,10 +216,11 @@ class SealingMapper(Mapper[UUID]):
     def _cipher(self, owner: UUID, *, create: bool) -> AESGCM | None:
         """The customer's cipher; None if they were erased; ``MissingKey`` if the keyring
         has neither their key nor their erasure."""
-        with self._lock:
-            if owner in self._keys:
-                self._keys.move_to_end(owner)
-                return self._keys[owner]
+        # The hot path takes no lock: a dict read is atomic, and the cache evicts the oldest
+        # entries first (a customer still in use is fetched again, one query).
+        cipher = self._keys.get(owner, _UNKNOWN)
+        if cipher is not _UNKNOWN:
+            return cipher  # type: ignore[return-value]
         self.prepare([owner], create=create)
         with self._lock:
             if owner in self._keys:
@@ -263,7 +265,7 @@ class SealingMapper(Mapper[UUID]):
         assert owner is not None
         clear: dict[str, Any] = {}
         sealed: dict[str, Any] = {}
-        for name, value in vars(domain_event).items():
+        for name, value in domain_event.__dict__.items():
             if name in clear_fields:
                 clear[name] = value
             elif name not in _POSITION:
@@ -275,16 +277,25 @@ class SealingMapper(Mapper[UUID]):
         cipher = self._cipher(owner, create=True)
         if cipher is None:
             raise CustomerErased(owner)
-        clear_bytes = self.transcoder.encode(clear)
+        encode = self.transcoder.encode
+        clear_bytes = encode(clear)
         nonce = os.urandom(_NONCE)
-        aad = _aad(owner, originator_id, version, topic)
-        body = cipher.encrypt(nonce, self.transcoder.encode(sealed), aad)
+        owner_bytes = owner.bytes
+        aad = b"".join(
+            (
+                owner_bytes,
+                owner_bytes if originator_id == owner else _id_bytes(originator_id),
+                _VERSION.pack(version),
+                _topic_bytes(topic),
+            )
+        )
+        body = cipher.encrypt(nonce, encode(sealed), aad)
         return StoredEvent(
             originator_id=originator_id,
             originator_version=version,
             topic=topic,
             state=b"".join(
-                (_HEADER.pack(SEALED, owner.bytes, len(clear_bytes)), clear_bytes, nonce, body)
+                (_HEADER.pack(SEALED, owner_bytes, len(clear_bytes)), clear_bytes, nonce, body)
             ),
         )
 
@@ -331,6 +342,20 @@ class SealingMapper(Mapper[UUID]):
         return domain_event
 
 
+def _id_bytes(originator_id: Any) -> bytes:
+    return (originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))).bytes
+
+
+_TOPIC_BYTES: dict[str, bytes] = {}
+
+
+def _topic_bytes(topic: str) -> bytes:
+    found = _TOPIC_BYTES.get(topic)
+    if found is None:
+        found = _TOPIC_BYTES[topic] = topic.encode()
+    return found
+
+
 def _aad(owner: UUID, originator_id: Any, version: int, topic: str) -> bytes:
-    oid = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
-    return b"".join((owner.bytes, oid.bytes, _VERSION.pack(version), topic.encode()))
+    """What a sealed part is bound to: its owner, its stream, its version and its topic."""
+    return b"".join((owner.bytes, _id_bytes(originator_id), _VERSION.pack(version), topic.encode()))

@@ -72,6 +72,15 @@ def _storable(reason: str) -> str:
     return reason.replace("\x00", "\ufffd")[:_MAX_REASON_CHARS]
 
 
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> tuple[list[Any], ...]:
+    """Rows as one list per column (for ``unnest`` of arrays)."""
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
@@ -242,7 +251,10 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                 "CREATE TABLE IF NOT EXISTS {0} (ref text PRIMARY KEY, customer_id uuid NOT NULL)"
             ).format(table)
         )
-        self._insert_refs = SQL("INSERT INTO {0} VALUES (%s, %s)").format(table)
+        # One statement of two arrays, not an executemany (~30 µs a row in the client).
+        self._insert_refs = SQL(
+            "INSERT INTO {0} SELECT * FROM unnest(%b::text[], %b::uuid[])"
+        ).format(table)
         identities = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema),
             Identifier(self.events_table_name.removesuffix("_events") + "_identities"),
@@ -252,7 +264,9 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                 "CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, customer_id uuid NOT NULL)"
             ).format(identities)
         )
-        self._insert_identity = SQL("INSERT INTO {0} VALUES (%s, %s)").format(identities)
+        self._insert_identity = SQL(
+            "INSERT INTO {0} SELECT * FROM unnest(%b::text[], %b::uuid[])"
+        ).format(identities)
         self._move_identity = SQL(
             "INSERT INTO {0} VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET customer_id = excluded.customer_id"
@@ -307,6 +321,18 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self.chain = PostgresEventChain(self)
         self.sql_create_statements += self.chain.create_statements
+        # The library's insert takes an array of a composite type, which psycopg writes as
+        # text in Python, a quarter of the recorder's CPU on a batch; one array per column is
+        # written by its C dumpers.  Same rows, same order, same RETURNING.
+        self._insert_columns = SQL(
+            "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{2}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            Identifier(self.datastore.schema),
+            Identifier(self.events_table_name),
+            SQL(self.datastore.originator_id_type),
+        )
 
     def create_table(self) -> None:
         super().create_table()
@@ -327,6 +353,23 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                 curs.executemany(self._delete_identity, [(k,) for k, _ in plain])
                 curs.executemany(self._backfill_identity, [(hashed(k), i) for k, i in plain])
             curs.execute(self._mark_identities_hashed)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # As the library's PostgresApplicationRecorder._insert_stored_events: lock the table
+        # (commit order = notification order), NOTIFY its channel, insert.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self._insert_columns,
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+                [s.topic for s in stored_events],
+                [s.state for s in stored_events],
+            ),
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -357,9 +400,11 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                 if erased:
                     side.execute(self._erase_identities, (list(erased),))
                 if refs:
-                    side.executemany(self._insert_refs, refs)
+                    side.execute(self._insert_refs, _columns(refs, 2))
                 if new:
-                    side.executemany(self._insert_identity, [(hashed(k), i) for k, i in new])
+                    side.execute(
+                        self._insert_identity, _columns([(hashed(k), i) for k, i in new], 2)
+                    )
                 if moved:
                     side.executemany(self._move_identity, [(hashed(k), i) for k, i in moved])
                 if skipped:

@@ -18,10 +18,11 @@ to the library's own path, whole, so the result never differs.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 
 __all__ = ["OrjsonTranscoder"]
 
@@ -75,6 +76,12 @@ class OrjsonTranscoder(JSONTranscoder):
             return v
         transcoding = self.types.get(t)
         if transcoding is not None:
+            if t is datetime and type(transcoding) is DatetimeAsISO:
+                tz = v.tzinfo
+                if tz is UTC or tz is None:
+                    # orjson writes these exactly as isoformat() does, in C (an offset with
+                    # seconds it would round: that goes the library's way below).
+                    return {"_type_": transcoding.name, "_data_": v}
             data = transcoding.encode(v)
             if type(data) is not str:
                 data = self._tag(data)

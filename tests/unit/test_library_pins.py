@@ -109,3 +109,22 @@ def test_the_public_insert_still_calls_our_override_in_its_transaction() -> None
     assert "enable_db_functions" in postgres
     env = Settings(store="postgresql://u@127.0.0.1/db").event_store_env()
     assert env["POSTGRES_ENABLE_DB_FUNCTIONS"] == "n"
+
+
+def test_the_postgres_event_insert_we_replace_still_locks_notifies_and_inserts() -> None:
+    # PostgresHistoryRecorder._insert_stored_events sends one array per column instead of the
+    # library's array of a composite type; it repeats the library's lock and NOTIFY, and the
+    # library must still read the notification ids from the insert's RETURNING rows.
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    theirs = inspect.getsource(PostgresApplicationRecorder._insert_stored_events)
+    steps = re.findall(r"\.(_lock_table|_notify_channel|_insert_stored_events)\(", theirs)
+    assert steps == ["_lock_table", "_notify_channel", "_insert_stored_events"], (
+        "eventsourcing's PostgresApplicationRecorder._insert_stored_events changed: re-check "
+        f"PostgresHistoryRecorder._insert_stored_events (it now calls {steps})"
+    )
+    insert = inspect.getsource(PostgresApplicationRecorder.insert_events)
+    assert insert.find("self._insert_stored_events(") < insert.find(
+        "self._fetch_ids_after_insert_events("
+    )
+    assert "_insert_stored_events" in vars(PostgresHistoryRecorder)
