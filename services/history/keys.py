@@ -400,7 +400,8 @@ class PostgresKeyring:
         found: dict[UUID, bytes] = {}
         if not ids:
             return found
-        select = SQL("SELECT customer_id, key FROM {0} WHERE customer_id = ANY(%s)").format(
+        # Arrays bound in binary (%b): psycopg's C dumpers, not its Python text ones.
+        select = SQL("SELECT customer_id, key FROM {0} WHERE customer_id = ANY(%b::uuid[])").format(
             self._keys
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -412,18 +413,21 @@ class PostgresKeyring:
             return found
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("SELECT customer_id FROM {0} WHERE customer_id = ANY(%s)").format(self._erased),
+                SQL("SELECT customer_id FROM {0} WHERE customer_id = ANY(%b::uuid[])").format(
+                    self._erased
+                ),
                 (missing,),
             )
             erased = {r["customer_id"] for r in curs.fetchall()}
             wanted = [i for i in missing if i not in erased]
             if wanted:
-                curs.executemany(
+                curs.execute(
                     SQL(
-                        "INSERT INTO {0} (customer_id, key) VALUES (%s, %s) "
+                        "INSERT INTO {0} (customer_id, key) "
+                        "SELECT * FROM unnest(%b::uuid[], %b::bytea[]) "
                         "ON CONFLICT (customer_id) DO NOTHING"
                     ).format(self._keys),
-                    [(i, new_key()) for i in wanted],
+                    (wanted, [new_key() for _ in wanted]),
                 )
                 curs.execute(select, (wanted,))
                 found.update((r["customer_id"], bytes(r["key"])) for r in curs.fetchall())
@@ -449,7 +453,9 @@ class PostgresKeyring:
                 curs.execute(SQL("SELECT * FROM {0}").format(self._erased))
             else:
                 curs.execute(
-                    SQL("SELECT * FROM {0} WHERE customer_id = ANY(%s)").format(self._erased),
+                    SQL("SELECT * FROM {0} WHERE customer_id = ANY(%b::uuid[])").format(
+                        self._erased
+                    ),
                     (list(customer_ids),),
                 )
             rows = curs.fetchall()

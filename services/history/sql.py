@@ -275,7 +275,7 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "INSERT INTO {0} VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
         ).format(identities)
         self._select_identities = SQL(
-            "SELECT key, customer_id FROM {0} WHERE key = ANY(%s)"
+            "SELECT key, customer_id FROM {0} WHERE key = ANY(%b::text[])"
         ).format(identities)
         self._any_identity = SQL("SELECT 1 FROM {0} LIMIT 1").format(identities)
         self._select_all_identities = SQL(
@@ -314,7 +314,7 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
             "SELECT notification_id, reason, skipped_at FROM {0} WHERE follower = %s "
             "ORDER BY notification_id"
         ).format(skipped)
-        self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%s)").format(table)
+        self._select_refs = SQL("SELECT ref FROM {0} WHERE ref = ANY(%b::text[])").format(table)
         self._select_existing = SQL(
             "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1 "
             "AND originator_id = ANY(%s)"
