@@ -332,7 +332,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             curs.execute(
                 SQL(
                     "INSERT INTO {0} (customer_id, first_address, first_seen) "
-                    "SELECT i, a, s FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
+                    "SELECT i, a, s FROM unnest(%b::uuid[], %b::text[], %b::timestamptz[]) "
                     "WITH ORDINALITY AS r(i, a, s, n) ORDER BY n ON CONFLICT DO NOTHING"
                 ).format(t["customers"]),
                 _columns(rows.customers, 3),
@@ -344,8 +344,8 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 SQL(
                     "INSERT INTO {0} AS c (customer_id, first_address, first_seen, "
                     "contact_count, last_contact_at, last_channel) "
-                    "SELECT i, a, s, k, l, h FROM unnest(%s::uuid[], %s::text[], "
-                    "%s::timestamptz[], %s::bigint[], %s::timestamptz[], %s::text[]) "
+                    "SELECT i, a, s, k, l, h FROM unnest(%b::uuid[], %b::text[], "
+                    "%b::timestamptz[], %b::bigint[], %b::timestamptz[], %b::text[]) "
                     "WITH ORDINALITY AS r(i, a, s, k, l, h, n) ORDER BY n "
                     "ON CONFLICT (customer_id) DO UPDATE SET "
                     "contact_count = c.contact_count + excluded.contact_count, "
@@ -359,7 +359,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
         if rows.addresses:
             curs.execute(
                 SQL(
-                    "INSERT INTO {0} SELECT a, i FROM unnest(%s::text[], %s::uuid[]) "
+                    "INSERT INTO {0} SELECT a, i FROM unnest(%b::text[], %b::uuid[]) "
                     "WITH ORDINALITY AS r(a, i, n) ORDER BY n ON CONFLICT DO NOTHING"
                 ).format(t["addresses"]),
                 _columns(rows.addresses, 2),
@@ -380,14 +380,41 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "last_channel = CASE WHEN c.last_contact_at IS NULL "
                     "OR u.l >= c.last_contact_at THEN u.h ELSE c.last_channel END, "
                     "last_contact_at = GREATEST(c.last_contact_at, u.l) "
-                    "FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::uuid[]) "
+                    "FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::uuid[]) "
                     "AS u(k, l, h, i) WHERE c.customer_id = u.i"
                 ).format(t["customers"]),
                 _columns(rows.contacts, 4),
             )
         self._apply_deliveries(curs, rows.deliveries)
+        handled: list[AgentHandled] = []
         for op in rows.ops:
+            if isinstance(op, AgentHandled):
+                handled.append(op)
+                continue
+            self._agents_handled(curs, handled)
             self._apply_op(curs, op)
+        self._agents_handled(curs, handled)
+
+    def _agents_handled(self, curs: Any, ops: list[AgentHandled]) -> None:
+        """A run of ``AgentHandled`` (one per answered call or agent's reply, the commonest
+        op) in one statement, as applying them one by one would leave the rows: per customer
+        the latest, a later one winning a tie.  ``ops`` is emptied."""
+        if not ops:
+            return
+        latest: dict[UUID, AgentHandled] = {}
+        for op in ops:
+            seen = latest.get(op.customer_id)
+            if seen is None or op.at >= seen.at:
+                latest[op.customer_id] = op
+        ops.clear()
+        curs.execute(
+            SQL(
+                "UPDATE {0} AS c SET last_agent = u.a, last_agent_at = u.t "
+                "FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) AS u(a, t, i) "
+                "WHERE c.customer_id = u.i AND (c.last_agent_at IS NULL OR c.last_agent_at <= u.t)"
+            ).format(self._t["customers"]),
+            _columns([(storable(o.agent), o.at, o.customer_id) for o in latest.values()], 3),
+        )
 
     def _apply_op(self, curs: Any, op: DirectoryOp) -> None:
         t = self._t

@@ -291,6 +291,36 @@ def test_the_last_agent_who_handled_the_customer_is_on_the_card(desk: Desk) -> N
     assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-42"
 
 
+def _answered(ref: str, agent: str, seconds: int) -> CallAnswered:
+    return CallAnswered(
+        channel=Channel.voice,
+        direction="inbound",
+        party=PHONE,
+        provider_ref=ref,
+        call_id=ref,
+        agent=agent,
+        occurred_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def test_the_latest_answer_in_one_batch_names_the_last_agent_a_tie_going_to_the_later(
+    desk: Desk,
+) -> None:
+    # One batch, answers out of time order: the card shows the agent of the latest answer,
+    # as applying them one by one does (PostgreSQL applies a batch's answers in one statement).
+    desk.record(
+        call(PHONE, "CA1", 0),
+        _answered("CA1", "agent-late", 90),
+        call(PHONE, "CA2", 0),
+        _answered("CA2", "agent-early", 30),
+    )
+    assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-late"
+    desk.record(_answered("CA3", "agent-tie-1", 120), _answered("CA4", "agent-tie-2", 120))
+    assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-tie-2"
+    desk.record(_answered("CA5", "agent-older", 60))  # a later batch, an older answer
+    assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-tie-2"
+
+
 def test_duplicate_suggestions_are_ranked_with_reasons_and_dismissals_stick(
     desk: Desk,
 ) -> None:
