@@ -4,7 +4,8 @@
 #   make up STORE=postgres   ... on a throwaway local PostgreSQL instead of SQLite
 #   make test        install everything, run the whole suite (what CI runs)
 #   make test-fast   skip the slow fault-injection tests
-#   make bench       the benchmarks (ingest on SQLite and PostgreSQL, webhooks, e-mail)
+#   make bench       the benchmarks (ingest, rebuild and audit on SQLite and PostgreSQL, webhooks,
+#                    lookup, screen pops, e-mail, campaigns, footprint): an hour or more
 
 PYTHON ?= python3
 VENV := .venv
@@ -44,6 +45,12 @@ bench: install
 	$(PY) bench/lookup.py
 	$(PY) bench/screenpop.py
 	$(PY) bench/email_ingest.py --n 10000
+	$(PY) bench/rebuild.py
+	$(PY) bench/rebuild.py --store postgres --customers 100000
+	$(PY) bench/audit.py
+	$(PY) bench/campaign.py
+	$(PY) bench/footprint.py
+	$(PY) bench/footprint.py --store postgres
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
