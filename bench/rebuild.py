@@ -8,9 +8,10 @@ resumes where it stopped.  ``--store postgres`` builds it anew in a throwaway cl
 
 Then, in the same run:
 
-- floor: every notification the view reads, read and decoded (``select_notifications`` with
-  the view's topics + ``mapper.to_domain_event``), nothing else; measured before and after
-  the rebuild, the faster one counts;
+- floor: every notification the view reads, read and decoded as the rebuild reads them
+  (``read_page`` with the view's topics, the page's keys in one query with ``prefetch_keys``,
+  ``mapper.to_domain_event``), nothing else; measured before and after the rebuild, the
+  faster one counts;
 - rebuild: ``projections.rebuild.rebuild_timeline`` — what ``switchboard projections rebuild``
   runs for the timeline — into the store's view (SQLite: ``views.db`` in the data dir), timed
   from its start until the new view answers;
@@ -46,7 +47,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.lookup import first_contact
-from projections.follower import TimelineFollower
+from projections.follower import TimelineFollower, prefetch_keys
+from projections.log_pages import read_page
 from projections.rebuild import LOAD_BATCH, rebuild_timeline
 from projections.timeline import TOPICS
 from services.bootstrap.bootstrap import bootstrap
@@ -125,12 +127,10 @@ def read_and_decode(settings: Settings) -> dict[str, float]:
     """The floor: every notification the view reads, read and decoded, nothing else."""
     history = bootstrap(settings).history(cached=False)
     to_domain = history.mapper.to_domain_event
-    select = history.recorder.select_notifications
     started, cpu = time.perf_counter(), time.process_time()
     position, events = 0, 0
-    while batch := select(
-        start=position, limit=READ_BATCH, topics=TOPICS, inclusive_of_start=False
-    ):
+    while batch := read_page(history.recorder, start=position, limit=READ_BATCH, topics=TOPICS):
+        prefetch_keys(history, batch)  # a page's keys in one query, as the rebuild reads
         for n in batch:
             to_domain(n)
         events += len(batch)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Tracking
 
 from contracts.errors import ConfigError
+from projections.log_pages import read_page
 from projections.timeline import TOPICS, TimelineView, ViewSwapped, changes_for
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,8 @@ class TimelineFollower(ViewFollower):
 
     def run_once(self) -> int:
         """Apply the next batch; returns how many stored events were read."""
-        notifications = self.source.recorder.select_notifications(
-            start=self._position, limit=self.batch_size, topics=TOPICS, inclusive_of_start=False
+        notifications = read_page(
+            self.source.recorder, start=self._position, limit=self.batch_size, topics=TOPICS
         )
         if not notifications:
             return 0

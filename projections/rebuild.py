@@ -29,6 +29,7 @@ from eventsourcing.persistence import Tracking
 
 from contracts.errors import ConfigError
 from projections.follower import NotificationSource, TimelineFollower, prefetch_keys
+from projections.log_pages import read_page
 from projections.timeline import TOPICS, TimelineChanges, TimelineView, changes_for
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,8 @@ def _prepare_range(source: NotificationSource, prepare: Prepare, bounds: tuple[i
 
 
 def _select(source: NotificationSource, start: int, stop: int) -> list[Any]:
-    return source.recorder.select_notifications(
-        start=start, stop=stop, limit=stop - start, topics=TOPICS, inclusive_of_start=False
+    return list(
+        read_page(source.recorder, start=start, stop=stop, limit=stop - start, topics=TOPICS)
     )
 
 

@@ -31,7 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import (
@@ -205,7 +205,11 @@ class SealingMapper(Mapper[UUID]):
     def prepare_stored(self, stored: Iterable[Any]) -> None:
         """Fetch the keys of the customers these stored events (or notifications) are
         sealed for: one query for a batch a follower is about to decode."""
-        self.prepare(o for o in (owner_in(s.state) for s in stored) if o is not None)
+        # The owners' raw ids, once each, before any UUID is made (a batch has each
+        # customer's events side by side).
+        mark = _SEALED_MARK
+        owners = dict.fromkeys(s.state[1:17] for s in stored if s.state[:1] == mark)
+        self.prepare(_uuid_of_bytes(o) for o in owners)
 
     def forget(self, owners: Iterable[UUID]) -> None:
         """Drop keys this process holds (after an erasure)."""
@@ -301,25 +305,34 @@ class SealingMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         data = stored_event.state
-        if data[:1] != bytes([SEALED]):
+        if data[:1] != _SEALED_MARK:
             return super().to_domain_event(stored_event)
+        topic = stored_event.topic
+        version = stored_event.originator_version
         try:
+            # Every read of the log comes here (the followers, a rebuild): the ids made
+            # without UUID()'s checks, the associated data from the header's own bytes and
+            # the topic's class and bytes worked out once per topic (measured: ~5 of the
+            # ~18 µs an interaction took to open).
             _, owner_bytes, clear_len = _HEADER.unpack_from(data)
-            owner = UUID(bytes=owner_bytes)
+            owner = _uuid_of_bytes(owner_bytes)
             start = _HEADER.size
-            state: dict[str, Any] = self.transcoder.decode(data[start : start + clear_len])
-            rest = data[start + clear_len :]
+            end = start + clear_len
+            decode = self.transcoder.decode
+            state: dict[str, Any] = decode(data[start:end])
             originator_id = stored_event.originator_id
             if not isinstance(originator_id, UUID):
                 originator_id = UUID(str(originator_id))
+            oid_bytes = owner_bytes if originator_id == owner else originator_id.bytes
             cipher = self._cipher(owner, create=False)
             if cipher is None:
                 state["originator_id"] = originator_id
-                state["originator_version"] = stored_event.originator_version
-                return ErasedEvent(stored_event.topic, owner, state)
-            aad = _aad(owner, originator_id, stored_event.originator_version, stored_event.topic)
-            sealed = cipher.decrypt(rest[:_NONCE], rest[_NONCE:], aad)
-            state.update(self.transcoder.decode(sealed))
+                state["originator_version"] = version
+                return ErasedEvent(topic, owner, state)
+            aad = b"".join((owner_bytes, oid_bytes, _VERSION.pack(version), _topic_bytes(topic)))
+            state.update(
+                decode(cipher.decrypt(data[end : end + _NONCE], data[end + _NONCE :], aad))
+            )
         except MissingKey:
             raise
         except Exception as e:
@@ -327,15 +340,14 @@ class SealingMapper(Mapper[UUID]):
                 f"Failed to open sealed event {stored_event.originator_id} "
                 f"v{stored_event.originator_version} ({stored_event.topic}): {e!r}"
             ) from e
-        cls = resolve_topic(stored_event.topic)
+        cls, class_version, is_desk = _read_kind(topic)
         state["originator_id"] = originator_id
-        state["originator_version"] = stored_event.originator_version
-        class_version = getattr(cls, "class_version", 1)
+        state["originator_version"] = version
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
-        if stored_event.topic.startswith(_DESK):
+        if is_desk:
             self._desk_owners[originator_id] = owner
         domain_event = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
@@ -354,6 +366,31 @@ def _topic_bytes(topic: str) -> bytes:
     if found is None:
         found = _TOPIC_BYTES[topic] = topic.encode()
     return found
+
+
+_SEALED_MARK = bytes([SEALED])
+_READ_KINDS: dict[str, tuple[type, int, bool]] = {}
+
+
+def _read_kind(topic: str) -> tuple[type, int, bool]:
+    """(class, class version, whether a desk's) of a stored topic, worked out once."""
+    found = _READ_KINDS.get(topic)
+    if found is None:
+        cls = resolve_topic(topic)
+        found = (cls, getattr(cls, "class_version", 1), topic.startswith(_DESK))
+        _READ_KINDS[topic] = found
+    return found
+
+
+def _uuid_of_bytes(raw: bytes) -> UUID:
+    """``UUID(bytes=raw)`` without its checks and keyword handling (~5 times faster): the
+    same object, equal and hashing alike."""
+    if len(raw) != 16:
+        raise ValueError("bytes is not a 16-char string")
+    uuid = object.__new__(UUID)
+    object.__setattr__(uuid, "int", int.from_bytes(raw, "big"))
+    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    return uuid
 
 
 def _aad(owner: UUID, originator_id: Any, version: int, topic: str) -> bytes:

@@ -107,7 +107,18 @@ class OrjsonTranscoder(JSONTranscoder):
         if t is dict:
             for k, v in o.items():
                 tv = type(v)
-                if tv is dict or tv is list:
+                if tv is dict:
+                    # A tagged value holding a string (a time, an id: nearly every one)
+                    # turned back without the call that would find nothing else in it.
+                    if (
+                        len(v) == 2
+                        and type(v.get("_data_")) is str
+                        and type(v.get("_type_")) is str
+                    ):
+                        o[k] = self._decode_obj(v)
+                    else:
+                        o[k] = self._untag(v)
+                elif tv is list:
                     o[k] = self._untag(v)
                 elif tv is float and not -_BIG < v < _BIG:
                     raise _Unsupported
