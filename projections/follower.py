@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
@@ -33,6 +34,44 @@ def prefetch_keys(source: Any, notifications: list[Any]) -> None:
     prepare = getattr(source.mapper, "prepare_stored", None)
     if prepare is not None:
         prepare(notifications)
+
+
+class SharedDecodes:
+    """Stored events decoded once for every follower of the log in this process.
+
+    The timeline and the reachability followers read the same events within moments of each
+    other; each opening every sealed event itself was a quarter of the timeline service's CPU
+    (profiled in bench/ingest.py's pipeline).  A follower asks here first; what another has
+    decoded lately is handed over as it is (the events are never changed once made).  Bounded:
+    only the latest ``window`` notification ids are kept.
+    """
+
+    def __init__(self, window: int = 20_000) -> None:
+        self.window = window
+        self._events: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._newest = 0
+
+    def missing(self, notifications: Sequence[Any]) -> list[Any]:
+        """The notifications not decoded yet (whose keys the follower prefetches)."""
+        events = self._events
+        return [n for n in notifications if n.id not in events]
+
+    def decode(self, to_domain: Callable[[Any], Any], notification: Any) -> Any:
+        """The notification's event: decoded by another follower lately, else by
+        ``to_domain`` (which raises as it would)."""
+        found = self._events.get(notification.id)
+        if found is not None:
+            return found
+        event = to_domain(notification)
+        with self._lock:
+            self._events[notification.id] = event
+            if notification.id > self._newest:
+                self._newest = notification.id
+            if len(self._events) > self.window * 2:
+                oldest = self._newest - self.window
+                self._events = {i: e for i, e in self._events.items() if i > oldest}
+        return event
 
 
 class NewEvents:
@@ -132,12 +171,14 @@ class ViewFollower(Follower):
         batch_size: int = 2000,
         idle_wait: float = 0.05,
         new_events: NewEvents | None = None,
+        decodes: SharedDecodes | None = None,
     ) -> None:
         self.source = source
         self.view = view
         self.batch_size = batch_size
         self.idle_wait = idle_wait
         self.new_events = new_events or NewEvents()
+        self.decodes = decodes
         self._position = self._stored()
         self._progress = threading.Condition()
 
@@ -212,9 +253,15 @@ class TimelineFollower(ViewFollower):
         self._move_to(notifications[-1].id)
 
     def _apply(self, notifications: list[Any]) -> None:
-        prefetch_keys(self.source, notifications)
         to_domain = self.source.mapper.to_domain_event
-        changes = changes_for([(n.id, to_domain(n)) for n in notifications])
+        shared = self.decodes
+        if shared is None:
+            prefetch_keys(self.source, notifications)
+            events = [(n.id, to_domain(n)) for n in notifications]
+        else:
+            prefetch_keys(self.source, shared.missing(notifications))
+            events = [(n.id, shared.decode(to_domain, n)) for n in notifications]
+        changes = changes_for(events)
         self.view.apply(changes, Tracking(self.source.name, notifications[-1].id))
 
     def _apply_or_skip(self, notification: Any) -> None:

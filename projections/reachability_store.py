@@ -17,13 +17,15 @@ import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from contracts.errors import ConfigError
-from projections.follower import NotificationSource, ViewFollower, prefetch_keys
+from projections.follower import NotificationSource, SharedDecodes, ViewFollower, prefetch_keys
+from projections.log_pages import read_page
 from projections.reachability import (
     TOPICS,
     AddressFacts,
@@ -324,19 +326,26 @@ def chunks(values: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 
 def read_batches(
-    source: NotificationSource, start: int, batch_size: int
+    source: NotificationSource,
+    start: int,
+    batch_size: int,
+    decodes: SharedDecodes | None = None,
 ) -> Iterator[tuple[list[Positioned], list[tuple[int, str]], int]]:
-    """The stored events this view reads after ``start``, decoded, in batches: (events,
-    those that could not be decoded with the reason, the batch's last id)."""
+    """The stored events this view reads after ``start``, decoded (or taken from ``decodes``:
+    what another follower in this process decoded), in batches: (events, those that could not
+    be decoded with the reason, the batch's last id)."""
     to_domain = source.mapper.to_domain_event
-    while notifications := source.recorder.select_notifications(
-        start=start, limit=batch_size, topics=TOPICS, inclusive_of_start=False
-    ):
+    while notifications := read_page(source.recorder, start=start, limit=batch_size, topics=TOPICS):
         events, unreadable = [], []
-        prefetch_keys(source, notifications)
+        if decodes is None:
+            prefetch_keys(source, notifications)
+            decode = to_domain
+        else:
+            prefetch_keys(source, decodes.missing(notifications))
+            decode = partial(decodes.decode, to_domain)
         for n in notifications:
             try:
-                events.append((n.id, to_domain(n)))
+                events.append((n.id, decode(n)))
             except ConfigError:
                 raise  # a keyring without the keys: not the event's fault
             except Exception as e:
@@ -353,7 +362,7 @@ class ReachabilityFollower(ViewFollower):
     view: ReachabilityView
 
     def run_once(self) -> int:
-        batch = next(read_batches(self.source, self._position, self.batch_size), None)
+        batch = next(read_batches(self.source, self._position, self.batch_size, self.decodes), None)
         if batch is None:
             return 0
         events, unreadable, last = batch

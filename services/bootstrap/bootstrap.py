@@ -34,7 +34,7 @@ from channels.social import (
 from channels.voice import cti_router, twilio_voice_router
 from contracts import Channel
 from contracts.errors import ConfigError
-from projections.follower import NewEvents, TimelineFollower
+from projections.follower import NewEvents, SharedDecodes, TimelineFollower
 from projections.reachability_store import ReachabilityFollower, ReachabilityView
 from projections.timeline import TimelineView
 from services.audit.access_log import open_access_log
@@ -103,6 +103,8 @@ class Hub:
     clock: Callable[[], datetime] | None = None
     # Every store part this hub opens tells its followers about new events at once.
     new_events: NewEvents = field(default_factory=NewEvents)
+    # The timeline and reachability followers of this process open each stored event once.
+    decodes: SharedDecodes = field(default_factory=SharedDecodes)
     _routing: Routing | None = None
     _keyring: Keyring | None = None
     # The message routers built (one per run of the router service): tests and health read them.
@@ -191,14 +193,19 @@ class Hub:
         return open_timeline_view(self.settings)
 
     def timeline_follower(self) -> TimelineFollower:
-        return TimelineFollower(self.history(), self.timeline_view(), new_events=self.new_events)
+        return TimelineFollower(
+            self.history(), self.timeline_view(), new_events=self.new_events, decodes=self.decodes
+        )
 
     def reachability_view(self) -> ReachabilityView:
         return open_reachability_view(self.settings)
 
     def reachability_follower(self) -> ReachabilityFollower:
         return ReachabilityFollower(
-            self.history(cached=False), self.reachability_view(), new_events=self.new_events
+            self.history(cached=False),
+            self.reachability_view(),
+            new_events=self.new_events,
+            decodes=self.decodes,
         )
 
     def blobs(self) -> LocalBlobStore:
