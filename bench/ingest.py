@@ -144,9 +144,11 @@ def raw_save(settings: Settings, records: list[tuple[str, bytes]], batch: int = 
     return elapsed
 
 
-async def pipeline(settings: Settings, n: int) -> tuple[float, float]:
+async def pipeline(settings: Settings, n: int) -> tuple[float, float, float, float]:
     """The recorder (here) and the timeline service (its own process, as in production,
-    so the two use both cores), until the timeline shows all n."""
+    so the two use both cores), until the timeline shows all n.  Returns the seconds until
+    recorded and until visible, and the CPU seconds the recorder (this process) and the
+    timeline service spent meanwhile: what each costs whatever else the machine does."""
     recorder = bootstrap(settings).recorder()
     view = bootstrap(settings).timeline_view()
     env = {
@@ -161,8 +163,11 @@ async def pipeline(settings: Settings, n: int) -> tuple[float, float]:
         [sys.executable, "-m", "services", "serve", "timeline", "--log-level", "WARNING"], env=env
     )
     stop = asyncio.Event()
+    timeline_cpu = 0.0
     try:
         start = time.perf_counter()
+        recorder_cpu = process_cpu(os.getpid())
+        timeline_cpu = process_cpu(timeline.pid)
         task = asyncio.create_task(recorder.run(stop))
         recorded_at = None
         with Progress(
@@ -183,13 +188,15 @@ async def pipeline(settings: Settings, n: int) -> tuple[float, float]:
                 if timeline.poll() is not None:
                     raise RuntimeError("the timeline service exited")
         total = time.perf_counter() - start
+        recorder_cpu = process_cpu(os.getpid()) - recorder_cpu
+        timeline_cpu = process_cpu(timeline.pid) - timeline_cpu
     finally:
         stop.set()
         timeline.terminate()
         timeline.wait(30)
     await task
     console.print(f"recorder: {recorder.stats}")
-    return recorded_at or total, total
+    return recorded_at or total, total, recorder_cpu, timeline_cpu
 
 
 # --------------------------------------------------------------------------- scale-out
@@ -751,7 +758,7 @@ async def main() -> None:
             publish_s = await publish_all(settings, records)
             consume_s = await raw_consume(settings, args.n)
             save_s = raw_save(settings.model_copy(update={"store": store_for("rawsave")}), records)
-            recorded_s, visible_s = await pipeline(settings, args.n)
+            recorded_s, visible_s, recorder_cpu, timeline_cpu = await pipeline(settings, args.n)
     finally:
         for cleanup in reversed(cleanups):
             cleanup()
@@ -778,6 +785,11 @@ async def main() -> None:
     )
     table.add_row("pipeline: visible on the timeline", f"{visible_s:.2f}", f"{pipeline_rate:,.0f}")
     Console().print(table)
+    print(
+        f"CPU per interaction in the pipeline: recorder {recorder_cpu / n * 1e6:.0f} µs, "
+        f"timeline service {timeline_cpu / n * 1e6:.0f} µs (this machine: 2 cores, shared "
+        "with the broker and, on PostgreSQL, the database)"
+    )
     target = 10_000 if args.store == "sqlite" else 5_000
     print(
         f"pipeline / raw save = {pipeline_rate / save_rate:.0%} (target >= 50%); "
