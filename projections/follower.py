@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
@@ -40,10 +41,12 @@ class SharedDecodes:
     """Stored events decoded once for every follower of the log in this process.
 
     The timeline and the reachability followers read the same events within moments of each
-    other; each opening every sealed event itself was a quarter of the timeline service's CPU
-    (profiled in bench/ingest.py's pipeline).  A follower asks here first; what another has
-    decoded lately is handed over as it is (the events are never changed once made).  Bounded:
-    only the latest ``window`` notification ids are kept.
+    other (both woken by the same commit); each opening every sealed event itself was a
+    quarter of the timeline service's CPU (profiled in bench/ingest.py's pipeline).  A page is
+    decoded under one lock: the follower that comes second waits and then takes what the first
+    made (decoding holds the GIL, so two threads decoding side by side gained nothing), handed
+    over as it is (events are never changed once made).  Bounded: only the latest ``window``
+    notification ids are kept.
     """
 
     def __init__(self, window: int = 20_000) -> None:
@@ -52,26 +55,36 @@ class SharedDecodes:
         self._lock = threading.Lock()
         self._newest = 0
 
-    def missing(self, notifications: Sequence[Any]) -> list[Any]:
-        """The notifications not decoded yet (whose keys the follower prefetches)."""
-        events = self._events
-        return [n for n in notifications if n.id not in events]
-
-    def decode(self, to_domain: Callable[[Any], Any], notification: Any) -> Any:
-        """The notification's event: decoded by another follower lately, else by
-        ``to_domain`` (which raises as it would)."""
-        found = self._events.get(notification.id)
-        if found is not None:
-            return found
-        event = to_domain(notification)
+    def decode_page(
+        self,
+        notifications: Sequence[Any],
+        to_domain: Callable[[Any], Any],
+        prefetch: Callable[[list[Any]], None],
+    ) -> list[Any]:
+        """Each notification's event, in order: decoded lately by a follower, else now by
+        ``to_domain`` after ``prefetch`` of those not decoded yet (their keys, one query).
+        An event that does not open is the exception ``to_domain`` raised, in its place (and
+        is not kept: the next follower tries it itself)."""
         with self._lock:
-            self._events[notification.id] = event
-            if notification.id > self._newest:
-                self._newest = notification.id
-            if len(self._events) > self.window * 2:
+            events = self._events
+            missing = [n for n in notifications if n.id not in events]
+            if missing:
+                prefetch(missing)
+            found: list[Any] = []
+            for n in notifications:
+                event = events.get(n.id)
+                if event is None:
+                    try:
+                        event = events[n.id] = to_domain(n)
+                    except Exception as e:
+                        found.append(e)
+                        continue
+                    self._newest = max(self._newest, n.id)
+                found.append(event)
+            if len(events) > self.window * 2:
                 oldest = self._newest - self.window
-                self._events = {i: e for i, e in self._events.items() if i > oldest}
-        return event
+                self._events = {i: e for i, e in events.items() if i > oldest}
+        return found
 
 
 class NewEvents:
@@ -254,13 +267,17 @@ class TimelineFollower(ViewFollower):
 
     def _apply(self, notifications: list[Any]) -> None:
         to_domain = self.source.mapper.to_domain_event
-        shared = self.decodes
-        if shared is None:
+        if self.decodes is None:
             prefetch_keys(self.source, notifications)
             events = [(n.id, to_domain(n)) for n in notifications]
         else:
-            prefetch_keys(self.source, shared.missing(notifications))
-            events = [(n.id, shared.decode(to_domain, n)) for n in notifications]
+            decoded = self.decodes.decode_page(
+                notifications, to_domain, partial(prefetch_keys, self.source)
+            )
+            for event in decoded:
+                if isinstance(event, Exception):
+                    raise event  # as decoding here would: the batch goes event by event
+            events = [(n.id, e) for n, e in zip(notifications, decoded, strict=True)]
         changes = changes_for(events)
         self.view.apply(changes, Tracking(self.source.name, notifications[-1].id))
 

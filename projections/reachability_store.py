@@ -339,17 +339,21 @@ def read_batches(
         events, unreadable = [], []
         if decodes is None:
             prefetch_keys(source, notifications)
-            decode = to_domain
+            decoded = []
+            for n in notifications:
+                try:
+                    decoded.append(to_domain(n))
+                except Exception as e:
+                    decoded.append(e)
         else:
-            prefetch_keys(source, decodes.missing(notifications))
-            decode = partial(decodes.decode, to_domain)
-        for n in notifications:
-            try:
-                events.append((n.id, decode(n)))
-            except ConfigError:
-                raise  # a keyring without the keys: not the event's fault
-            except Exception as e:
-                unreadable.append((n.id, f"{type(e).__name__}: {e}"[:1000]))
+            decoded = decodes.decode_page(notifications, to_domain, partial(prefetch_keys, source))
+        for n, event in zip(notifications, decoded, strict=True):
+            if isinstance(event, ConfigError):
+                raise event  # a keyring without the keys: not the event's fault
+            if isinstance(event, Exception):
+                unreadable.append((n.id, f"{type(event).__name__}: {event}"[:1000]))
+            else:
+                events.append((n.id, event))
         start = notifications[-1].id
         yield events, unreadable, start
 
