@@ -166,6 +166,7 @@ async def pipeline(settings: Settings, n: int) -> tuple[float, float, float, flo
     timeline_cpu = 0.0
     try:
         start = time.perf_counter()
+        stolen = steal_ticks()
         recorder_cpu = process_cpu(os.getpid())
         timeline_cpu = process_cpu(timeline.pid)
         task = asyncio.create_task(recorder.run(stop))
@@ -190,12 +191,14 @@ async def pipeline(settings: Settings, n: int) -> tuple[float, float, float, flo
         total = time.perf_counter() - start
         recorder_cpu = process_cpu(os.getpid()) - recorder_cpu
         timeline_cpu = process_cpu(timeline.pid) - timeline_cpu
+        stolen = (steal_ticks() - stolen) / _TICK / (total * (os.cpu_count() or 1))
     finally:
         stop.set()
         timeline.terminate()
         timeline.wait(30)
     await task
     console.print(f"recorder: {recorder.stats}")
+    console.print(f"steal: {stolen:.0%} of the cores' time went to other guests of the host")
     return recorded_at or total, total, recorder_cpu, timeline_cpu
 
 
@@ -213,6 +216,13 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def steal_ticks() -> int:
+    """Ticks the hypervisor gave other guests while this machine wanted the CPU (/proc/stat's
+    steal): on a busy host every figure here is lower by about that share."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) if len(fields) > 8 else 0
 
 
 def process_cpu(pid: int, *, reaped: bool = False) -> float:

@@ -147,7 +147,8 @@ def build_directory(settings: Settings, customers: int) -> None:
         rows = [(caller(i), str(customer_id_for(caller(i)))) for i in range(customers)]
         db.executemany("INSERT INTO addresses VALUES (?, ?)", rows)
         db.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, 7, ?, 'voice')",
+            "INSERT INTO customers (customer_id, first_address, first_seen, contact_count, "
+            "last_contact_at, last_channel) VALUES (?, ?, ?, 7, ?, 'voice')",
             [(cid, address, seen, seen) for address, cid in rows],
         )
     db.close()
