@@ -12,6 +12,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
+from projections.pg_arrays import as_columns
 from projections.reachability import AddressFacts, CustomerFacts, MessageState
 from projections.reachability_store import (
     FACT_COLUMNS,
@@ -33,15 +34,6 @@ _LOCK = 727275  # the advisory lock under which one process at a time decides ab
 def _column_type(name: str) -> str:
     """The PostgreSQL type of a fact column (as created below)."""
     return "text" if name in _FACT_TYPES else "double precision" if name.endswith("_at") else "int"
-
-
-def _columns(rows: dict[Any, tuple], width: int) -> tuple[list[Any], ...]:
-    """The rows (the last of each key) as one list per column."""
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
-    for row in rows.values():
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
 
 
 class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
@@ -83,7 +75,7 @@ class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
         # Each write is one statement of one array per column (bound in binary): an
         # executemany costs ~30 µs a row in the client, and this view writes a row or two for
         # every contact.  A key twice in one statement is refused by ON CONFLICT DO UPDATE, so
-        # ``_write`` keeps the last row of each key, as row by row would have left it.
+        # ``_write`` keeps the last row of each key (a dict), as row by row would have left it.
         upsert = ", ".join(f"{n} = excluded.{n}" for n in FACT_COLUMNS)
         arrays = ", ".join(f"%b::{_column_type(n)}[]" for n in FACT_COLUMNS)
         self._upsert_addresses = (
@@ -202,7 +194,7 @@ class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
         if addresses:
             c.execute(
                 self._upsert_addresses,
-                _columns(
+                as_columns(
                     {
                         (f.customer_id, f.channel, f.address): (
                             f.customer_id,
@@ -211,14 +203,14 @@ class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
                             *fact_values(f),
                         )
                         for f in addresses
-                    },
+                    }.values(),
                     3 + len(FACT_COLUMNS),
                 ),
             )
         if messages:
             c.execute(
                 self._upsert_messages,
-                _columns(
+                as_columns(
                     {
                         m.message_ref: (
                             m.message_ref,
@@ -228,14 +220,14 @@ class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
                             m.status,
                         )
                         for m in messages
-                    },
+                    }.values(),
                     5,
                 ),
             )
         if customers:
             c.execute(
                 self._upsert_customers,
-                _columns(
+                as_columns(
                     {
                         x.customer_id: (
                             x.customer_id,
@@ -244,7 +236,7 @@ class PostgresReachabilityView(ReachabilityView, PostgresTrackingRecorder):
                             x.survivor_id,
                         )
                         for x in customers
-                    },
+                    }.values(),
                     4,
                 ),
             )

@@ -31,6 +31,7 @@ from projections.directory import (
     Unmerged,
     with_phone_variants,
 )
+from projections.pg_arrays import as_columns
 from projections.timeline import (
     AgentConversation,
     CustomerSummary,
@@ -176,11 +177,6 @@ class BatchRows:
             deliveries=changes.deliveries,
             ops=changes.ops,
         )
-
-
-def _columns(rows: list[tuple], width: int) -> list[list[Any]]:
-    """Rows as one list per column (the arrays a statement unnests)."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 # Where an erased person's rows are: (table, column naming the customer).
@@ -335,7 +331,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "SELECT i, a, s FROM unnest(%b::uuid[], %b::text[], %b::timestamptz[]) "
                     "WITH ORDINALITY AS r(i, a, s, n) ORDER BY n ON CONFLICT DO NOTHING"
                 ).format(t["customers"]),
-                _columns(rows.customers, 3),
+                as_columns(rows.customers, 3),
             )
         if rows.counted:
             # A new customer with its contacts: the insert and the contacts' update below in
@@ -354,7 +350,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "THEN excluded.last_channel ELSE c.last_channel END, "
                     "last_contact_at = GREATEST(c.last_contact_at, excluded.last_contact_at)"
                 ).format(t["customers"]),
-                _columns(rows.counted, 6),
+                as_columns(rows.counted, 6),
             )
         if rows.addresses:
             curs.execute(
@@ -362,7 +358,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "INSERT INTO {0} SELECT a, i FROM unnest(%b::text[], %b::uuid[]) "
                     "WITH ORDINALITY AS r(a, i, n) ORDER BY n ON CONFLICT DO NOTHING"
                 ).format(t["addresses"]),
-                _columns(rows.addresses, 2),
+                as_columns(rows.addresses, 2),
             )
         if rows.entries:
             with curs.copy(
@@ -383,7 +379,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                     "FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::uuid[]) "
                     "AS u(k, l, h, i) WHERE c.customer_id = u.i"
                 ).format(t["customers"]),
-                _columns(rows.contacts, 4),
+                as_columns(rows.contacts, 4),
             )
         self._apply_deliveries(curs, rows.deliveries)
         handled: list[AgentHandled] = []
@@ -413,7 +409,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
                 "FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) AS u(a, t, i) "
                 "WHERE c.customer_id = u.i AND (c.last_agent_at IS NULL OR c.last_agent_at <= u.t)"
             ).format(self._t["customers"]),
-            _columns([(storable(o.agent), o.at, o.customer_id) for o in latest.values()], 3),
+            as_columns([(storable(o.agent), o.at, o.customer_id) for o in latest.values()], 3),
         )
 
     def _apply_op(self, curs: Any, op: DirectoryOp) -> None:
