@@ -161,7 +161,7 @@ def _kind_of(cls: type) -> tuple[str, str | None, frozenset[str], int]:
 
 def owner_in(state: bytes) -> UUID | None:
     """The customer whose key seals these stored bytes (None: not sealed)."""
-    if state[:1] != bytes([SEALED]):
+    if state[:1] != _SEALED_MARK:
         return None
     return UUID(bytes=state[1:17])
 
@@ -285,15 +285,8 @@ class SealingMapper(Mapper[UUID]):
         clear_bytes = encode(clear)
         nonce = os.urandom(_NONCE)
         owner_bytes = owner.bytes
-        aad = b"".join(
-            (
-                owner_bytes,
-                owner_bytes if originator_id == owner else _id_bytes(originator_id),
-                _VERSION.pack(version),
-                _topic_bytes(topic),
-            )
-        )
-        body = cipher.encrypt(nonce, encode(sealed), aad)
+        oid_bytes = owner_bytes if originator_id == owner else _id_bytes(originator_id)
+        body = cipher.encrypt(nonce, encode(sealed), _aad(owner_bytes, oid_bytes, version, topic))
         return StoredEvent(
             originator_id=originator_id,
             originator_version=version,
@@ -329,7 +322,7 @@ class SealingMapper(Mapper[UUID]):
                 state["originator_id"] = originator_id
                 state["originator_version"] = version
                 return ErasedEvent(topic, owner, state)
-            aad = b"".join((owner_bytes, oid_bytes, _VERSION.pack(version), _topic_bytes(topic)))
+            aad = _aad(owner_bytes, oid_bytes, version, topic)
             state.update(
                 decode(cipher.decrypt(data[end : end + _NONCE], data[end + _NONCE :], aad))
             )
@@ -393,6 +386,6 @@ def _uuid_of_bytes(raw: bytes) -> UUID:
     return uuid
 
 
-def _aad(owner: UUID, originator_id: Any, version: int, topic: str) -> bytes:
+def _aad(owner: bytes, originator: bytes, version: int, topic: str) -> bytes:
     """What a sealed part is bound to: its owner, its stream, its version and its topic."""
-    return b"".join((owner.bytes, _id_bytes(originator_id), _VERSION.pack(version), topic.encode()))
+    return b"".join((owner, originator, _VERSION.pack(version), _topic_bytes(topic)))

@@ -275,22 +275,6 @@ def test_profile_edits_are_events_and_a_stale_edit_is_a_conflict(desk: Desk) -> 
     assert [c.customer_id for c in desk.view.search("+4930555012")] == [cid]
 
 
-def test_the_last_agent_who_handled_the_customer_is_on_the_card(desk: Desk) -> None:
-    desk.record(
-        call(PHONE, "CA1", 0),
-        CallAnswered(
-            channel=Channel.voice,
-            direction="inbound",
-            party=PHONE,
-            provider_ref="CA1",
-            call_id="CA1",
-            agent="agent-42",
-            occurred_at=T0 + timedelta(seconds=20),
-        ),
-    )
-    assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-42"
-
-
 def _answered(ref: str, agent: str, seconds: int) -> CallAnswered:
     return CallAnswered(
         channel=Channel.voice,
@@ -301,6 +285,11 @@ def _answered(ref: str, agent: str, seconds: int) -> CallAnswered:
         agent=agent,
         occurred_at=T0 + timedelta(seconds=seconds),
     )
+
+
+def test_the_last_agent_who_handled_the_customer_is_on_the_card(desk: Desk) -> None:
+    desk.record(call(PHONE, "CA1", 0), _answered("CA1", "agent-42", 20))
+    assert desk.view.card(desk.owner(PHONE)).last_agent == "agent-42"
 
 
 def test_the_latest_answer_in_one_batch_names_the_last_agent_a_tie_going_to_the_later(

@@ -26,7 +26,6 @@ from services.history.sealing import (
     SEALED,
     ErasedEvent,
     SealingMapper,
-    _aad,
     _uuid_of_bytes,
 )
 from services.history.transcoder import OrjsonTranscoder
@@ -80,7 +79,9 @@ def read_plainly(stored: StoredEvent, keyring: MemoryKeyring) -> Any:
         state["originator_id"] = originator_id
         state["originator_version"] = stored.originator_version
         return ErasedEvent(stored.topic, owner, state)
-    aad = _aad(owner, originator_id, stored.originator_version, stored.topic)
+    # The associated data as the format says: owner, stream, version (8 bytes), topic.
+    version = stored.originator_version.to_bytes(8, "big")
+    aad = owner.bytes + originator_id.bytes + version + stored.topic.encode()
     state.update(LIBRARY_JSON.decode(AESGCM(key).decrypt(rest[:_NONCE], rest[_NONCE:], aad)))
     state["originator_id"] = originator_id
     state["originator_version"] = stored.originator_version
