@@ -41,8 +41,6 @@ from projections.timeline import (
     TimelineEntry,
     TimelineView,
     ViewFromTheFuture,
-    contact_addresses,
-    contact_rollup,
     fold_delivery_reports,
     full_payload,
     payload_json,
@@ -110,15 +108,6 @@ def _ts(dt: datetime) -> str:
     )
 
 
-class _Texts(dict):
-    """str(uuid) once per id in a batch (it is pure Python, and each row names its customer
-    several times)."""
-
-    def __missing__(self, key: UUID) -> str:
-        text = self[key] = str(key)
-        return text
-
-
 class _Times(dict):
     """_ts once per time in a batch (a contact's time is its row's and its customer's last)."""
 
@@ -142,32 +131,29 @@ class BatchRows:
 
     @classmethod
     def of(cls, changes: TimelineChanges) -> BatchRows:
-        ids, times = _Texts(), _Times()
-        rollup = contact_rollup(changes.entries)
-        customers, counted = [], []
-        for s in changes.new_customers:
-            row = (ids[s.customer_id], s.first_address, _ts(s.first_seen))
-            got = rollup.pop(s.customer_id, None)
-            if got is None:
-                customers.append(row)
-            else:
-                count, last, channel = got
-                counted.append((*row, count, times[last], channel))
-        return cls(
-            customers=customers,
-            counted=counted,
-            # Once each: a repeated (address, customer) is ignored by the statement anyway.
-            addresses=list(
-                dict.fromkeys(
-                    (address, ids[cid])
-                    for address, cid in (*changes.addresses, *contact_addresses(changes.entries))
-                )
-            ),
-            timeline=[
+        # One pass over the entries, the customers keyed by their text (a str hashes in C, a
+        # UUID in Python: a dozen UUID hashes an entry were a tenth of this).
+        texts: dict[int, str] = {}
+        times = _Times()
+
+        def text(customer_id: UUID) -> str:
+            found = texts.get(customer_id.int)
+            if found is None:
+                found = texts[customer_id.int] = str(customer_id)
+            return found
+
+        # Once each: a repeated (address, customer) is ignored by the statement anyway; the
+        # first contacts' addresses first, then the addresses contacts came from.
+        addresses = {(address, text(cid)): None for address, cid in changes.addresses}
+        rollup: dict[str, list] = {}  # customer -> [new contacts, the latest's time, channel]
+        timeline = []
+        for e in changes.entries:
+            cid = text(e.customer_id)
+            timeline.append(
                 (
                     e.position,
-                    ids[e.customer_id],
-                    ids[e.customer_id],
+                    cid,
+                    cid,
                     times[e.occurred_at],
                     e.type,
                     e.channel,
@@ -177,11 +163,34 @@ class BatchRows:
                     storable(e.summary),
                     payload_json(stored_payload(e)),
                 )
-                for e in changes.entries
-            ],
+            )
+            if e.direction == "internal":  # the desk's own doings are no contact
+                continue
+            addresses[(e.party, cid)] = None
+            got = rollup.get(cid)
+            if got is None:
+                rollup[cid] = [1, e.occurred_at, e.channel]
+            else:
+                got[0] += 1
+                if e.occurred_at >= got[1]:
+                    got[1], got[2] = e.occurred_at, e.channel
+        customers, counted = [], []
+        for s in changes.new_customers:
+            cid = text(s.customer_id)
+            row = (cid, s.first_address, _ts(s.first_seen))
+            got = rollup.pop(cid, None)
+            if got is None:
+                customers.append(row)
+            else:
+                count, last, channel = got
+                counted.append((*row, count, times[last], channel))
+        return cls(
+            customers=customers,
+            counted=counted,
+            addresses=list(addresses),
+            timeline=timeline,
             contacts=[
-                (ids[cid], count, times[last], channel)
-                for cid, (count, last, channel) in rollup.items()
+                (cid, count, times[last], channel) for cid, (count, last, channel) in rollup.items()
             ],
             deliveries=changes.deliveries,
             ops=changes.ops,

@@ -112,10 +112,15 @@ class OrjsonTranscoder(JSONTranscoder):
                     # turned back without the call that would find nothing else in it.
                     if (
                         len(v) == 2
-                        and type(v.get("_data_")) is str
-                        and type(v.get("_type_")) is str
+                        and type(data := v.get("_data_")) is str
+                        and type(name := v.get("_type_")) is str
                     ):
-                        o[k] = self._decode_obj(v)
+                        transcoding = self.names.get(name)
+                        o[k] = (
+                            self._decode_obj(v)  # the library's error
+                            if transcoding is None
+                            else transcoding.decode(data)
+                        )
                     else:
                         o[k] = self._untag(v)
                 elif tv is list:
