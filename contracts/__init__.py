@@ -18,7 +18,7 @@ from contracts.addresses import (
 from contracts.calls import CallAnswered, CallEnded, CallMissed, CallRinging, VoicemailRecorded
 from contracts.consent import ConsentChanged
 from contracts.deadletter import DeadLetter
-from contracts.delivery import DeliveryStatus, DeliveryStatusChanged, status_advances
+from contracts.delivery import DeliveryStatus, DeliveryStatusChanged, status_advances, status_of
 from contracts.envelope import Channel, Direction, InteractionEvent
 from contracts.interactions import (
     INTERACTION_TYPES,
@@ -100,5 +100,6 @@ __all__ = [
     "parse_interaction",
     "parse_presence",
     "status_advances",
+    "status_of",
     "withheld_caller",
 ]

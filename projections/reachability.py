@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from contracts import Channel, DeliveryStatus, status_advances
+from contracts import Channel, DeliveryStatus, status_advances, status_of
 from services.domain import Customer
 
 # Channels a message can be sent on (voice is no campaign channel: a call has no receipt).
@@ -225,10 +225,10 @@ def _contact(state: ReachState, event: Customer.InteractionRecorded) -> None:
     if kind == "message.sent.v1":
         facts.awaiting += 1
         facts.awaiting_at = max(at, facts.awaiting_at or at)
-        status = DeliveryStatus.sent
+        status = _SENT
     else:
-        status = DeliveryStatus(event.payload["status"])
-    before = DeliveryStatus(message.status) if message.status else None
+        status = status_of(event.payload["status"])
+    before = status_of(message.status) if message.status else None
     if not status_advances(before, status):
         return  # a late report that says less than one already applied
     message.status = str(status)
@@ -250,6 +250,7 @@ def _contact(state: ReachState, event: Customer.InteractionRecorded) -> None:
 
 
 _SUCCESS = (DeliveryStatus.delivered, DeliveryStatus.read)
+_SENT = DeliveryStatus.sent  # read once: an enum member off its class is Python code (3.11)
 
 
 def _succeeded(facts: AddressFacts, at: float) -> None:

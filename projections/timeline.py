@@ -18,7 +18,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from contracts import DeliveryStatus, status_advances
+from contracts import DeliveryStatus, status_advances, status_of
 from contracts.errors import ConfigError
 from projections.changes import (
     CustomerSummary,
@@ -439,19 +439,14 @@ def _directory_op(event: Any) -> DirectoryOp | None:
     return None
 
 
-# Enum members looked up once: reading one off its class, or calling the class, is Python code
-# on 3.11 (half a microsecond each), and every sent message and delivery report takes one.
-_SENT = DeliveryStatus.sent
-_STATUSES = {status.value: status for status in DeliveryStatus}
+_SENT = DeliveryStatus.sent  # read once: an enum member off its class is Python code (3.11)
 
 
 def _delivery_report(event: Customer.InteractionRecorded) -> DeliveryReport | None:
     if event.interaction_type == "message.sent.v1":
         ref, status = event.provider_ref, _SENT
     elif event.interaction_type == "delivery.status.v1":
-        reported = event.payload["status"]
-        status = _STATUSES.get(reported) or DeliveryStatus(reported)  # unknown: its error
-        ref = event.payload["message_ref"]
+        ref, status = event.payload["message_ref"], status_of(event.payload["status"])
     else:
         return None
     return DeliveryReport(

@@ -12,7 +12,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
-from contracts import DeliveryStatus
+from contracts import DeliveryStatus, status_of
 from projections.directory import (
     RECENT,
     AddressAdded,
@@ -583,7 +583,7 @@ class PostgresTimelineView(TimelineView, PostgresTrackingRecorder):
             SQL("SELECT message_ref, status FROM {0} WHERE message_ref = ANY(%s)").format(t),
             (sorted({r.message_ref for r in reports}),),
         )
-        current = {row["message_ref"]: DeliveryStatus(row["status"]) for row in curs.fetchall()}
+        current = {row["message_ref"]: status_of(row["status"]) for row in curs.fetchall()}
         winners = fold_delivery_reports(current, reports).values()
         if winners:
             curs.executemany(

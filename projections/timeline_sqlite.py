@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from contracts import DeliveryStatus
+from contracts import DeliveryStatus, status_of
 from projections.directory import (
     RECENT,
     AddressAdded,
@@ -531,7 +531,7 @@ class SQLiteTimelineView(FollowsSwaps, TimelineView, SQLiteTrackingRecorder):
                 f"({','.join('?' * len(chunk))})",
                 chunk,
             )
-            current.update((row[0], DeliveryStatus(row[1])) for row in c.fetchall())
+            current.update((row[0], status_of(row[1])) for row in c.fetchall())
         c.executemany(
             "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_ref) DO UPDATE "
             "SET status = excluded.status, updated_at = excluded.updated_at",

@@ -37,6 +37,7 @@ from contracts import (
     normalize_phone,
     parse_interaction,
     status_advances,
+    status_of,
 )
 
 WHEN = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -431,6 +432,14 @@ def test_delivery_status_only_moves_forward() -> None:
     assert not status_advances(DeliveryStatus.read, DeliveryStatus.failed)
     assert DeliveryStatus.queued.rank < DeliveryStatus.sent.rank < DeliveryStatus.delivered.rank
     assert DeliveryStatus.failed.is_terminal and not DeliveryStatus.read.is_terminal
+
+
+def test_a_reported_status_reads_as_its_member_and_an_unknown_one_is_refused() -> None:
+    for status in DeliveryStatus:
+        assert status_of(status.value) is status
+        assert status_of(status) is status
+    with pytest.raises(ValueError, match="'bounced' is not a valid DeliveryStatus"):
+        status_of("bounced")
 
 
 def test_a_dead_letter_keeps_the_failed_payload_and_round_trips() -> None:
