@@ -100,7 +100,7 @@ def _by_json(payload: dict) -> str:
     return _JSON.encode(storable(payload)) if "\\u0000" in text else text
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(), _json_values, max_size=6))
 def test_the_stored_payload_reads_back_as_json_wrote_it(payload: dict) -> None:
     # The same values in the same order (a float's exponent may be written 1e-9 or 1e-09).
