@@ -268,14 +268,20 @@ def test_the_frequency_cap_counts_contacts_of_other_campaigns_from_the_ledger() 
         ledger, lambda since: [RecentCampaign(earlier.id, 1), RecentCampaign(spring.id, 1)]
     )
 
-    summer = campaign(("sms",), start=now)
-    _, plan = plan_campaign(summer, [row], reachability=NoRankings(), contacts=contacts, now=now)
+    # Planned after those sends were recorded, as in the hub (the ledger stamps them with the
+    # clock: planned at ``now`` from before them, inside the sending hours, they would lie
+    # after the planned send and not count).
+    later = datetime.now(UTC)
+    summer = campaign(("sms",), start=later)
+    _, plan = plan_campaign(summer, [row], reachability=NoRankings(), contacts=contacts, now=later)
     assert plan.sends == []
     assert plan.skips[0].code == "capped"
     assert "2 marketing contact(s) in the last 7 days (at most 2)" in plan.skips[0].reason
 
-    generous = campaign(("sms",), start=now, cap=3)
-    _, plan = plan_campaign(generous, [row], reachability=NoRankings(), contacts=contacts, now=now)
+    generous = campaign(("sms",), start=later, cap=3)
+    _, plan = plan_campaign(
+        generous, [row], reachability=NoRankings(), contacts=contacts, now=later
+    )
     assert len(plan.sends) == 1
 
 
