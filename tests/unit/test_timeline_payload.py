@@ -113,3 +113,11 @@ def test_the_stored_payload_reads_back_as_json_wrote_it(payload: dict) -> None:
 def test_a_nul_in_the_payload_is_stored_as_postgresql_can_hold_it() -> None:
     text = payload_json({"body": "a\x00b", "n": 2**64})
     assert json.loads(text) == {"body": "a\ufffdb", "n": 2**64}
+
+
+def test_what_orjson_refuses_is_written_by_json() -> None:
+    # A lone surrogate (the generated texts above have none) and an integer beyond 64 bits.
+    payload = {"body": "a\ud800b", "n": 2**64}
+    assert (
+        payload_json(payload) == _by_json(payload) == '{"body":"a\ud800b","n":18446744073709551616}'
+    )
