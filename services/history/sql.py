@@ -41,6 +41,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from projections.pg_arrays import as_columns
 from services.history.chain_sql import PostgresEventChain, SQLiteEventChain
 
 _CHUNK = 500
@@ -70,15 +71,6 @@ class SkippedEvent:
 def _storable(reason: str) -> str:
     # PostgreSQL's text holds no NUL, and an exception's text may quote the event that failed.
     return reason.replace("\x00", "\ufffd")[:_MAX_REASON_CHARS]
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> tuple[list[Any], ...]:
-    """Rows as one list per column (for ``unnest`` of arrays)."""
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -400,10 +392,10 @@ class PostgresHistoryRecorder(PostgresProcessRecorder):
                 if erased:
                     side.execute(self._erase_identities, (list(erased),))
                 if refs:
-                    side.execute(self._insert_refs, _columns(refs, 2))
+                    side.execute(self._insert_refs, as_columns(refs, 2))
                 if new:
                     side.execute(
-                        self._insert_identity, _columns([(hashed(k), i) for k, i in new], 2)
+                        self._insert_identity, as_columns([(hashed(k), i) for k, i in new], 2)
                     )
                 if moved:
                     side.executemany(self._move_identity, [(hashed(k), i) for k, i in moved])
