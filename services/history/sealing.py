@@ -173,10 +173,10 @@ class SealingMapper(Mapper[UUID]):
         super().__init__(transcoder)
         self.keyring = keyring
         self.recorder: Any = None  # set by the application: finds a desk stream's customer
-        self._keys: OrderedDict[UUID, AESGCM | None] = OrderedDict()
-        # The same ciphers by the owner's 16 bytes, as a stored event's header names them:
-        # reading takes no UUID (its hash and equality are Python code).
-        self._by_bytes: dict[bytes, AESGCM | None] = {}
+        # The customers' ciphers (None: erased), oldest first, by the owner's 16 bytes as a
+        # stored event's header names them: reading makes, hashes and compares no UUID (each
+        # of those is Python code; they were half of fetching a page's keys).
+        self._ciphers: OrderedDict[bytes, AESGCM | None] = OrderedDict()
         self._desk_owners: dict[UUID, UUID] = {}
         self._lock = threading.Lock()
 
@@ -186,22 +186,7 @@ class SealingMapper(Mapper[UUID]):
         """Fetch (with ``create``: make) the keys of these customers in one query.  A
         customer without a key is remembered as erased only if the keyring says it erased
         them; otherwise nothing is remembered (``_cipher`` raises ``MissingKey``)."""
-        with self._lock:
-            wanted = [o for o in dict.fromkeys(owners) if o not in self._keys]
-        if not wanted:
-            return
-        found = self.keyring.keys_for(wanted, create=create)
-        missing = [o for o in wanted if o not in found]
-        erased = self.keyring.erasures(missing) if missing else {}
-        with self._lock:
-            for owner in wanted:
-                key = found.get(owner)
-                if key is not None:
-                    self._keys[owner] = self._by_bytes[owner.bytes] = AESGCM(key)
-                elif owner in erased:
-                    self._keys[owner] = self._by_bytes[owner.bytes] = None
-            while len(self._keys) > KEY_CACHE_SIZE:
-                self._by_bytes.pop(self._keys.popitem(last=False)[0].bytes, None)
+        self._fetch([o.bytes for o in owners], create=create)
 
     def prepare_events(self, events: Iterable[Any]) -> None:
         """Make the keys of the customers these new domain events belong to."""
@@ -210,34 +195,61 @@ class SealingMapper(Mapper[UUID]):
     def prepare_stored(self, stored: Iterable[Any]) -> None:
         """Fetch the keys of the customers these stored events (or notifications) are
         sealed for: one query for a batch a follower is about to decode."""
-        # The owners' raw ids, once each, before any UUID is made (a batch has each
-        # customer's events side by side).
+        # The owners' raw ids, once each (a batch has each customer's events side by side).
         mark = _SEALED_MARK
-        held = self._by_bytes
-        owners = dict.fromkeys(s.state[1:17] for s in stored if s.state[:1] == mark)
-        missing = [o for o in owners if o not in held]
-        if missing:
-            self.prepare(_uuid_of_bytes(o) for o in missing)
+        self._fetch([s.state[1:17] for s in stored if s.state[:1] == mark], create=False)
+
+    def _fetch(self, owners: list[bytes], *, create: bool) -> None:
+        with self._lock:
+            held = self._ciphers
+            wanted = [o for o in dict.fromkeys(owners) if o not in held]
+        if not wanted:
+            return
+        if create:
+            found = {
+                o.bytes: key
+                for o, key in self.keyring.keys_for(
+                    [_uuid_of_bytes(o) for o in wanted], create=True
+                ).items()
+            }
+        else:
+            found = self.keyring.keys_by_bytes(wanted)
+        missing = [o for o in wanted if o not in found]
+        erased = (
+            {e.bytes for e in self.keyring.erasures([_uuid_of_bytes(o) for o in missing])}
+            if missing
+            else set()
+        )
+        with self._lock:
+            ciphers = self._ciphers
+            for owner in wanted:
+                key = found.get(owner)
+                if key is not None:
+                    ciphers[owner] = AESGCM(key)
+                elif owner in erased:
+                    ciphers[owner] = None
+            while len(ciphers) > KEY_CACHE_SIZE:
+                ciphers.popitem(last=False)
 
     def forget(self, owners: Iterable[UUID]) -> None:
         """Drop keys this process holds (after an erasure)."""
         with self._lock:
             for owner in owners:
-                self._keys.pop(owner, None)
-                self._by_bytes.pop(owner.bytes, None)
+                self._ciphers.pop(owner.bytes, None)
 
     def _cipher(self, owner: UUID, *, create: bool) -> AESGCM | None:
         """The customer's cipher; None if they were erased; ``MissingKey`` if the keyring
         has neither their key nor their erasure."""
         # The hot path takes no lock: a dict read is atomic, and the cache evicts the oldest
         # entries first (a customer still in use is fetched again, one query).
-        cipher = self._keys.get(owner, _UNKNOWN)
+        raw = owner.bytes
+        cipher = self._ciphers.get(raw, _UNKNOWN)
         if cipher is not _UNKNOWN:
             return cipher  # type: ignore[return-value]
-        self.prepare([owner], create=create)
+        self._fetch([raw], create=create)
         with self._lock:
-            if owner in self._keys:
-                return self._keys[owner]
+            if raw in self._ciphers:
+                return self._ciphers[raw]
         raise MissingKey(owner, self.keyring)
 
     # -- whose events ------------------------------------------------------------------------
@@ -324,7 +336,7 @@ class SealingMapper(Mapper[UUID]):
             originator_id = stored_event.originator_id
             if not isinstance(originator_id, UUID):
                 originator_id = UUID(str(originator_id))
-            cipher = self._by_bytes.get(owner_bytes, _UNKNOWN)
+            cipher = self._ciphers.get(owner_bytes, _UNKNOWN)
             if cipher is _UNKNOWN:
                 cipher = self._cipher(_uuid_of_bytes(owner_bytes), create=False)
             if cipher is None:

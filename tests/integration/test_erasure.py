@@ -329,6 +329,26 @@ def test_the_erase_command_needs_an_admin_a_basis_and_a_reason(
     assert result.exit_code == 1 and "erased already" in result.output
 
 
+def test_a_log_reader_gets_by_the_ids_bytes_the_keys_it_gets_by_id_and_none_of_the_erased(
+    settings: Settings,
+) -> None:
+    """``keys_by_bytes`` (what the followers and a rebuild ask, by a sealed event's header)
+    answers as ``keys_for`` does, and leaves out an erased customer and one it never saw."""
+    hub, _ = scripted_person(settings)
+    keyring = hub.history(cached=False).keyring
+    people = [customer_id_for(PHONE), customer_id_for(EMAIL), customer_id_for(BOB)]
+    by_id = keyring.keys_for(people, create=False)
+    assert len(by_id) == 3
+    stranger = customer_id_for("+493055500000")
+    assert keyring.keys_by_bytes([p.bytes for p in [*people, stranger]]) == {
+        p.bytes: key for p, key in by_id.items()
+    }
+    erase_person(hub, people[0], by="dpo", basis="art17", reason="asked in writing")
+    left = keyring.keys_by_bytes([p.bytes for p in people])
+    assert left == {people[2].bytes: by_id[people[2]]}  # both of hers are gone, Bob's stays
+    assert keyring.keys_by_bytes([]) == {}
+
+
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_keyring_without_the_keys_is_an_error_never_an_erasure(settings: Settings) -> None:
     scripted_person(settings)

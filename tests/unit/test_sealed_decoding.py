@@ -47,6 +47,11 @@ class MemoryKeyring:
                 found[cid] = self.keys[cid]
         return found
 
+    def keys_by_bytes(self, raw_ids: Any) -> dict[bytes, bytes]:
+        return {
+            c.bytes: k for c, k in self.keys_for(map(_uuid_of_bytes, raw_ids), create=False).items()
+        }
+
     def erasures(self, customer_ids: Any = None) -> dict[UUID, Erasure]:
         return {c: self.erased[c] for c in customer_ids or self.erased if c in self.erased}
 
