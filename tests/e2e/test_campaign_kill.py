@@ -57,6 +57,26 @@ class Watermarks:
     async def written(self) -> int:
         return sum((await self.consumer.end_offsets(self.partitions)).values())
 
+    async def in_open_transaction(self, written: int, *, within: float = 2.0) -> bool:
+        """Whether records up to ``written`` stay in a transaction nobody ends: the topic's last
+        stable offset (what a read_committed consumer's end offsets are) still short of them
+        ``within`` seconds on.  Right after a SIGKILL that is a kill inside a transaction (the
+        broker keeps it open until the restarted producer fences it); a commit that was already
+        on its way moves the stable offset up within milliseconds."""
+        committed = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, isolation_level="read_committed"
+        )
+        await committed.start()
+        try:
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                if sum((await committed.end_offsets(self.partitions)).values()) >= written:
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        finally:
+            await committed.stop()
+
     async def records(self) -> int:
         """Data records on the topic, committed and aborted (markers are not returned)."""
         self.consumer.assign(self.partitions)
