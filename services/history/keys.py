@@ -232,26 +232,27 @@ class SQLiteKeyring:
         found: dict[bytes, bytes] = {}
         fromhex = bytes.fromhex
         with self._lock:
-            for chunk in _chunks([raw.hex() for raw in raw_ids]):  # the stored text: hex
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT customer_id, key FROM customer_keys WHERE customer_id IN ({marks})",
-                    list(chunk),
-                ).fetchall()
-                found.update((fromhex(r[0]), bytes(r[1])) for r in rows)
+            rows = self._stored_keys([raw.hex() for raw in raw_ids])  # the stored text: hex
+        found.update((fromhex(r[0]), bytes(r[1])) for r in rows)
         return found
+
+    def _stored_keys(self, hex_ids: Sequence[str]) -> list[Any]:
+        """(customer_id, key) rows of these customers, a chunk of ids a query (under the lock)."""
+        rows: list[Any] = []
+        for chunk in _chunks(hex_ids):
+            marks = ",".join("?" * len(chunk))
+            rows += self._db.execute(
+                f"SELECT customer_id, key FROM customer_keys WHERE customer_id IN ({marks})",
+                list(chunk),
+            ).fetchall()
+        return rows
 
     def keys_for(self, customer_ids: Iterable[UUID], *, create: bool) -> dict[UUID, bytes]:
         ids = list(dict.fromkeys(customer_ids))
         found: dict[UUID, bytes] = {}
         with self._lock:
-            for chunk in _chunks([i.hex for i in ids]):
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT customer_id, key FROM customer_keys WHERE customer_id IN ({marks})",
-                    list(chunk),
-                ).fetchall()
-                found.update((UUID(r[0]), bytes(r[1])) for r in rows)
+            rows = self._stored_keys([i.hex for i in ids])
+            found.update((UUID(r[0]), bytes(r[1])) for r in rows)
             missing = [i for i in ids if i not in found]
             if not create or not missing:
                 return found
@@ -266,14 +267,8 @@ class SQLiteKeyring:
                     "INSERT OR IGNORE INTO customer_keys VALUES (?, ?, ?)",
                     [(i.hex, new_key(), now) for i in wanted],
                 )
-                for chunk in _chunks([i.hex for i in wanted]):
-                    marks = ",".join("?" * len(chunk))
-                    rows = self._db.execute(
-                        "SELECT customer_id, key FROM customer_keys "
-                        f"WHERE customer_id IN ({marks})",
-                        list(chunk),
-                    ).fetchall()
-                    found.update((UUID(r[0]), bytes(r[1])) for r in rows)
+                rows = self._stored_keys([i.hex for i in wanted])
+                found.update((UUID(r[0]), bytes(r[1])) for r in rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
